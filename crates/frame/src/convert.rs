@@ -296,7 +296,7 @@ fn encode_yuv_rows(dst: &mut VideoFrame, c: &Coeffs, y: usize, top: &[u8], botto
     let cw = w.div_ceil(2);
     let cy = y / 2;
     let bottom = bottom.unwrap_or(top);
-    let mut uv_at = |cx: usize| {
+    let uv_at = |cx: usize| {
         let x0 = cx * 2;
         let x1 = (x0 + 1).min(w - 1);
         let (mut rs, mut gs, mut bs) = (0i32, 0i32, 0i32);

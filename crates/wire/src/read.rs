@@ -1,0 +1,274 @@
+//! Reading a byte stream.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use crate::{
+    ALL_STREAMS, MAGIC, Message, MessageHead, PREFIX_LEN, STREAM_HEADER_LEN, VERSION, WireError,
+    describe_foreign, kind,
+};
+
+/// Bounds a reader enforces before allocating anything a header asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest message header (timing, metadata, stream description).
+    pub max_header: u32,
+    /// Largest payload of any message.
+    pub max_payload: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header: 16 << 20,
+            // a 16384x16384 RGBA frame with some stride padding
+            max_payload: 1280 << 20,
+        }
+    }
+}
+
+/// A message as it was on the wire, with its decoded header. For pass-through stages: inspect
+/// `head`, then write `prefix_and_header` and `payload` unchanged.
+#[derive(Debug)]
+pub struct RawMessage<'a> {
+    pub head: MessageHead,
+    pub prefix_and_header: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl RawMessage<'_> {
+    pub fn is_end_of_all(&self) -> bool {
+        matches!(self.head, MessageHead::End { stream: ALL_STREAMS })
+    }
+}
+
+/// Reads messages from a byte stream, checking the stream header on creation.
+#[derive(Debug)]
+pub struct Reader<R: Read> {
+    inner: BufReader<R>,
+    limits: Limits,
+    head_buf: Vec<u8>,
+    payload_buf: Vec<u8>,
+    spare: Vec<Vec<u8>>,
+    messages: u64,
+    frames: u64,
+    finished: bool,
+}
+
+/// How much to read ahead for small messages. Large payloads bypass it.
+const READ_BUFFER: usize = 256 << 10;
+
+impl<R: Read> Reader<R> {
+    /// Check the stream header. Fails with [`WireError::Empty`] on empty input and
+    /// [`WireError::NotAStream`] (naming what it looks like) on anything else.
+    pub fn new(inner: R) -> Result<Self, WireError> {
+        Self::with_limits(inner, Limits::default())
+    }
+
+    pub fn with_limits(inner: R, limits: Limits) -> Result<Self, WireError> {
+        let mut inner = BufReader::with_capacity(READ_BUFFER, inner);
+        let mut h = [0u8; STREAM_HEADER_LEN];
+        let n = read_full(&mut inner, &mut h)?;
+        if n == 0 {
+            return Err(WireError::Empty);
+        }
+        if n < 8 || h[..8] != MAGIC {
+            if n < 8 && MAGIC.starts_with(&h[..n]) {
+                return Err(WireError::Truncated("inside the stream header".into()));
+            }
+            let mut head = h[..n].to_vec();
+            // a little more for formats recognised further in (MPEG-TS repeats its sync at 188)
+            if let Ok(more) = inner.fill_buf() {
+                head.extend_from_slice(&more[..more.len().min(200)]);
+            }
+            return Err(WireError::NotAStream(describe_foreign(&head)));
+        }
+        if n < STREAM_HEADER_LEN {
+            return Err(WireError::Truncated("inside the stream header".into()));
+        }
+        let version = u16::from_le_bytes([h[8], h[9]]);
+        if version != VERSION {
+            return Err(WireError::UnsupportedVersion(version));
+        }
+        Ok(Reader {
+            inner,
+            limits,
+            head_buf: Vec::with_capacity(512),
+            payload_buf: Vec::new(),
+            spare: Vec::new(),
+            messages: 0,
+            frames: 0,
+            finished: false,
+        })
+    }
+
+    /// Messages read so far.
+    pub fn messages_read(&self) -> u64 {
+        self.messages
+    }
+
+    /// Give back a payload buffer (for example `frame.into_data()`) so the next message of
+    /// the same size is read into it without a new allocation.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < 4 {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// Whether the end-of-stream for all streams has been read.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Read the prefix and header of the next message into `head_buf` and decode the header.
+    /// Returns the header and the declared payload length, or None at the final end.
+    fn read_head(&mut self) -> Result<Option<(MessageHead, u64)>, WireError> {
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            self.head_buf.clear();
+            self.head_buf.resize(PREFIX_LEN, 0);
+            let n = read_full(&mut self.inner, &mut self.head_buf)?;
+            if n == 0 {
+                return Err(WireError::Truncated(format!(
+                    "after {} frames: no end-of-stream message",
+                    self.frames
+                )));
+            }
+            if n < PREFIX_LEN {
+                return Err(self.truncated("inside a message prefix"));
+            }
+            let p = &self.head_buf;
+            let (kind, flags) = (p[0], p[1]);
+            let stream = u16::from_le_bytes([p[2], p[3]]);
+            let header_len = u32::from_le_bytes([p[4], p[5], p[6], p[7]]);
+            let payload_len = u64::from_le_bytes(p[8..16].try_into().expect("8 bytes"));
+            if header_len > self.limits.max_header {
+                return Err(WireError::TooLarge {
+                    what: "message header",
+                    len: header_len as u64,
+                    max: self.limits.max_header as u64,
+                });
+            }
+            if payload_len > self.limits.max_payload {
+                return Err(WireError::TooLarge {
+                    what: "message payload",
+                    len: payload_len,
+                    max: self.limits.max_payload,
+                });
+            }
+            let got = read_grow(&mut self.inner, &mut self.head_buf, header_len as u64)?;
+            if got < header_len as u64 {
+                return Err(self.truncated("inside a message header"));
+            }
+            let head = MessageHead::decode(kind, flags, stream, &self.head_buf[PREFIX_LEN..])?;
+            if let MessageHead::Unknown { .. } = head {
+                // skip what we do not understand without buffering it
+                let skipped = io::copy(&mut (&mut self.inner).take(payload_len), &mut io::sink())?;
+                if skipped < payload_len {
+                    return Err(self.truncated("inside the payload of an unknown message"));
+                }
+                self.messages += 1;
+                continue;
+            }
+            if let Some(exact) = head.exact_payload()?
+                && exact != payload_len
+            {
+                return Err(WireError::Malformed {
+                    kind: kind_name(kind),
+                    why: format!("header implies a {exact}-byte payload, prefix says {payload_len}"),
+                });
+            }
+            self.messages += 1;
+            if head.frame_info().is_some() {
+                self.frames += 1;
+            }
+            if head == (MessageHead::End { stream: ALL_STREAMS }) {
+                self.finished = true;
+            }
+            return Ok(Some((head, payload_len)));
+        }
+    }
+
+    fn truncated(&self, where_: &str) -> WireError {
+        WireError::Truncated(format!("{where_} after {} frames", self.frames))
+    }
+
+    /// The next message, or `None` after the end-of-stream for all streams.
+    /// A stream that stops without that end is [`WireError::Truncated`].
+    pub fn next_message(&mut self) -> Result<Option<Message>, WireError> {
+        let Some((head, len)) = self.read_head()? else {
+            return Ok(None);
+        };
+        let mut buf = match self.spare.iter().position(|b| b.capacity() >= len as usize) {
+            Some(i) => self.spare.swap_remove(i),
+            None => Vec::new(),
+        };
+        if read_grow(&mut self.inner, &mut buf, len)? < len {
+            return Err(self.truncated(&format!("inside a {}-byte payload", len)));
+        }
+        head.into_message(buf)
+    }
+
+    /// The next message undecoded, for pass-through: its header is decoded and checked, its
+    /// payload held in a buffer the reader reuses.
+    pub fn next_raw(&mut self) -> Result<Option<RawMessage<'_>>, WireError> {
+        let Some((head, len)) = self.read_head()? else {
+            return Ok(None);
+        };
+        self.payload_buf.clear();
+        if read_grow(&mut self.inner, &mut self.payload_buf, len)? < len {
+            return Err(self.truncated(&format!("inside a {}-byte payload", len)));
+        }
+        Ok(Some(RawMessage {
+            head,
+            prefix_and_header: &self.head_buf,
+            payload: &self.payload_buf,
+        }))
+    }
+}
+
+fn kind_name(k: u8) -> &'static str {
+    match k {
+        kind::STREAM_INFO => "stream-info",
+        kind::VIDEO => "video",
+        kind::PACKET => "packet",
+        kind::AUDIO => "audio",
+        kind::DATA => "data",
+        kind::END => "end",
+        _ => "unknown",
+    }
+}
+
+/// Read until `buf` is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Append up to `len` bytes to `buf`, returning how many arrived. Capacity is reserved in
+/// steps of at most 64 MiB, so a header that lies about a huge payload on a short input costs
+/// at most one step, and reads go into spare capacity without zero-filling it first.
+fn read_grow(r: &mut impl Read, buf: &mut Vec<u8>, len: u64) -> io::Result<u64> {
+    const STEP: u64 = 64 << 20;
+    let mut got = 0;
+    while got < len {
+        let want = (len - got).min(STEP);
+        buf.reserve_exact(want as usize);
+        let n = r.take(want).read_to_end(buf)? as u64;
+        got += n;
+        if n < want {
+            break;
+        }
+    }
+    Ok(got)
+}
