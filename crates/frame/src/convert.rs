@@ -95,7 +95,11 @@ impl Coeffs {
         let r = (yy + self.rv * v) >> 16;
         let g = (yy - self.gu * u - self.gv * v) >> 16;
         let b = (yy + self.bu * u) >> 16;
-        [r.clamp(0, 255) as u8, g.clamp(0, 255) as u8, b.clamp(0, 255) as u8]
+        [
+            r.clamp(0, 255) as u8,
+            g.clamp(0, 255) as u8,
+            b.clamp(0, 255) as u8,
+        ]
     }
 
     /// Gray level (0..255 full scale) of a luma value in this range.
@@ -300,7 +304,12 @@ fn encode_yuv_rows(dst: &mut VideoFrame, c: &Coeffs, y: usize, top: &[u8], botto
         let x0 = cx * 2;
         let x1 = (x0 + 1).min(w - 1);
         let (mut rs, mut gs, mut bs) = (0i32, 0i32, 0i32);
-        for px in [&top[x0 * 4..], &top[x1 * 4..], &bottom[x0 * 4..], &bottom[x1 * 4..]] {
+        for px in [
+            &top[x0 * 4..],
+            &top[x1 * 4..],
+            &bottom[x0 * 4..],
+            &bottom[x1 * 4..],
+        ] {
             rs += px[0] as i32;
             gs += px[1] as i32;
             bs += px[2] as i32;
@@ -364,7 +373,10 @@ mod tests {
         assert_eq!(rgb_to_yuv(c, 255, 0, 0), [81, 90, 240]);
         assert_eq!(yuv_to_rgb(c, 235, 128, 128), [255, 255, 255]);
         assert_eq!(yuv_to_rgb(c, 16, 128, 128), [0, 0, 0]);
-        let full = ColorInfo { matrix: Matrix::Bt709, range: Range::Full };
+        let full = ColorInfo {
+            matrix: Matrix::Bt709,
+            range: Range::Full,
+        };
         assert_eq!(rgb_to_yuv(full, 255, 255, 255), [255, 128, 128]);
     }
 

@@ -15,7 +15,9 @@ pub enum FrameError {
         expected: usize,
         got: usize,
     },
-    #[error("plane {plane} of a {width}x{height} {format} frame: stride {stride} is below the row size {row}")]
+    #[error(
+        "plane {plane} of a {width}x{height} {format} frame: stride {stride} is below the row size {row}"
+    )]
     StrideTooSmall {
         format: &'static str,
         width: u32,
@@ -24,7 +26,9 @@ pub enum FrameError {
         stride: usize,
         row: usize,
     },
-    #[error("a {width}x{height} {format} frame with these strides needs {expected} bytes, got {got}")]
+    #[error(
+        "a {width}x{height} {format} frame with these strides needs {expected} bytes, got {got}"
+    )]
     DataSize {
         format: &'static str,
         width: u32,
@@ -36,7 +40,9 @@ pub enum FrameError {
     Audio(String),
     #[error("unknown pixel format `{0}` (known: rgba, bgra, rgb24, gray8, i420, nv12)")]
     UnknownPixelFormat(String),
-    #[error("cannot convert {from} {from_w}x{from_h} to {to} {to_w}x{to_h}: sizes differ (scale first)")]
+    #[error(
+        "cannot convert {from} {from_w}x{from_h} to {to} {to_w}x{to_h}: sizes differ (scale first)"
+    )]
     SizeMismatch {
         from: &'static str,
         from_w: u32,

@@ -74,7 +74,9 @@ impl PixelFormat {
     }
 
     pub fn from_wire_code(code: u16) -> Option<Self> {
-        ALL_PIXEL_FORMATS.into_iter().find(|f| f.wire_code() == code)
+        ALL_PIXEL_FORMATS
+            .into_iter()
+            .find(|f| f.wire_code() == code)
     }
 
     pub const fn plane_count(self) -> usize {
@@ -245,13 +247,22 @@ impl ColorInfo {
 
     /// Wire byte: bit 0 matrix (0 BT.601, 1 BT.709), bit 1 range (0 limited, 1 full).
     pub const fn to_byte(self) -> u8 {
-        (matches!(self.matrix, Matrix::Bt709) as u8) | ((matches!(self.range, Range::Full) as u8) << 1)
+        (matches!(self.matrix, Matrix::Bt709) as u8)
+            | ((matches!(self.range, Range::Full) as u8) << 1)
     }
 
     pub const fn from_byte(b: u8) -> ColorInfo {
         ColorInfo {
-            matrix: if b & 1 != 0 { Matrix::Bt709 } else { Matrix::Bt601 },
-            range: if b & 2 != 0 { Range::Full } else { Range::Limited },
+            matrix: if b & 1 != 0 {
+                Matrix::Bt709
+            } else {
+                Matrix::Bt601
+            },
+            range: if b & 2 != 0 {
+                Range::Full
+            } else {
+                Range::Limited
+            },
         }
     }
 }
@@ -303,7 +314,10 @@ mod tests {
     fn color_byte_round_trip() {
         for m in [Matrix::Bt601, Matrix::Bt709] {
             for r in [Range::Limited, Range::Full] {
-                let c = ColorInfo { matrix: m, range: r };
+                let c = ColorInfo {
+                    matrix: m,
+                    range: r,
+                };
                 assert_eq!(ColorInfo::from_byte(c.to_byte()), c);
             }
         }

@@ -51,7 +51,11 @@ impl Rational {
             return 0;
         }
         let half = den / 2;
-        let r = if num >= 0 { (num + half) / den } else { (num - half) / den };
+        let r = if num >= 0 {
+            (num + half) / den
+        } else {
+            (num - half) / den
+        };
         r.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 }
@@ -166,7 +170,10 @@ mod tests {
         let tb30 = Rational::new(1, 30);
         assert_eq!(tb30.rescale(1, Rational::new(1, 90000)), 3000);
         assert_eq!(Rational::new(1, 90000).rescale(3000, tb30), 1);
-        assert_eq!(Rational::new(1001, 30000).rescale(30, Rational::MICROS), 1_001_000);
+        assert_eq!(
+            Rational::new(1001, 30000).rescale(30, Rational::MICROS),
+            1_001_000
+        );
         assert_eq!(tb30.rescale(-1, Rational::new(1, 60)), -2);
     }
 }

@@ -21,7 +21,8 @@ mod video;
 
 pub use audio::{AudioChunk, SampleFormat};
 pub use error::FrameError;
-pub use format::{ColorInfo, Matrix, PixelFormat, Range, VideoCodec};
+pub use format::MAX_DIMENSION;
+pub use format::{ALL_PIXEL_FORMATS, ColorInfo, Matrix, PixelFormat, Range, VideoCodec};
 pub use info::{FrameInfo, Rational, now_ns};
 pub use meta::{BBox, Metadata, Value};
 pub use video::{Packet, VideoFrame};

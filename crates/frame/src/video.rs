@@ -39,7 +39,13 @@ impl VideoFrame {
         data: Vec<u8>,
     ) -> Result<Self, FrameError> {
         let strides = Self::packed_strides(format, width);
-        Self::from_parts(format, width, height, &strides[..format.plane_count()], data)
+        Self::from_parts(
+            format,
+            width,
+            height,
+            &strides[..format.plane_count()],
+            data,
+        )
     }
 
     /// The strides of a tightly packed frame.
@@ -167,7 +173,11 @@ impl VideoFrame {
     }
 
     fn plane_range(&self, plane: usize) -> std::ops::Range<usize> {
-        assert!(plane < self.plane_count(), "plane {plane} of {:?}", self.format);
+        assert!(
+            plane < self.plane_count(),
+            "plane {plane} of {:?}",
+            self.format
+        );
         let start = self.offsets[plane];
         start..start + self.strides[plane] * self.plane_dims(plane).1
     }

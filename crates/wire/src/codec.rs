@@ -138,7 +138,10 @@ impl<'a> Dec<'a> {
     }
 
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], WireError> {
-        Ok(self.take(N, what)?.try_into().expect("take returns N bytes"))
+        Ok(self
+            .take(N, what)?
+            .try_into()
+            .expect("take returns N bytes"))
     }
 
     pub fn u8(&mut self, what: &str) -> Result<u8, WireError> {

@@ -24,7 +24,11 @@ pub enum WireError {
     )]
     Truncated(String),
     #[error("{what} of {len} bytes exceeds the limit of {max} bytes")]
-    TooLarge { what: &'static str, len: u64, max: u64 },
+    TooLarge {
+        what: &'static str,
+        len: u64,
+        max: u64,
+    },
     #[error("malformed {kind} message: {why}")]
     Malformed { kind: &'static str, why: String },
     #[error("invalid frame: {0}")]

@@ -126,13 +126,30 @@ pub struct DataMessage {
 /// One decoded message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
-    Stream { stream: u16, info: StreamInfo },
-    Video { stream: u16, frame: VideoFrame },
-    Packet { stream: u16, packet: Packet },
-    Audio { stream: u16, chunk: AudioChunk },
-    Data { stream: u16, data: DataMessage },
+    Stream {
+        stream: u16,
+        info: StreamInfo,
+    },
+    Video {
+        stream: u16,
+        frame: VideoFrame,
+    },
+    Packet {
+        stream: u16,
+        packet: Packet,
+    },
+    Audio {
+        stream: u16,
+        chunk: AudioChunk,
+    },
+    Data {
+        stream: u16,
+        data: DataMessage,
+    },
     /// End of one stream, or of the whole byte stream when `stream` is [`crate::ALL_STREAMS`].
-    End { stream: u16 },
+    End {
+        stream: u16,
+    },
 }
 
 impl Message {

@@ -37,7 +37,12 @@ pub struct RawMessage<'a> {
 
 impl RawMessage<'_> {
     pub fn is_end_of_all(&self) -> bool {
-        matches!(self.head, MessageHead::End { stream: ALL_STREAMS })
+        matches!(
+            self.head,
+            MessageHead::End {
+                stream: ALL_STREAMS
+            }
+        )
     }
 }
 
@@ -177,14 +182,20 @@ impl<R: Read> Reader<R> {
             {
                 return Err(WireError::Malformed {
                     kind: kind_name(kind),
-                    why: format!("header implies a {exact}-byte payload, prefix says {payload_len}"),
+                    why: format!(
+                        "header implies a {exact}-byte payload, prefix says {payload_len}"
+                    ),
                 });
             }
             self.messages += 1;
             if head.frame_info().is_some() {
                 self.frames += 1;
             }
-            if head == (MessageHead::End { stream: ALL_STREAMS }) {
+            if head
+                == (MessageHead::End {
+                    stream: ALL_STREAMS,
+                })
+            {
                 self.finished = true;
             }
             return Ok(Some((head, payload_len)));

@@ -84,7 +84,11 @@ impl<W: Write> Writer<W> {
 
     pub fn write_packet(&mut self, stream: u16, packet: &Packet) -> Result<(), WireError> {
         encode_packet_header(&mut self.begin(), packet);
-        let f = if packet.info.keyframe { flags::KEYFRAME } else { 0 };
+        let f = if packet.info.keyframe {
+            flags::KEYFRAME
+        } else {
+            0
+        };
         self.send(kind::PACKET, f, stream, &packet.data)
     }
 
@@ -95,7 +99,11 @@ impl<W: Write> Writer<W> {
 
     pub fn write_data(&mut self, stream: u16, data: &DataMessage) -> Result<(), WireError> {
         self.begin().frame_info(&data.info);
-        let f = if data.info.keyframe { flags::KEYFRAME } else { 0 };
+        let f = if data.info.keyframe {
+            flags::KEYFRAME
+        } else {
+            0
+        };
         self.send(kind::DATA, f, stream, &data.payload)
     }
 

@@ -62,6 +62,9 @@ fn lying_lengths_do_not_allocate_past_the_limits() {
         }
         let largest = LARGEST.load(Ordering::Relaxed);
         // the payload limit, plus the reader's fixed read-ahead buffer
-        assert!(largest <= (2 << 20) + (256 << 10), "allocated {largest} bytes");
+        assert!(
+            largest <= (2 << 20) + (256 << 10),
+            "allocated {largest} bytes"
+        );
     }
 }

@@ -56,16 +56,25 @@ fn golden_messages() -> Vec<Message> {
         extradata: vec![],
         metadata: Metadata::new(),
     };
-    let mut chunk = AudioChunk::new(SampleFormat::S16, 8000, 1, false, 2, vec![1, 0, 255, 255]).unwrap();
+    let mut chunk =
+        AudioChunk::new(SampleFormat::S16, 8000, 1, false, 2, vec![1, 0, 255, 255]).unwrap();
     chunk.info.time_base = Rational::new(1, 8000);
     chunk.info.source_id = "mic".into();
     vec![
-        Message::Stream { stream: 0, info: video },
-        Message::Stream { stream: 1, info: audio },
+        Message::Stream {
+            stream: 0,
+            info: video,
+        },
+        Message::Stream {
+            stream: 1,
+            info: audio,
+        },
         Message::Video { stream: 0, frame },
         Message::Audio { stream: 1, chunk },
         Message::End { stream: 1 },
-        Message::End { stream: ALL_STREAMS },
+        Message::End {
+            stream: ALL_STREAMS,
+        },
     ]
 }
 
@@ -96,30 +105,76 @@ fn golden_vector_matches_the_encoder_and_decodes() {
     if std::env::var_os("SL_BLESS").is_some() {
         std::fs::write(golden_path(), &bytes).unwrap();
     }
-    let golden = std::fs::read(golden_path()).expect("tests/data/golden-v1.slv (SL_BLESS=1 to make it)");
-    assert_eq!(bytes, golden, "the encoder no longer produces the committed golden bytes");
+    let golden =
+        std::fs::read(golden_path()).expect("tests/data/golden-v1.slv (SL_BLESS=1 to make it)");
+    assert_eq!(
+        bytes, golden,
+        "the encoder no longer produces the committed golden bytes"
+    );
     assert_eq!(decode_all(&golden).unwrap(), golden_messages());
     // the first bytes are exactly what docs/wire-format.md shows
-    assert_eq!(&golden[..16], b"\x89SLV\r\n\x1a\n\x01\x00\x00\x00\x00\x00\x00\x00");
+    assert_eq!(
+        &golden[..16],
+        b"\x89SLV\r\n\x1a\n\x01\x00\x00\x00\x00\x00\x00\x00"
+    );
 }
 
 #[test]
 fn every_message_kind_round_trips() {
     let mut msgs = golden_messages();
     let end = msgs.pop().unwrap();
-    let mut f = VideoFrame::from_parts(PixelFormat::I420, 5, 3, &[8, 3, 4], vec![7; 8 * 3 + 3 * 2 + 4 * 2]).unwrap();
+    let mut f = VideoFrame::from_parts(
+        PixelFormat::I420,
+        5,
+        3,
+        &[8, 3, 4],
+        vec![7; 8 * 3 + 3 * 2 + 4 * 2],
+    )
+    .unwrap();
     f.color = ColorInfo::BT709_LIMITED;
     f.info.ptp_time_ns = Some(-5);
-    f.info.metadata = [("s", Value::from("x")), ("b", Value::from(true)), ("f", Value::from(1.5)), ("i", Value::from(-3i64))]
-        .into_iter()
-        .collect();
+    f.info.metadata = [
+        ("s", Value::from("x")),
+        ("b", Value::from(true)),
+        ("f", Value::from(1.5)),
+        ("i", Value::from(-3i64)),
+    ]
+    .into_iter()
+    .collect();
     f.info.metadata.insert("raw", vec![0u8, 1, 2]);
-    msgs.push(Message::Video { stream: 0, frame: f });
-    let mut p = Packet { info: Default::default(), codec: VideoCodec::H264, width: 1920, height: 1080, data: vec![0, 0, 0, 1, 0x65] };
+    msgs.push(Message::Video {
+        stream: 0,
+        frame: f,
+    });
+    let mut p = Packet {
+        info: Default::default(),
+        codec: VideoCodec::H264,
+        width: 1920,
+        height: 1080,
+        data: vec![0, 0, 0, 1, 0x65],
+    };
     p.info.keyframe = false;
-    msgs.push(Message::Packet { stream: 2, packet: p });
-    msgs.push(Message::Data { stream: 3, data: DataMessage { info: Default::default(), payload: b"hello".to_vec() } });
-    msgs.push(Message::Stream { stream: 3, info: StreamInfo { kind: StreamKind::Data, source_id: String::new(), time_base: Rational::MICROS, extradata: vec![1, 2], metadata: Metadata::new() } });
+    msgs.push(Message::Packet {
+        stream: 2,
+        packet: p,
+    });
+    msgs.push(Message::Data {
+        stream: 3,
+        data: DataMessage {
+            info: Default::default(),
+            payload: b"hello".to_vec(),
+        },
+    });
+    msgs.push(Message::Stream {
+        stream: 3,
+        info: StreamInfo {
+            kind: StreamKind::Data,
+            source_id: String::new(),
+            time_base: Rational::MICROS,
+            extradata: vec![1, 2],
+            metadata: Metadata::new(),
+        },
+    });
     msgs.push(end);
     assert_eq!(decode_all(&encode(&msgs)).unwrap(), msgs);
 }
@@ -169,7 +224,10 @@ fn foreign_input_is_named() {
     assert!(matches!(decode_all(b"").unwrap_err(), WireError::Empty));
     let mut v2 = encode(&[]);
     v2[8] = 2;
-    assert!(matches!(decode_all(&v2).unwrap_err(), WireError::UnsupportedVersion(2)));
+    assert!(matches!(
+        decode_all(&v2).unwrap_err(),
+        WireError::UnsupportedVersion(2)
+    ));
 }
 
 #[test]
@@ -194,7 +252,10 @@ fn golden_header_len(m: &Message) -> usize {
 
 /// Decode arbitrary bytes with tight limits; returns the outcome without panicking.
 fn decode_hostile(bytes: &[u8]) -> Result<usize, WireError> {
-    let limits = Limits { max_header: 4096, max_payload: 1 << 20 };
+    let limits = Limits {
+        max_header: 4096,
+        max_payload: 1 << 20,
+    };
     let mut r = Reader::with_limits(Cursor::new(bytes), limits)?;
     let mut n = 0;
     while r.next_message()?.is_some() {

@@ -1,0 +1,251 @@
+//! Flags and value parsers spelled the same way in every stage.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sl_frame::Rational;
+
+/// Flags every stage has. Flatten it into a stage's arguments.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Common {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print a shell completion script for SHELL and exit.
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
+    /// Print the man page (roff) and exit.
+    #[arg(long, hide = true)]
+    pub man: bool,
+}
+
+/// A frame size, `WIDTHxHEIGHT` or a name: `4k` (3840x2160), `1080p`, `720p`, `480p`, `360p`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let named = match s.to_ascii_lowercase().as_str() {
+            "4k" | "2160p" => Some((3840, 2160)),
+            "1080p" => Some((1920, 1080)),
+            "720p" => Some((1280, 720)),
+            "480p" => Some((854, 480)),
+            "360p" => Some((640, 360)),
+            _ => None,
+        };
+        let (w, h) = match named {
+            Some(wh) => wh,
+            None => {
+                let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| {
+                    format!("`{s}` is not a size: use WIDTHxHEIGHT, e.g. 1280x720")
+                })?;
+                let p = |v: &str| {
+                    v.trim().parse::<u32>().map_err(|_| {
+                        format!("`{s}` is not a size: use WIDTHxHEIGHT, e.g. 1280x720")
+                    })
+                };
+                (p(w)?, p(h)?)
+            }
+        };
+        if w == 0 || h == 0 || w > sl_frame::MAX_DIMENSION || h > sl_frame::MAX_DIMENSION {
+            return Err(format!(
+                "size {w}x{h} is out of range (1 to 16384 each way)"
+            ));
+        }
+        Ok(Size {
+            width: w,
+            height: h,
+        })
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// Parse a frame rate: `30`, `29.97` (taken as 30000/1001), `30000/1001`, `12.5`.
+pub fn parse_fps(s: &str) -> Result<Rational, String> {
+    let bad = || format!("`{s}` is not a frame rate: use e.g. 30, 29.97 or 30000/1001");
+    let r = if let Some((n, d)) = s.split_once('/') {
+        Rational::new(
+            n.trim().parse().map_err(|_| bad())?,
+            d.trim().parse().map_err(|_| bad())?,
+        )
+    } else {
+        let v: f64 = s.trim().parse().map_err(|_| bad())?;
+        if !(v.is_finite() && v > 0.0) {
+            return Err(bad());
+        }
+        // the NTSC family, as every tool spells them
+        let ntsc = [
+            (23.976, 24000),
+            (29.97, 30000),
+            (59.94, 60000),
+            (119.88, 120000),
+        ];
+        match ntsc.iter().find(|(f, _)| (v - f).abs() < 0.006) {
+            Some(&(_, num)) => Rational::new(num, 1001),
+            None if v.fract() == 0.0 => Rational::new(v as u32, 1),
+            None => Rational::new((v * 1000.0).round() as u32, 1000),
+        }
+    };
+    if !r.is_valid() || r.as_f64() > 1000.0 {
+        return Err(format!(
+            "frame rate `{s}` is out of range (above 0, at most 1000)"
+        ));
+    }
+    Ok(r)
+}
+
+/// Parse a duration: `10` or `10s` (seconds), `1.5s`, `500ms`, `2m`, `1h`, `1m30s`,
+/// or `HH:MM:SS(.frac)` / `MM:SS`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration: use e.g. 10, 10s, 500ms, 1m30s or 00:01:30");
+    let t = s.trim();
+    if t.contains(':') {
+        let mut secs = 0.0;
+        for part in t.split(':') {
+            let v: f64 = part.parse().map_err(|_| bad())?;
+            if v < 0.0 {
+                return Err(bad());
+            }
+            secs = secs * 60.0 + v;
+        }
+        return Ok(Duration::from_secs_f64(secs));
+    }
+    let mut total = 0.0;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_end == 0 {
+            return Err(bad());
+        }
+        let v: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "" | "s" => 1.0,
+            "ms" => 0.001,
+            "us" => 0.000_001,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += v * mult;
+        rest = &rest[unit_end..];
+    }
+    if !total.is_finite() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// `--frames N` / `--duration D`: when a source or filter should stop.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct FrameLimit {
+    /// Stop after N frames.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub frames: Option<u64>,
+    /// Stop after this much stream time (e.g. 10s, 500ms, 1m30s, 00:01:30).
+    #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+impl FrameLimit {
+    /// Has a stream that produced `frames` frames and reached `secs` of stream time reached
+    /// the limit? (Checked before emitting frame number `frames`, at time `secs`.)
+    pub fn reached(&self, frames: u64, secs: f64) -> bool {
+        self.frames.is_some_and(|n| frames >= n)
+            || self
+                .duration
+                .is_some_and(|d| secs >= d.as_secs_f64() - 1e-9)
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.frames.is_none() && self.duration.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(
+            "1280x720".parse::<Size>().unwrap(),
+            Size {
+                width: 1280,
+                height: 720
+            }
+        );
+        assert_eq!(
+            "1080p".parse::<Size>().unwrap(),
+            Size {
+                width: 1920,
+                height: 1080
+            }
+        );
+        assert!("1280".parse::<Size>().unwrap_err().contains("WIDTHxHEIGHT"));
+        assert!("0x10".parse::<Size>().is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_fps("30").unwrap(), Rational::new(30, 1));
+        assert_eq!(parse_fps("29.97").unwrap(), Rational::new(30000, 1001));
+        assert_eq!(parse_fps("30000/1001").unwrap(), Rational::new(30000, 1001));
+        assert_eq!(parse_fps("12.5").unwrap(), Rational::new(12500, 1000));
+        assert!(parse_fps("0").is_err());
+        assert!(parse_fps("fast").is_err());
+        assert!(parse_fps("1/0").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let d = |s| parse_duration(s).unwrap().as_secs_f64();
+        assert_eq!(d("10"), 10.0);
+        assert_eq!(d("1.5s"), 1.5);
+        assert_eq!(d("500ms"), 0.5);
+        assert_eq!(d("1m30s"), 90.0);
+        assert_eq!(d("00:01:30"), 90.0);
+        assert_eq!(d("1:02.5"), 62.5);
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn limits() {
+        let l = FrameLimit {
+            frames: Some(3),
+            duration: None,
+        };
+        assert!(!l.reached(2, 100.0));
+        assert!(l.reached(3, 0.0));
+        let l = FrameLimit {
+            frames: None,
+            duration: Some(Duration::from_secs(1)),
+        };
+        assert!(!l.reached(29, 29.0 / 30.0));
+        assert!(l.reached(30, 1.0));
+    }
+}
