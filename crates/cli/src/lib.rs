@@ -20,6 +20,7 @@
 
 mod args;
 mod io;
+mod pace;
 mod policy;
 mod progress;
 
@@ -30,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use args::{Common, FrameLimit, Size, parse_duration, parse_fps};
 pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal};
+pub use pace::Pacer;
 pub use policy::{Policy, Receiver, Sender, channel};
 pub use progress::{Meter, human_bytes};
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what streamlib needs to build and test, on Debian 12. Idempotent: when everything
+# is there it only checks (well under a second).
+#
+# Debian packages are listed one per line in scripts/deps/*.apt, one file per part of the
+# project, so each stage brings its own (and nothing else needs to change to add one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mapfile -t wanted < <(cat scripts/deps/*.apt | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing: install Rust (https://rustup.rs) and run this again" >&2
+  exit 1
+fi

@@ -1,0 +1,406 @@
+//! A small harness that runs real binaries joined by real OS pipes, with a timeout, and
+//! reports every stage's exit code and stderr.
+//!
+//! ```no_run
+//! use sl_e2e::Pipeline;
+//! let out = Pipeline::new()
+//!     .sl("sl-test", &["--fast", "--frames", "10", "--size", "64x48"])
+//!     .sl("sl-info", &["--pass"])
+//!     .run();
+//! out.assert_success();
+//! assert_eq!(out.frames().len(), 10);
+//! ```
+//!
+//! Binaries are found next to the test executable's profile directory (`target/<profile>/`),
+//! so `cargo test` must have built the workspace's binaries first (it does, for
+//! `cargo test --workspace`). stdin is fed from its own thread and every output is drained by
+//! its own thread, so no pipe can deadlock the harness.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use sl_frame::VideoFrame;
+use sl_wire::{Message, Reader, WireError};
+
+/// The path of a workspace binary such as `sl-test`.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/test-binary -> target/<profile>/
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` (or `cargo test --workspace`) first",
+        path.display()
+    );
+    path
+}
+
+/// A scratch directory under the target directory, emptied first.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("e2e-scratch")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Is an external program on PATH?
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program} >/dev/null 2>&1"))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[derive(Debug, Clone)]
+struct Stage {
+    name: String,
+    program: PathBuf,
+    args: Vec<OsString>,
+}
+
+/// A shell pipeline to run.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    stages: Vec<Stage>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    env: Vec<(OsString, OsString)>,
+    env_remove: Vec<OsString>,
+    dir: Option<PathBuf>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pipeline {
+    pub fn new() -> Pipeline {
+        Pipeline {
+            stages: Vec::new(),
+            stdin: None,
+            timeout: Duration::from_secs(60),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            dir: None,
+        }
+    }
+
+    /// Add one of our binaries (`sl-test`...).
+    pub fn sl(self, name: &str, args: &[&str]) -> Pipeline {
+        let program = bin(name);
+        self.push(name, program, args)
+    }
+
+    /// Add any program on PATH (`head`, `tee`, `ffmpeg`...).
+    pub fn cmd(self, program: &str, args: &[&str]) -> Pipeline {
+        self.push(program, PathBuf::from(program), args)
+    }
+
+    fn push(mut self, name: &str, program: PathBuf, args: &[&str]) -> Pipeline {
+        self.stages.push(Stage {
+            name: name.to_string(),
+            program,
+            args: args.iter().map(OsString::from).collect(),
+        });
+        self
+    }
+
+    /// Bytes to feed the first stage's stdin (default: none, stdin is /dev/null).
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Pipeline {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Pipeline {
+        self.timeout = t;
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl Into<OsString>) -> Pipeline {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn env_remove(mut self, k: &str) -> Pipeline {
+        self.env_remove.push(k.into());
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Pipeline {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Start every stage, joined by pipes.
+    pub fn spawn(self) -> Running {
+        assert!(!self.stages.is_empty(), "empty pipeline");
+        let mut children: Vec<Child> = Vec::new();
+        let mut stderr_threads = Vec::new();
+        let mut stdin_thread = None;
+        let mut prev_stdout = None;
+        let n = self.stages.len();
+        for (i, st) in self.stages.iter().enumerate() {
+            let mut cmd = Command::new(&st.program);
+            cmd.args(&st.args);
+            for (k, v) in &self.env {
+                cmd.env(k, v);
+            }
+            for k in &self.env_remove {
+                cmd.env_remove(k);
+            }
+            if let Some(d) = &self.dir {
+                cmd.current_dir(d);
+            }
+            cmd.stdin(match prev_stdout.take() {
+                Some(out) => Stdio::from(out),
+                None if self.stdin.is_some() => Stdio::piped(),
+                None => Stdio::null(),
+            });
+            cmd.stdout(Stdio::piped());
+            cmd.stderr(Stdio::piped());
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", st.program.display()));
+            if i == 0
+                && let Some(bytes) = self.stdin.clone()
+            {
+                let mut sin = child.stdin.take().expect("piped stdin");
+                stdin_thread = Some(thread::spawn(move || {
+                    // a stage that stops reading early closes the pipe: not an error here
+                    let _ = sin.write_all(&bytes);
+                }));
+            }
+            let mut err = child.stderr.take().expect("piped stderr");
+            stderr_threads.push(thread::spawn(move || {
+                let mut s = Vec::new();
+                let _ = err.read_to_end(&mut s);
+                String::from_utf8_lossy(&s).into_owned()
+            }));
+            if i + 1 < n {
+                prev_stdout = Some(child.stdout.take().expect("piped stdout"));
+            }
+            children.push(child);
+        }
+        let mut last_out = children
+            .last_mut()
+            .unwrap()
+            .stdout
+            .take()
+            .expect("piped stdout");
+        let stdout_thread = thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = last_out.read_to_end(&mut v);
+            v
+        });
+        Running {
+            names: self.stages.iter().map(|s| s.name.clone()).collect(),
+            children,
+            stderr_threads,
+            stdout_thread,
+            stdin_thread,
+            timeout: self.timeout,
+            started: Instant::now(),
+        }
+    }
+
+    /// Run to completion (or panic after the timeout, with every stage's stderr).
+    pub fn run(self) -> Outcome {
+        self.spawn().wait()
+    }
+}
+
+/// A started pipeline.
+#[derive(Debug)]
+pub struct Running {
+    names: Vec<String>,
+    children: Vec<Child>,
+    stderr_threads: Vec<JoinHandle<String>>,
+    stdout_thread: JoinHandle<Vec<u8>>,
+    stdin_thread: Option<JoinHandle<()>>,
+    timeout: Duration,
+    started: Instant,
+}
+
+impl Running {
+    /// Process id of stage `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.children[i].id()
+    }
+
+    /// Send a signal (`"INT"`, `"TERM"`, `"KILL"`) to stage `i`.
+    pub fn signal(&self, i: usize, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid(i).to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {} failed", self.pid(i));
+    }
+
+    /// Wait for every stage; kills them all and panics if the timeout passes.
+    pub fn wait(mut self) -> Outcome {
+        let mut statuses: Vec<Option<ExitStatus>> = vec![None; self.children.len()];
+        loop {
+            for (i, c) in self.children.iter_mut().enumerate() {
+                if statuses[i].is_none() {
+                    statuses[i] = c.try_wait().expect("try_wait");
+                }
+            }
+            if statuses.iter().all(Option::is_some) {
+                break;
+            }
+            if self.started.elapsed() > self.timeout {
+                for c in &mut self.children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                let errs: Vec<String> = self
+                    .stderr_threads
+                    .into_iter()
+                    .map(|t| t.join().unwrap_or_default())
+                    .collect();
+                panic!(
+                    "pipeline {:?} timed out after {:?}; stderr: {:#?}",
+                    self.names, self.timeout, errs
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(t) = self.stdin_thread {
+            let _ = t.join();
+        }
+        let stdout = self.stdout_thread.join().unwrap_or_default();
+        let stages = self
+            .names
+            .into_iter()
+            .zip(statuses)
+            .zip(self.stderr_threads)
+            .map(|((name, status), t)| {
+                let status = status.expect("waited");
+                StageOutcome {
+                    name,
+                    code: status.code(),
+                    signal: std::os::unix::process::ExitStatusExt::signal(&status),
+                    stderr: t.join().unwrap_or_default(),
+                }
+            })
+            .collect();
+        Outcome { stdout, stages }
+    }
+}
+
+/// How one stage ended.
+#[derive(Debug, Clone)]
+pub struct StageOutcome {
+    pub name: String,
+    /// Exit code, None if killed by a signal.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stderr: String,
+}
+
+/// How a whole pipeline ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// What the last stage wrote to stdout.
+    pub stdout: Vec<u8>,
+    pub stages: Vec<StageOutcome>,
+}
+
+impl Outcome {
+    /// Panic unless every stage exited 0.
+    pub fn assert_success(&self) -> &Outcome {
+        for s in &self.stages {
+            assert_eq!(
+                s.code,
+                Some(0),
+                "stage {} exited {:?} (signal {:?}); stderr:\n{}\nall stages: {:#?}",
+                s.name,
+                s.code,
+                s.signal,
+                s.stderr,
+                self.stages
+            );
+        }
+        self
+    }
+
+    /// Stage `i` (0 is the first).
+    pub fn stage(&self, i: usize) -> &StageOutcome {
+        &self.stages[i]
+    }
+
+    /// The last stage.
+    pub fn last(&self) -> &StageOutcome {
+        self.stages.last().expect("a stage")
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Decode stdout as a streamlib stream (panics if it is not a complete one).
+    pub fn messages(&self) -> Vec<Message> {
+        decode(&self.stdout).unwrap_or_else(|e| panic!("stdout is not a complete stream: {e}"))
+    }
+
+    /// The video frames on stdout, in order.
+    pub fn frames(&self) -> Vec<VideoFrame> {
+        video_frames(&self.messages())
+    }
+
+    /// stdout parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout_str()))
+    }
+}
+
+/// Decode a complete byte stream.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Message>, WireError> {
+    let mut r = Reader::new(bytes)?;
+    let mut v = Vec::new();
+    while let Some(m) = r.next_message()? {
+        v.push(m);
+    }
+    Ok(v)
+}
+
+/// The video frames among `messages`.
+pub fn video_frames(messages: &[Message]) -> Vec<VideoFrame> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Video { frame, .. } => Some(frame.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Run a program to completion and return (exit code, stdout, stderr).
+pub fn run_cmd(program: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
