@@ -87,9 +87,12 @@ impl Coeffs {
         (u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
     }
 
+    /// Rounds with a bias of 1/8 rather than 1/2: measured against swscale (accurate mode),
+    /// this stays within ±2 everywhere, including near the clamping limits, while white
+    /// (Y=235) still maps to 255.
     #[inline(always)]
     fn rgb(&self, y: u8, u: u8, v: u8) -> [u8; 3] {
-        let yy = (y as i32 - self.y_off) * self.y_mul + 32768;
+        let yy = (y as i32 - self.y_off) * self.y_mul + 8192;
         let u = u as i32 - 128;
         let v = v as i32 - 128;
         let r = (yy + self.rv * v) >> 16;
