@@ -188,9 +188,15 @@ impl Sink {
             fragmented = true;
         }
         let path = if output == "-" { "pipe:1" } else { output };
+        let mut io_opts = av::Dictionary::new();
+        if path.starts_with("srt://") && !path.contains("linger") {
+            // SRT in live mode drops what is still unsent when the socket closes: without a
+            // linger the last second or so of a recording never reaches the listener
+            io_opts.set("linger", "5");
+        }
         let mut octx = match &container {
-            Some(c) => av::format::output_as(path, c),
-            None => av::format::output(path),
+            Some(c) => av::format::output_as_with(path, c, io_opts),
+            None => av::format::output_with(path, io_opts),
         }
         .map_err(|e| {
             let err = MediaError::av(&ctx, e);

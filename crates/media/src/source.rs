@@ -616,8 +616,8 @@ fn open_video(
         return Err(MediaError::new(
             &ctx,
             format!(
-                "video stream #{index} uses codec `{:?}`, which this FFmpeg cannot decode",
-                params.id()
+                "video stream #{index} uses {}, which this FFmpeg cannot decode",
+                codec_name(params.id())
             ),
         )
         .hint("convert it with ffmpeg first, or pick another stream with --video-stream"));
@@ -698,8 +698,8 @@ fn open_audio(
         return Err(MediaError::new(
             &ctx,
             format!(
-                "audio stream #{index} uses codec `{:?}`, which this FFmpeg cannot decode",
-                params.id()
+                "audio stream #{index} uses {}, which this FFmpeg cannot decode",
+                codec_name(params.id())
             ),
         )
         .hint("use --no-audio, or pick another stream with --audio-stream"));
@@ -727,6 +727,14 @@ fn open_audio(
         decoder,
         timing: Timing::new(time_base, 0),
     })
+}
+
+fn codec_name(id: av::codec::Id) -> String {
+    if id == av::codec::Id::None {
+        "a codec this FFmpeg does not know (an unknown codec tag)".into()
+    } else {
+        format!("the codec `{}`", id.name())
+    }
 }
 
 fn open_error(ctx: &str, e: av::Error) -> MediaError {
