@@ -767,3 +767,67 @@ fn source_timestamps_use_the_stream_time_base() {
     assert_eq!(frames[24].info.pts, 24);
     let _ = bin("sl-file");
 }
+
+/// Mean absolute difference between two byte slices.
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as u64)
+        .sum::<u64>() as f64
+        / a.len() as f64
+}
+
+#[test]
+fn conversions_and_odd_sizes_match_ffmpeg() {
+    let dir = scratch_dir("sl_file_odd_sizes");
+    let mp4 = make_av_mp4(&dir);
+    for (fmt, ff_fmt, size) in [
+        ("rgba", "rgba", "320x240"),
+        ("rgb24", "rgb24", "333x77"),
+        ("nv12", "nv12", "161x121"),
+        ("bgra", "bgra", "64x36"),
+        ("gray8", "gray", "320x240"),
+    ] {
+        let out = Pipeline::new()
+            .sl(
+                "sl-file",
+                &[s(&mp4), "-f", fmt, "-s", size, "-n", "5", "--no-audio"],
+            )
+            .run();
+        out.assert_success();
+        let frames = out.frames();
+        assert_eq!(frames.len(), 5, "{fmt} {size}");
+        let (w, h) = size.split_once('x').unwrap();
+        assert_eq!(
+            (
+                frames[0].width().to_string(),
+                frames[0].height().to_string()
+            ),
+            (w.to_string(), h.to_string())
+        );
+        let raw = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&mp4)
+            .args([
+                "-frames:v",
+                "5",
+                "-vf",
+                &format!("scale={w}:{h}:flags=bicubic"),
+                "-pix_fmt",
+                ff_fmt,
+                "-f",
+                "rawvideo",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        assert!(raw.status.success());
+        let ours: Vec<u8> = frames
+            .iter()
+            .flat_map(|f| f.to_packed().into_data())
+            .collect();
+        let d = mean_abs_diff(&ours, &raw.stdout);
+        assert!(d < 2.0, "{fmt} {size}: mean difference {d} from ffmpeg");
+    }
+}
