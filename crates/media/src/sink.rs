@@ -905,3 +905,57 @@ fn fill_audio(frame: &mut av::frame::Audio, fifo: &[Vec<f32>], n: usize, format:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_from_names_urls_and_aliases() {
+        assert_eq!(container_for("a.mp4", None).as_deref(), Some("mp4"));
+        assert_eq!(container_for("a.MKV", None).as_deref(), Some("matroska"));
+        assert_eq!(container_for("a.ts", None).as_deref(), Some("mpegts"));
+        assert_eq!(
+            container_for("a.y4m", None).as_deref(),
+            Some("yuv4mpegpipe")
+        );
+        assert_eq!(
+            container_for("rtmp://h/live/k", None).as_deref(),
+            Some("flv")
+        );
+        assert_eq!(
+            container_for("srt://h:1?mode=caller", None).as_deref(),
+            Some("mpegts")
+        );
+        assert_eq!(container_for("-", None).as_deref(), Some("nut"));
+        assert_eq!(container_for("-", Some("mkv")).as_deref(), Some("matroska"));
+        assert_eq!(container_for("x.avi", None), None, "libav guesses the rest");
+        assert!(!streamable("mp4", false));
+        assert!(streamable("mp4", true));
+        assert!(streamable("nut", false));
+    }
+
+    #[test]
+    fn audio_is_converted_to_float_channels_and_back() {
+        // interleaved s16 stereo: L = 16384 (0.5), R = -32768 (-1.0)
+        let data: Vec<u8> = [16384i16, -32768, 16384, -32768]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let chunk = AudioChunk::new(SampleFormat::S16, 48000, 2, false, 2, data).unwrap();
+        let mut fifo = vec![Vec::new(), Vec::new()];
+        push_samples(&mut fifo, &chunk, 2);
+        assert_eq!(fifo[0], vec![0.5, 0.5]);
+        assert_eq!(fifo[1], vec![-1.0, -1.0]);
+        // planar f32 mono into a stereo encoder: the missing channel is silent
+        let data: Vec<u8> = [0.25f32, -0.25]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let chunk = AudioChunk::new(SampleFormat::F32, 48000, 1, true, 2, data).unwrap();
+        let mut fifo = vec![Vec::new(), Vec::new()];
+        push_samples(&mut fifo, &chunk, 2);
+        assert_eq!(fifo[0], vec![0.25, -0.25]);
+        assert_eq!(fifo[1], vec![0.0, 0.0]);
+    }
+}

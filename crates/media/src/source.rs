@@ -776,3 +776,37 @@ fn stdin_open_error(ctx: &str, e: av::Error, head: &[u8]) -> MediaError {
     }
     err
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_numbers_frames_and_keeps_increasing_across_a_rewind() {
+        let mut t = Timing::new(Rational::new(1, 90000), 3000);
+        assert_eq!(t.stamp(Some(1000), 3000), (1000, 3000));
+        assert_eq!(
+            t.stamp(Some(4000), 0),
+            (4000, 3000),
+            "duration from the pts step"
+        );
+        assert_eq!(
+            t.stamp(None, 0),
+            (7000, 3000),
+            "missing pts: right after the last"
+        );
+        t.rewound();
+        // the first frame again: placed right after the last one
+        assert_eq!(t.stamp(Some(1000), 3000), (10000, 3000));
+    }
+
+    #[test]
+    fn rationals_from_libav() {
+        assert_eq!(
+            rational(av::Rational::new(1, 15360)),
+            Rational::new(1, 15360)
+        );
+        assert!(!rational(av::Rational::new(0, 1)).is_valid());
+        assert!(!rational(av::Rational::new(-1, 1)).is_valid());
+    }
+}
