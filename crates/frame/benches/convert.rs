@@ -1,6 +1,8 @@
 //! Conversion kernels at 1080p: `cargo bench -p sl-frame --bench convert`.
 //! Prints milliseconds per frame for each pair (no external harness, so it builds in seconds).
 
+#![allow(clippy::print_stdout)] // a benchmark reports on stdout
+
 use std::time::Instant;
 
 use sl_frame::convert::convert;
