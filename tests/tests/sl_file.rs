@@ -831,3 +831,57 @@ fn conversions_and_odd_sizes_match_ffmpeg() {
         assert!(d < 2.0, "{fmt} {size}: mean difference {d} from ffmpeg");
     }
 }
+
+#[test]
+fn reads_an_hls_playlist_over_http() {
+    let dir = scratch_dir("sl_file_hls");
+    let playlist = dir.join("index.m3u8");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-g",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_playlist_type",
+        "vod",
+        s(&playlist),
+    ]);
+    let port = free_tcp_port();
+    let _server = Server(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 is installed by scripts/setup.sh"),
+    );
+    wait_for_tcp(port);
+    let url = format!("http://127.0.0.1:{port}/index.m3u8");
+    let out = Pipeline::new().sl("sl-file", &[&url]).run();
+    out.assert_success();
+    let frames = out.frames();
+    assert_eq!(frames.len(), 90);
+    assert!(frames.iter().all(|f| (f.width(), f.height()) == (320, 240)));
+    for w in frames.windows(2) {
+        assert!(w[1].info.pts > w[0].info.pts);
+    }
+    assert_eq!(frames[0].info.source_id, url);
+}
