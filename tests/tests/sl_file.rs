@@ -885,3 +885,41 @@ fn reads_an_hls_playlist_over_http() {
     }
     assert_eq!(frames[0].info.source_id, url);
 }
+
+#[test]
+fn audio_only_files_round_trip() {
+    let dir = scratch_dir("sl_file_audio_only");
+    let wav = dir.join("tone.wav");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=300:sample_rate=44100",
+        "-t",
+        "2",
+        s(&wav),
+    ]);
+    for out_name in ["back.wav", "back.m4a", "back.mkv"] {
+        let out_path = dir.join(out_name);
+        let out = Pipeline::new()
+            .sl("sl-file", &[s(&wav)])
+            .sl("sl-file", &["-o", s(&out_path)])
+            .run();
+        out.assert_success();
+        let (code, dur, err) = run_cmd(
+            Path::new("ffprobe"),
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+                s(&out_path),
+            ],
+        );
+        assert_eq!(code, Some(0), "{out_name}: {err}");
+        let d: f64 = dur.trim().parse().unwrap();
+        assert!((d - 2.0).abs() < 0.05, "{out_name}: {d} s");
+    }
+}

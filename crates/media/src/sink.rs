@@ -245,7 +245,12 @@ impl Sink {
             let codec_name = match (&opts.audio_codec, default_audio) {
                 (Some(c), _) => Some(c.clone()),
                 (None, Some(c)) => Some(c.to_string()),
-                (None, None) => None,
+                (None, None) if default_video.is_some() => None,
+                (None, None) => {
+                    // a container we have no defaults for: its own default audio encoder
+                    let id = octx.format().codec(path, av::media::Type::Audio);
+                    av::encoder::find(id).map(|c| c.name().to_string())
+                }
             };
             match codec_name {
                 None => log::warn!("{name}: {muxer} takes no audio here; dropping the audio"),
