@@ -923,3 +923,49 @@ fn audio_only_files_round_trip() {
         assert!((d - 2.0).abs() < 0.05, "{out_name}: {d} s");
     }
 }
+
+#[test]
+fn a_size_change_mid_stream_is_scaled_to_the_first_size() {
+    use sl_frame::{PixelFormat, VideoFrame};
+    use sl_wire::{StreamInfo, Writer};
+    let dir = scratch_dir("sl_file_size_change");
+    let mut bytes = Vec::new();
+    {
+        let mut w = Writer::new(&mut bytes).unwrap();
+        let fps = Rational::new(10, 1);
+        w.write_stream_info(0, &StreamInfo::raw_video(PixelFormat::Rgba, 64, 48, fps))
+            .unwrap();
+        for n in 0..20u32 {
+            // the second half is bigger and in another format, announced by a new description
+            let (fmt, wd, ht) = if n < 10 {
+                (PixelFormat::Rgba, 64, 48)
+            } else {
+                (PixelFormat::I420, 96, 72)
+            };
+            if n == 10 {
+                w.write_stream_info(0, &StreamInfo::raw_video(fmt, wd, ht, fps))
+                    .unwrap();
+            }
+            let mut f = VideoFrame::new(fmt, wd, ht).unwrap();
+            f.data_mut().fill(128);
+            f.info.frame_number = n as u64;
+            f.info.pts = n as i64;
+            f.info.time_base = fps.inverse();
+            w.write_video(0, &f).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let mp4 = dir.join("changed.mp4");
+    let out = Pipeline::new()
+        .stdin(bytes)
+        .sl("sl-file", &["-o", s(&mp4)])
+        .run();
+    out.assert_success();
+    assert!(
+        out.stage(0).stderr.contains("mid-stream"),
+        "a warning says what happened: {}",
+        out.stage(0).stderr
+    );
+    let p = probe(&mp4);
+    assert_eq!((p.frames, p.width, p.height), (20, 64, 48), "{p:?}");
+}
