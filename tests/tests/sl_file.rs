@@ -969,3 +969,34 @@ fn a_size_change_mid_stream_is_scaled_to_the_first_size() {
     let p = probe(&mp4);
     assert_eq!((p.frames, p.width, p.height), (20, 64, 48), "{p:?}");
 }
+
+#[test]
+fn frame_limits_and_in_process_transcoding() {
+    let dir = scratch_dir("sl_file_limits");
+    // -n when writing: stop after N frames, finalised
+    let mp4 = dir.join("ten.mp4");
+    let out = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "1000", "-s", "64x48"])
+        .sl("sl-file", &["-o", s(&mp4), "-n", "10"])
+        .run();
+    out.assert_success();
+    assert_eq!(probe(&mp4).frames, 10);
+
+    // INPUT and -o together: one process
+    let src = make_av_mp4(&dir);
+    let mkv = dir.join("direct.mkv");
+    let out = Pipeline::new()
+        .sl(
+            "sl-file",
+            &[s(&src), "-o", s(&mkv), "-s", "160x120", "--crf", "30"],
+        )
+        .run();
+    out.assert_success();
+    let p = probe(&mkv);
+    assert_eq!((p.frames, p.width, p.height), (60, 160, 120));
+    assert!(audio_packets(&mkv) > 0);
+
+    // options of the other mode are usage errors, not silently ignored
+    fails(&["-o", s(&mkv), "--realtime"], None, 2, &["INPUT"]);
+    fails(&[s(&src), "--crf", "20"], None, 2, &["--output"]);
+}
