@@ -216,7 +216,8 @@ impl Source {
                         MediaError::new(
                             &ctx,
                             format!(
-                                "there is no {medium:?} stream {n}: it has {} (numbered from 0)",
+                                "there is no {} stream {n}: it has {} (numbered from 0)",
+                                format!("{medium:?}").to_lowercase(),
                                 all.len()
                             ),
                         )
