@@ -71,6 +71,9 @@ pub struct Viewer {
     bgra: Option<VideoFrame>,
     buffer: Vec<u32>,
     size: (usize, usize),
+    /// Actions seen by window updates not yet taken by [`Viewer::poll`]. Every update
+    /// (drawing included) resets minifb's "pressed" state, so each one is harvested here.
+    pending: Vec<Action>,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -106,6 +109,7 @@ impl Viewer {
             bgra: None,
             buffer: Vec::new(),
             size: (width, height),
+            pending: Vec::new(),
         })
     }
 
@@ -150,6 +154,7 @@ impl Viewer {
             }
             None => {
                 self.window.update();
+                self.collect();
                 Ok(())
             }
         }
@@ -169,38 +174,43 @@ impl Viewer {
             w,
             h,
         );
-        self.window
+        let r = self
+            .window
             .update_with_buffer(&self.buffer, w, h)
-            .map_err(|e| WindowError::Update(e.to_string()))
+            .map_err(|e| WindowError::Update(e.to_string()));
+        self.collect();
+        r
     }
 
-    /// Process window events (without drawing) and return what the user asked for.
+    /// Process window events (without drawing) and return what the user asked for since
+    /// the last call.
     pub fn poll(&mut self) -> Vec<Action> {
         self.window.update();
-        self.actions()
-    }
-
-    /// What the user asked for since the last update.
-    pub fn actions(&mut self) -> Vec<Action> {
-        let mut v = Vec::new();
-        if !self.window.is_open() {
-            v.push(Action::Quit);
-            return v;
-        }
-        for key in self.window.get_keys_pressed(KeyRepeat::No) {
-            match key {
-                Key::Q | Key::Escape => v.push(Action::Quit),
-                Key::Space => v.push(Action::TogglePause),
-                Key::F => v.push(Action::ToggleFit),
-                Key::S => v.push(Action::Save),
-                _ => {}
-            }
-        }
-        // a resize needs a redraw at the new size
+        self.collect();
         if self.window.get_size() != self.size {
+            // a resize needs a redraw at the new size
             let _ = self.redraw();
         }
-        v
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Note what the user asked for in the update that just happened.
+    fn collect(&mut self) {
+        if !self.window.is_open() {
+            if !self.pending.contains(&Action::Quit) {
+                self.pending.push(Action::Quit);
+            }
+            return;
+        }
+        for key in self.window.get_keys_pressed(KeyRepeat::No) {
+            self.pending.push(match key {
+                Key::Q | Key::Escape => Action::Quit,
+                Key::Space => Action::TogglePause,
+                Key::F => Action::ToggleFit,
+                Key::S => Action::Save,
+                _ => continue,
+            });
+        }
     }
 }
 
