@@ -271,3 +271,17 @@ fn bad_targets_are_clear_errors() {
         .run();
     assert_eq!(out.stage(0).code, Some(2), "{}", out.stage(0).stderr);
 }
+
+#[test]
+fn closed_pipe_downstream_is_a_quiet_end() {
+    let x = Xvfb::start(320, 240);
+    let out = x
+        .env(
+            Pipeline::new()
+                .sl("sl-screen", &["--fps", "50"])
+                .cmd("head", &["-c", "1000000"]),
+        )
+        .run();
+    assert_eq!(out.stage(0).code, Some(0), "{:#?}", out.stages);
+    assert_eq!(out.stage(0).stderr, "");
+}

@@ -91,7 +91,9 @@ pub enum CamError {
     },
     #[error("listing cameras: {0}")]
     Query(String),
-    #[error(transparent)]
+    /// Writing the output failed (a closed pipe downstream is one: the chain keeps the
+    /// [`WireError`] so callers can tell).
+    #[error("writing the output: {0}")]
     Output(#[from] WireError),
 }
 
@@ -138,6 +140,21 @@ pub fn capture<C: Camera + ?Sized, W: Write>(
     stop: &dyn Fn() -> bool,
     on_choice: &mut dyn FnMut(&Choice),
 ) -> Result<Report, CamError> {
+    let result = start_and_stream(cam, opts, out, stop, on_choice);
+    // End the stream cleanly whatever happened, so downstream sees a finished stream.
+    let finished = out.finish();
+    let report = result?;
+    finished?;
+    Ok(report)
+}
+
+fn start_and_stream<C: Camera + ?Sized, W: Write>(
+    cam: &mut C,
+    opts: &Options,
+    out: &mut Writer<W>,
+    stop: &dyn Fn() -> bool,
+    on_choice: &mut dyn FnMut(&Choice),
+) -> Result<Report, CamError> {
     let device = cam.describe();
     let modes = cam.modes()?;
     let Some(mut choice) = mode::choose(&modes, &opts.request) else {
@@ -156,11 +173,7 @@ pub fn capture<C: Camera + ?Sized, W: Write>(
         choice.exact = false;
     }
     on_choice(&choice);
-    let result = stream(cam, &device, &choice, opts, out, stop);
-    // End the stream cleanly whatever happened, so downstream sees a finished stream.
-    let finished = out.finish();
-    let frames = result?;
-    finished?;
+    let frames = stream(cam, &device, &choice, opts, out, stop)?;
     Ok(Report { choice, frames })
 }
 
@@ -436,6 +449,16 @@ mod tests {
         .unwrap();
         assert_eq!(r.frames, 0);
         assert!(out.is_finished());
+    }
+
+    #[test]
+    fn a_closed_pipe_stays_recognisable() {
+        let e = CamError::from(WireError::Io(std::io::ErrorKind::BrokenPipe.into()));
+        let src = std::error::Error::source(&e).expect("a source");
+        assert!(
+            src.downcast_ref::<WireError>()
+                .is_some_and(WireError::is_broken_pipe)
+        );
     }
 
     #[test]
