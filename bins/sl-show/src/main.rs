@@ -103,7 +103,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             r?;
         }
         // The user closed the window, or SIGINT: end our output cleanly and leave. The reader
-        // may be blocked on stdin; exiting closes it, and upstream ends on a broken pipe.
+        // may be blocked on stdin; exiting closes it, and upstream ends on a broken pipe. If
+        // it already stopped (the window was held open after the input ended), its error
+        // still counts.
+        Outcome::Quit if reading.is_finished() => {
+            let r = reading
+                .join()
+                .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+            r?;
+        }
         Outcome::Quit => {}
     }
     let mut out = pass.lock().unwrap_or_else(|e| e.into_inner());

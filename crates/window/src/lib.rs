@@ -94,10 +94,13 @@ impl Viewer {
             ..WindowOptions::default()
         };
         let mut window = Window::new(title, width.max(1), height.max(1), opts).map_err(|e| {
+            let display = match std::env::var("DISPLAY") {
+                Ok(d) if !d.is_empty() => format!("`{d}`"),
+                // Wayland only: the X11 window needs XWayland, which sets DISPLAY
+                _ => "(DISPLAY is unset: on Wayland, sl-show needs XWayland)".into(),
+            };
             WindowError::Open {
-                display: std::env::var("DISPLAY")
-                    .map(|d| format!("`{d}`"))
-                    .unwrap_or_else(|_| "(DISPLAY unset)".into()),
+                display,
                 why: e.to_string(),
             }
         })?;
