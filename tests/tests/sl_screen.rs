@@ -285,3 +285,65 @@ fn closed_pipe_downstream_is_a_quiet_end() {
     assert_eq!(out.stage(0).code, Some(0), "{:#?}", out.stages);
     assert_eq!(out.stage(0).stderr, "");
 }
+
+#[test]
+fn captures_a_window_and_ends_cleanly_when_it_closes() {
+    let x = Xvfb::start(800, 600).with_window_manager();
+    let show = x
+        .env(
+            Pipeline::new()
+                .sl("sl-test", &["-s", "320x180", "-p", "bars"])
+                .sl("sl-show", &[]),
+        )
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    // the window manager lists it (openbox may take a moment to start and adopt it)
+    let id = wait_for(PATIENCE, "sl-screen --list to show the window", || {
+        let out = x
+            .command(bin("sl-screen").to_str().unwrap())
+            .arg("--list")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.contains("320x180 rgba"))?
+            .to_string();
+        assert!(line.contains("320x180+"), "geometry: {line}");
+        Some(line.split_whitespace().next()?.to_string())
+    });
+    // wait for the bars to be drawn
+    let (wx, wy, ww, wh) = wait_for(PATIENCE, "the window", || x.window("320x180 rgba"));
+    wait_for(PATIENCE, "the bars", || {
+        let s = x.screenshot();
+        close(s.pixel(wx + ww / 14, wy + wh / 2), [191, 191, 191], 16).then_some(())
+    });
+
+    // by id: frames of the window's size, with the bars
+    let out = x
+        .env(Pipeline::new().sl("sl-screen", &["--window", &id, "-n", "2"]))
+        .run();
+    out.assert_success();
+    let frames = out.frames();
+    assert_eq!(frames.len(), 2);
+    let f = &frames[1];
+    assert_eq!((f.width(), f.height()), (320, 180));
+    assert!(close(rgb_at(f, 320 / 14, 90), [191, 191, 191], 16));
+    assert!(close(rgb_at(f, 320 * 13 / 14, 90), [0, 0, 191], 16));
+
+    // by title, until the window closes: a clean end (exit 0, end-of-stream)
+    let capture = x
+        .env(Pipeline::new().sl("sl-screen", &["--window", "sl-show", "--fps", "20"]))
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    // let it find the window and take some frames (no timing is measured)
+    std::thread::sleep(Duration::from_millis(1500));
+    show.signal(1, "INT");
+    let o = show.wait();
+    assert_eq!(o.stage(1).code, Some(130), "{:#?}", o.stages);
+    let out = capture.wait();
+    let s = out.stage(0);
+    assert_eq!(s.code, Some(0), "{}", s.stderr);
+    assert!(s.stderr.contains("was closed after"), "{}", s.stderr);
+    let _ = out.frames(); // a complete stream (panics otherwise)
+}

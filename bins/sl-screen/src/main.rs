@@ -175,14 +175,18 @@ fn list() -> anyhow::Result<()> {
     for w in &windows {
         writeln!(
             out,
-            "  {:<10} {}x{}+{}+{}  \"{}\" ({}){}",
+            "  {:<10} {}x{}+{}+{}  \"{}\"{}{}",
             format!("{:#x}", w.id),
             w.width,
             w.height,
             w.x,
             w.y,
             w.title,
-            w.app,
+            if w.app.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", w.app)
+            },
             if w.minimized { "  minimized" } else { "" }
         )?;
     }

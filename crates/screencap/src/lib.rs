@@ -44,7 +44,7 @@ pub enum ScreenError {
         w: u32,
         h: u32,
     },
-    #[error("the window {what} was closed")]
+    #[error("{what} was closed")]
     WindowGone { what: String },
     #[error("capturing {what} failed: {why}")]
     Capture { what: String, why: String },

@@ -39,6 +39,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 /// A private X server.
 pub struct Xvfb {
     child: Child,
+    wm: Option<Child>,
     pub display: String,
     pub width: u32,
     pub height: u32,
@@ -74,10 +75,27 @@ impl Xvfb {
             .unwrap_or_else(|_| panic!("Xvfb did not start (said {line:?})"));
         Xvfb {
             child,
+            wm: None,
             display: format!(":{n}"),
             width,
             height,
         }
+    }
+
+    /// Run a window manager (openbox) on this display, so windows are listed (xcap finds
+    /// them through `_NET_CLIENT_LIST_STACKING`).
+    pub fn with_window_manager(mut self) -> Xvfb {
+        require("openbox");
+        let wm = self
+            .command("openbox")
+            .arg("--sm-disable")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start openbox");
+        self.wm = Some(wm);
+        self
     }
 
     /// A command with this display, and nothing that would make xcap pick Wayland.
@@ -168,13 +186,17 @@ impl Xvfb {
         };
         run(&["mousemove", &x.to_string(), &y.to_string()]);
         run(&["keydown", key]);
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(400));
         run(&["keyup", key]);
     }
 }
 
 impl Drop for Xvfb {
     fn drop(&mut self) {
+        if let Some(wm) = &mut self.wm {
+            let _ = wm.kill();
+            let _ = wm.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
