@@ -347,3 +347,37 @@ fn captures_a_window_and_ends_cleanly_when_it_closes() {
     assert!(s.stderr.contains("was closed after"), "{}", s.stderr);
     let _ = out.frames(); // a complete stream (panics otherwise)
 }
+
+#[test]
+fn the_cursor_is_drawn_unless_asked_not_to() {
+    let x = Xvfb::start(640, 480);
+    show_quadrants(&x, "sl-screen-cursor");
+    // the pointer in the middle of the red quadrant
+    let ok = x
+        .command("xdotool")
+        .args(["mousemove", "160", "120"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "xdotool mousemove failed");
+    let grab = |extra: &[&str]| {
+        let mut args = vec!["--region", "128,88,64,64", "-n", "1"];
+        args.extend_from_slice(extra);
+        let out = x.env(Pipeline::new().sl("sl-screen", &args)).run();
+        out.assert_success();
+        out.frames().remove(0)
+    };
+    let not_red = |f: &VideoFrame| {
+        (0..64)
+            .flat_map(|y| (0..64).map(move |x| (x, y)))
+            .filter(|&(px, py)| !close(rgb_at(f, px, py), RED, 8))
+            .count()
+    };
+    let without = grab(&["--no-cursor"]);
+    assert_eq!(not_red(&without), 0, "--no-cursor: only the red quadrant");
+    let with = grab(&[]);
+    assert!(
+        not_red(&with) > 20,
+        "the cursor should be drawn around (32, 32): {} pixels differ",
+        not_red(&with)
+    );
+}

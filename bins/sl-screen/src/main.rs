@@ -14,8 +14,7 @@ use sl_wire::StreamInfo;
 
 /// Capture a monitor (default: the primary), a region of one, or a window, at a steady rate.
 /// Frames carry their real capture times. If the capture fails mid-stream (window closed,
-/// display gone) the output stream is ended cleanly. The mouse cursor is not drawn (xcap
-/// does not capture it on X11).
+/// display gone) the output stream is ended cleanly. The mouse cursor is drawn in (X11).
 #[derive(Parser, Debug)]
 #[command(
     name = "sl-screen",
@@ -48,6 +47,9 @@ struct Args {
     format: PixelFormat,
     #[command(flatten)]
     limit: FrameLimit,
+    /// Leave the mouse cursor out.
+    #[arg(long)]
+    no_cursor: bool,
     /// Source id stamped on the stream and its frames (default: what is captured).
     #[arg(long)]
     source_id: Option<String>,
@@ -84,6 +86,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
+    if !source.set_cursor(!args.no_cursor) && !args.no_cursor {
+        log::info!("the cursor cannot be captured here (it needs X11 with XFixes)");
+    }
     let what = source.describe().to_string();
     log::info!("capturing {what} at {} fps", args.fps);
     let source_id = args.source_id.clone().unwrap_or_else(|| what.clone());

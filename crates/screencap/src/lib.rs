@@ -7,7 +7,10 @@
 //! - [`Source::grab`] takes one RGBA frame. A failure says whether the target is gone (a
 //!   closed window: the natural end of that source) or the capture broke (display gone).
 //!
-//! xcap on X11 opens a new connection for every grab and draws no cursor.
+//! xcap on X11 opens a new connection for every grab and draws no cursor; [`cursor`] draws it
+//! from XFixes (on by default, [`Source::set_cursor`]).
+
+pub mod cursor;
 
 use std::fmt;
 use std::str::FromStr;
@@ -216,6 +219,9 @@ enum Grabber {
 pub struct Source {
     grabber: Grabber,
     what: String,
+    /// Screen position of a monitor capture's top-left pixel (windows are asked each grab).
+    origin: (i32, i32),
+    cursor: Option<cursor::CursorSource>,
 }
 
 impl fmt::Debug for Source {
@@ -278,9 +284,15 @@ impl Source {
                     }
                     what = format!("region {r} of {what}");
                 }
+                let origin = match region {
+                    Some(r) => (info.x + r.x as i32, info.y + r.y as i32),
+                    None => (info.x, info.y),
+                };
                 Ok(Source {
                     grabber: Grabber::Monitor(monitors.into_iter().nth(i).expect("index"), *region),
                     what,
+                    origin,
+                    cursor: None,
                 })
             }
             Target::Window(w) => {
@@ -319,6 +331,8 @@ impl Source {
                 Ok(Source {
                     grabber: Grabber::Window(win),
                     what,
+                    origin: (0, 0),
+                    cursor: None,
                 })
             }
         }
@@ -329,8 +343,35 @@ impl Source {
         &self.what
     }
 
-    /// Grab one frame (RGBA).
+    /// Draw the mouse cursor into frames (X11 with XFixes only). Returns whether it can.
+    pub fn set_cursor(&mut self, on: bool) -> bool {
+        self.cursor = if on {
+            cursor::CursorSource::connect()
+        } else {
+            None
+        };
+        self.cursor.is_some()
+    }
+
+    /// Grab one frame (RGBA), with the cursor if [`Source::set_cursor`] turned it on.
     pub fn grab(&mut self) -> Result<VideoFrame, ScreenError> {
+        let mut frame = self.grab_image()?;
+        if let Some(c) = self.cursor.as_mut().and_then(|cs| cs.current()) {
+            let origin = match &self.grabber {
+                Grabber::Window(w) => match (w.x(), w.y()) {
+                    (Ok(x), Ok(y)) => Some((x, y)),
+                    _ => None,
+                },
+                Grabber::Monitor(..) => Some(self.origin),
+            };
+            if let Some(o) = origin {
+                cursor::draw(&mut frame, &c, o);
+            }
+        }
+        Ok(frame)
+    }
+
+    fn grab_image(&mut self) -> Result<VideoFrame, ScreenError> {
         let img = match &self.grabber {
             Grabber::Monitor(m, None) => m.capture_image(),
             Grabber::Monitor(m, Some(r)) => m.capture_region(r.x, r.y, r.w, r.h),
