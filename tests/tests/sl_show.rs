@@ -254,3 +254,28 @@ fn help_has_examples() {
     assert_eq!(code, Some(0));
     assert!(stdout.contains("Examples:") && stdout.contains("--policy"));
 }
+
+#[test]
+fn quitting_with_pass_ends_the_output_cleanly() {
+    let x = Xvfb::start(640, 480);
+    let run = x
+        .env(
+            Pipeline::new()
+                .sl("sl-test", &["-s", "160x90"])
+                .sl("sl-show", &["--pass"]),
+        )
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    let (wx, wy, ww, wh) = wait_for(PATIENCE, "the window", || x.window("160x90 rgba"));
+    // some frames through first (the title shows a measured rate once a second has passed)
+    wait_for(PATIENCE, "a measured rate", || {
+        x.window_title("160x90 rgba")
+            .filter(|t| !t.contains(" 0.0 fps"))
+    });
+    x.key_at(wx + ww / 2, wy + wh / 2, "q");
+    let out = run.wait();
+    out.assert_success();
+    // a complete stream: it ends with an end-of-stream (messages() panics otherwise)
+    let msgs = out.messages();
+    assert!(!sl_e2e::video_frames(&msgs).is_empty());
+}
