@@ -94,7 +94,10 @@ fn captures_the_screen_at_the_rate_asked_with_increasing_timestamps() {
     let x = Xvfb::start(640, 480);
     show_quadrants(&x, "sl-screen-rate");
     let out = x
-        .env(Pipeline::new().sl("sl-screen", &["--fps", "10", "--frames", "20"]))
+        .env(Pipeline::new().sl(
+            "sl-screen",
+            &["--fps", "10", "--frames", "20", "--no-cursor"],
+        ))
         .run();
     out.assert_success();
     let msgs = out.messages();
@@ -136,7 +139,15 @@ fn captures_a_region_in_another_format() {
     let out = x
         .env(Pipeline::new().sl(
             "sl-screen",
-            &["--region", "280,210,80,60", "-n", "3", "-f", "i420"],
+            &[
+                "--region",
+                "280,210,80,60",
+                "-n",
+                "3",
+                "-f",
+                "i420",
+                "--no-cursor",
+            ],
         ))
         .run();
     out.assert_success();
@@ -154,7 +165,8 @@ fn captures_a_region_in_another_format() {
 
 #[test]
 fn captures_what_sl_show_shows() {
-    // sl-test | sl-show puts bars on the display; sl-screen must see them.
+    // sl-test | sl-show puts bars on the display; sl-screen must see them. (--no-cursor in
+    // these tests: the pointer starts in the middle of the screen, over the picture.)
     let x = Xvfb::start(800, 600);
     let show = x
         .env(
@@ -170,7 +182,9 @@ fn captures_what_sl_show_shows() {
         let s = x.screenshot();
         close(s.pixel(wx + ww * 9 / 14, wy + wh / 2), [191, 0, 191], 16).then_some(())
     });
-    let out = x.env(Pipeline::new().sl("sl-screen", &["-n", "2"])).run();
+    let out = x
+        .env(Pipeline::new().sl("sl-screen", &["-n", "2", "--no-cursor"]))
+        .run();
     out.assert_success();
     let f = &out.frames()[1];
     let at = |i: i64| rgb_at(f, (wx + ww * (2 * i + 1) / 14) as u32, (wy + wh / 2) as u32);
@@ -321,7 +335,7 @@ fn captures_a_window_and_ends_cleanly_when_it_closes() {
 
     // by id: frames of the window's size, with the bars
     let out = x
-        .env(Pipeline::new().sl("sl-screen", &["--window", &id, "-n", "2"]))
+        .env(Pipeline::new().sl("sl-screen", &["--window", &id, "-n", "2", "--no-cursor"]))
         .run();
     out.assert_success();
     let frames = out.frames();
