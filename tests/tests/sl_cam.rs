@@ -240,9 +240,19 @@ fn fake_camera_into_sl_show() {
 #[test]
 fn closed_pipe_downstream_is_a_quiet_end() {
     let out = Pipeline::new()
-        .sl("sl-cam", &["--fake", "yuyv:320x240@30;fast"])
+        .sl("sl-cam", &["--fake", "yuyv:320x240@30;fast", "-q"])
         .cmd("head", &["-c", "1000"])
         .run();
     assert_eq!(out.stage(0).code, Some(0), "{:#?}", out.stages);
     assert_eq!(out.stage(0).stderr, "");
+    // without -q it only says which mode it captured
+    let out = Pipeline::new()
+        .sl("sl-cam", &["--fake", "yuyv:320x240@30;fast"])
+        .cmd("head", &["-c", "1000"])
+        .run();
+    assert_eq!(out.stage(0).code, Some(0), "{:#?}", out.stages);
+    assert_eq!(
+        out.stage(0).stderr,
+        "sl-cam: fake camera: capturing YUYV 320x240 @ 30 fps\n"
+    );
 }

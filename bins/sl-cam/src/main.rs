@@ -75,6 +75,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         source_id: args.source_id.clone(),
     };
     let name = camera_name(&args);
+    let quiet = args.common.quiet;
     let mut out = sl_cli::frame_output()?;
     let mut camera: Box<dyn Camera> = match args.fake {
         Some(FakeSpec(fake)) => Box::new(fake),
@@ -96,7 +97,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         &mut |choice| {
             let msg = describe_choice(&req, choice);
             if choice.exact {
-                log::info!("{name}: {msg}");
+                // always said (unless -q): which mode a camera runs in is not obvious
+                if !quiet {
+                    eprintln!("sl-cam: {name}: {msg}");
+                }
             } else {
                 log::warn!("{name}: {msg}");
             }
