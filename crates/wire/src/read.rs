@@ -49,9 +49,9 @@ impl RawMessage<'_> {
 /// Reads messages from a byte stream, checking the stream header on creation.
 #[derive(Debug)]
 pub struct Reader<R: Read> {
-    inner: BufReader<R>,
+    pub(crate) inner: BufReader<R>,
     limits: Limits,
-    head_buf: Vec<u8>,
+    pub(crate) head_buf: Vec<u8>,
     payload_buf: Vec<u8>,
     spare: Vec<Vec<u8>>,
     messages: u64,
@@ -113,9 +113,8 @@ impl<R: Read> Reader<R> {
 
     /// Give back a payload buffer (for example `frame.into_data()`) so the next message of
     /// the same size is read into it without a new allocation.
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+    pub fn recycle(&mut self, buf: Vec<u8>) {
         if self.spare.len() < 4 {
-            buf.clear();
             self.spare.push(buf);
         }
     }
@@ -127,7 +126,7 @@ impl<R: Read> Reader<R> {
 
     /// Read the prefix and header of the next message into `head_buf` and decode the header.
     /// Returns the header and the declared payload length, or None at the final end.
-    fn read_head(&mut self) -> Result<Option<(MessageHead, u64)>, WireError> {
+    pub(crate) fn read_head(&mut self) -> Result<Option<(MessageHead, u64)>, WireError> {
         loop {
             if self.finished {
                 return Ok(None);
@@ -202,6 +201,13 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    pub(crate) fn truncated_payload(&self, got: usize, len: usize) -> WireError {
+        WireError::Truncated(format!(
+            "inside message {} ({got} of its {len} payload bytes arrived)",
+            self.messages
+        ))
+    }
+
     fn truncated(&self, where_: &str) -> WireError {
         WireError::Truncated(format!("{where_} after {} frames", self.frames))
     }
@@ -212,30 +218,37 @@ impl<R: Read> Reader<R> {
         let Some((head, len)) = self.read_head()? else {
             return Ok(None);
         };
-        let mut buf = match self.spare.iter().position(|b| b.capacity() >= len as usize) {
+        let len = len as usize;
+        // Prefer a recycled buffer at least as long as needed: shrinking its length is free,
+        // while growing one zero-fills the new bytes.
+        let mut buf = match self.spare.iter().position(|b| b.len() >= len) {
             Some(i) => self.spare.swap_remove(i),
-            None => Vec::new(),
+            None => self.spare.pop().unwrap_or_default(),
         };
-        if read_grow(&mut self.inner, &mut buf, len)? < len {
-            return Err(self.truncated(&format!("inside a {}-byte payload", len)));
+        let got = read_payload(&mut self.inner, &mut buf, len)?;
+        if got < len {
+            return Err(self.truncated_payload(got, len));
         }
+        buf.truncate(len);
         head.into_message(buf)
     }
 
     /// The next message undecoded, for pass-through: its header is decoded and checked, its
-    /// payload held in a buffer the reader reuses.
+    /// payload held in a buffer the reader reuses (so steady-state reads allocate nothing and
+    /// zero nothing).
     pub fn next_raw(&mut self) -> Result<Option<RawMessage<'_>>, WireError> {
         let Some((head, len)) = self.read_head()? else {
             return Ok(None);
         };
-        self.payload_buf.clear();
-        if read_grow(&mut self.inner, &mut self.payload_buf, len)? < len {
-            return Err(self.truncated(&format!("inside a {}-byte payload", len)));
+        let len = len as usize;
+        let got = read_payload(&mut self.inner, &mut self.payload_buf, len)?;
+        if got < len {
+            return Err(self.truncated_payload(got, len));
         }
         Ok(Some(RawMessage {
             head,
             prefix_and_header: &self.head_buf,
-            payload: &self.payload_buf,
+            payload: &self.payload_buf[..len],
         }))
     }
 }
@@ -267,8 +280,8 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Append up to `len` bytes to `buf`, returning how many arrived. Capacity is reserved in
-/// steps of at most 64 MiB, so a header that lies about a huge payload on a short input costs
-/// at most one step, and reads go into spare capacity without zero-filling it first.
+/// steps of at most 64 MiB, so a header that lies about a huge length on a short input costs
+/// at most one step.
 fn read_grow(r: &mut impl Read, buf: &mut Vec<u8>, len: u64) -> io::Result<u64> {
     const STEP: u64 = 64 << 20;
     let mut got = 0;
@@ -279,6 +292,30 @@ fn read_grow(r: &mut impl Read, buf: &mut Vec<u8>, len: u64) -> io::Result<u64> 
         got += n;
         if n < want {
             break;
+        }
+    }
+    Ok(got)
+}
+
+/// Read `len` bytes into `buf[..len]`, returning how many arrived. `buf` is only lengthened
+/// (zero-filling the new part) up to what is needed, in steps of at most 64 MiB ahead of the
+/// data that actually arrived, so a lying header cannot make it allocate far past the input;
+/// a buffer already long enough is read into as it is. Large reads bypass the `BufReader`.
+fn read_payload(r: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> io::Result<usize> {
+    const STEP: usize = 64 << 20;
+    let mut got = 0;
+    while got < len {
+        let end = len.min(got + STEP);
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        while got < end {
+            match r.read(&mut buf[got..end]) {
+                Ok(0) => return Ok(got),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(got)

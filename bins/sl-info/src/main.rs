@@ -1,0 +1,124 @@
+//! sl-info: report on a stream, or pass it through with a live meter.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use sl_cli::{Common, Meter};
+use sl_inspect::Inspector;
+use sl_wire::{MessageHead, WireError};
+
+/// Inspect a stream: its streams, formats, frame count, measured rate, duration, bitrate,
+/// timestamp gaps or reordering, and drops. With --pass, copy the stream to stdout unchanged
+/// and show live fps and throughput on stderr, like `pv` for video.
+#[derive(Parser, Debug)]
+#[command(
+    name = "sl-info",
+    version,
+    after_help = "Examples:\n  \
+      sl-test -n 90 --fast | sl-info                 # report on stdout\n  \
+      sl-file talk.mp4 | sl-info --json | jq .streams\n  \
+      sl-cam | sl-info --pass | sl-hls out/          # a meter in the middle of a pipe\n\n\
+      Exit status: 0 for a complete stream, 1 for a truncated or invalid one."
+)]
+struct Args {
+    /// Copy the stream to stdout unchanged; the meter and the final report go to stderr.
+    #[arg(long)]
+    pass: bool,
+    /// Report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// With --pass: no live meter (the final report is still printed unless -q).
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    sl_cli::run(|a: &Args| &a.common, run)
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut reader = sl_cli::frame_input()?;
+    let mut writer = if args.pass {
+        Some(sl_cli::frame_output()?)
+    } else {
+        None
+    };
+    let mut inspector = Inspector::new();
+    let mut meter = Meter::new(
+        "sl-info",
+        args.pass && !args.no_progress && !args.common.quiet,
+    );
+    let result: anyhow::Result<()> = (|| {
+        loop {
+            // With --pass, payloads are spliced from stdin to stdout inside the kernel; the
+            // inspector only needs the headers.
+            let (head, payload, wire) = match writer.as_mut() {
+                Some(w) => match reader.forward(w)? {
+                    Some(forwarded) => forwarded,
+                    None => break,
+                },
+                None => match reader.next_raw()? {
+                    Some(raw) => {
+                        let wire = (raw.prefix_and_header.len() + raw.payload.len()) as u64;
+                        (raw.head, raw.payload.len() as u64, wire)
+                    }
+                    None => break,
+                },
+            };
+            inspector.observe(&head, payload, wire);
+            if matches!(head, MessageHead::Video { .. } | MessageHead::Packet { .. }) {
+                meter.frame(wire);
+            } else {
+                meter.bytes(wire);
+            }
+            if sl_cli::interrupted() {
+                break;
+            }
+        }
+        Ok(())
+    })();
+    meter.finish(false);
+    let truncated = matches!(
+        result
+            .as_ref()
+            .err()
+            .and_then(|e| e.downcast_ref::<WireError>()),
+        Some(WireError::Truncated(_))
+    );
+    if truncated {
+        inspector.mark_truncated();
+    }
+    if let Err(e) = &result
+        && sl_cli::is_broken_pipe(e)
+    {
+        return Ok(());
+    }
+    if let Some(w) = writer.as_mut() {
+        // upstream truncated or we were interrupted: leave our output marked complete only
+        // when the input was
+        if result.is_ok() {
+            w.finish()?;
+        }
+    }
+    let report = inspector.report();
+    let text = if args.json {
+        report.to_json() + "\n"
+    } else {
+        report.to_text()
+    };
+    if args.pass {
+        if !args.common.quiet {
+            eprint!("{text}");
+        }
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .context("writing the report")?;
+        out.flush()?;
+    }
+    result
+}
