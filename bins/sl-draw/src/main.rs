@@ -126,6 +126,9 @@ struct Stats {
     script: Duration,
     script_max: Duration,
     render: Duration,
+    /// Every script time (capped), for the median: on a shared machine the mean is dragged
+    /// up by the odd call that was preempted mid-way.
+    script_each: Vec<f32>,
 }
 
 impl Stats {
@@ -134,16 +137,23 @@ impl Stats {
         self.script += t.script;
         self.script_max = self.script_max.max(t.script);
         self.render += t.render;
+        if self.script_each.len() < 1 << 20 {
+            self.script_each.push(t.script.as_secs_f32());
+        }
     }
 
     fn print(&self, started: Instant, errors: u64) {
         let secs = started.elapsed().as_secs_f64();
         let per = |d: Duration| d.as_secs_f64() * 1e3 / self.drawn.max(1) as f64;
+        let mut each = self.script_each.clone();
+        each.sort_by(f32::total_cmp);
+        let median = each.get(each.len() / 2).copied().unwrap_or(0.0) as f64 * 1e3;
         eprintln!(
-            "sl-draw: {} frames in {:.2} s ({:.1} fps); script {:.3} ms/frame (max {:.3}), render {:.3} ms/frame; {} script errors",
+            "sl-draw: {} frames in {:.2} s ({:.1} fps); script {:.3} ms/frame median (mean {:.3}, max {:.3}), render {:.3} ms/frame; {} script errors",
             self.frames,
             secs,
             self.frames as f64 / secs.max(1e-9),
+            median,
             per(self.script),
             self.script_max.as_secs_f64() * 1e3,
             per(self.render),
