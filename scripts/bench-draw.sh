@@ -9,8 +9,13 @@
 # (sl-test's output with the streamlib framing stripped), reading and writing raw RGBA
 # through pipes like sl-draw, single-threaded like sl-draw.
 #
-#   sl:     sl-test --fast | sl-draw hud.rhai --stats | sl-info
-#   ffmpeg: cat frames.rgba | ffmpeg -f rawvideo ... -vf drawbox...,drawtext... -f rawvideo - | cat
+#   sl-draw (the issue's pipeline):  sl-test --fast | sl-draw hud.rhai --stats | sl-info
+#   sl-draw (same plumbing as ffmpeg): cat frames.slv | sl-draw hud.rhai | cat
+#   ffmpeg:                            cat frames.rgba | ffmpeg -f rawvideo ... -vf drawbox...,drawtext... -f rawvideo - | cat
+#
+# The ratios compare the last two: the same frames (saved once from sl-test), fed by `cat`
+# and drained by `cat`, so only the drawing stage differs. (In the first, sl-test renders
+# colour bars on the same 2 cores, which slows the whole pipeline down.)
 #
 # Reported per tool, best of RUNS runs: pipeline frames/s (wall clock; the machine may be
 # shared) and the drawing stage's CPU time per frame (user+sys, from /usr/bin/time), which
@@ -28,14 +33,15 @@ PKGS=(-p sl-test -p sl-draw)
 if [ -d bins/sl-info ]; then PKGS+=(-p sl-info); fi
 cargo build --release -q "${PKGS[@]}"
 T=target/release
-if [ -x "$T/sl-info" ]; then CONSUMER="$T/sl-info >/dev/null"; else CONSUMER="cat >/dev/null"; fi
+if [ -x "$T/sl-info" ]; then CONSUMER="$T/sl-info >/dev/null"; CNAME=sl-info; else CONSUMER="cat >/dev/null"; CNAME=cat; fi
 
 TMP=$(mktemp -d /tmp/bench-draw.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 SRC="$T/sl-test --fast -n $N -s 1920x1080 -f rgba -p bars"
 
-# the same frames for ffmpeg: sl-test's video payloads, framing stripped (not timed)
-$SRC | python3 -c '
+# the same frames for both, saved once (not timed): as a streamlib stream for sl-draw, and
+# its video payloads with the framing stripped for ffmpeg
+$SRC | tee "$TMP/frames.slv" | python3 -c '
 import sys
 r, w = sys.stdin.buffer, sys.stdout.buffer
 r.read(16)                                   # stream header
@@ -80,18 +86,20 @@ run() {
 
 echo "sl-draw vs ffmpeg: $N frames of 1920x1080 rgba, HUD (panel, 10 shapes, 3 text lines), best of $RUNS"
 echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
-read -r sl_wall sl_cpu < <(run sl "$SRC | @TIME@ $T/sl-draw examples/hud.rhai --stats 2>>$TMP/stats | $CONSUMER")
+read -r sp_wall sp_cpu < <(run sl "$SRC | @TIME@ $T/sl-draw examples/hud.rhai --stats 2>>$TMP/stats | $CONSUMER")
+read -r sl_wall sl_cpu < <(run sl "cat $TMP/frames.slv | @TIME@ $T/sl-draw examples/hud.rhai --stats 2>>$TMP/stats | cat >/dev/null")
 read -r ff_wall ff_cpu < <(run ffmpeg "cat $TMP/frames.rgba | @TIME@ ffmpeg -v error -nostdin -threads 1 -filter_threads 1 -filter_complex_threads 1 -f rawvideo -pix_fmt rgba -s 1920x1080 -r 30 -i - -vf \"$VF\" -f rawvideo -pix_fmt rgba - | cat >/dev/null")
 
 report() { # name wall cpu
-  printf '  %-8s %7.1f frames/s in the pipeline   %6.2f ms CPU/frame = %6.1f frames/s on one core\n' \
+  printf '  %-28s %7.1f frames/s in the pipeline   %6.2f ms CPU/frame = %6.1f frames/s on one core\n' \
     "$1" "$(echo "$N / $2" | bc -l)" "$(echo "$3 * 1000 / $N" | bc -l)" "$(echo "$N / $3" | bc -l)"
 }
-report sl-draw "$sl_wall" "$sl_cpu"
-report ffmpeg "$ff_wall" "$ff_cpu"
-printf '  ratio sl-draw/ffmpeg: %.2fx pipeline fps, %.2fx CPU per frame (above 1 = sl-draw faster)\n' \
+report "sl-test | sl-draw | $CNAME" "$sp_wall" "$sp_cpu"
+report "cat | sl-draw | cat" "$sl_wall" "$sl_cpu"
+report "cat | ffmpeg | cat" "$ff_wall" "$ff_cpu"
+printf '  ratio sl-draw/ffmpeg (cat | X | cat): %.2fx pipeline fps, %.2fx CPU per frame (above 1 = sl-draw faster)\n' \
   "$(echo "$ff_wall / $sl_wall" | bc -l)" "$(echo "$ff_cpu / $sl_cpu" | bc -l)"
-echo "  sl-draw --stats, best run:"
-sort -t'(' -k2 -n "$TMP/stats" | grep 'frames in' | sort -k6 -n | tail -1 | sed 's/^/    /'
+echo "  sl-draw --stats of every run (the Rhai call is the \"script\" time):"
+grep 'frames in' "$TMP/stats" | sed 's/^/    /'
 grep 'frames in' "$TMP/stats" | sed -E 's/.*script ([0-9.]+) ms\/frame median.*/\1/' | sort -n | head -1 |
-  awk '{printf "  Rhai call: %.3f ms per frame (median; best run)\n", $1}'
+  awk '{printf "  Rhai call: %.3f ms per frame (median of the best run)\n", $1}'

@@ -384,6 +384,7 @@ fn set_variables_are_typed_and_missing_ones_default() {
             if type_of(n) != "i64" { throw "n is " + type_of(n); }
             let missing = ctx.get_var("score", "No score");
             if missing != "No score" { throw "missing var"; }
+            if ctx.vars.get("absent", 5) != 5 || ctx.vars.get("n", 0) != n { throw "map get"; }
             canvas.clear(rgb(n, 0, 0));
         }"#,
     );
