@@ -882,3 +882,47 @@ fn dump_examples() {
     }
     eprintln!("PNGs in {}", dir.display());
 }
+
+#[test]
+fn fonts_load_from_the_script_folder() {
+    let system = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf");
+    if !system.exists() {
+        eprintln!(
+            "skipped: no {} (apt-get install fonts-dejavu-core)",
+            system.display()
+        );
+        return;
+    }
+    let dir = scratch_dir("draw-font");
+    std::fs::create_dir_all(dir.join("fonts")).unwrap();
+    std::fs::copy(system, dir.join("fonts/serif.ttf")).unwrap();
+    let s = write_script(
+        &dir,
+        "serif.rhai",
+        r#"fn init(ctx) { this.serif = load_font("fonts/serif.ttf"); }
+        fn draw(canvas, ctx) {
+            canvas.clear("black");
+            canvas.font(this.serif);
+            canvas.font_size(30);
+            canvas.text_baseline("top");
+            let w = canvas.measure_text("Serif").width;
+            if w < 40 || w > 120 { throw `width ${w}`; }
+            canvas.text("Serif", 4, 4, "white");
+        }"#,
+    );
+    let f = rgba(&make_frame(&s, "128x48"));
+    let lit = f.data().chunks_exact(4).filter(|p| p[0] > 128).count();
+    assert!(lit > 100, "{lit} lit pixels");
+    // an unknown font name is an error that says what to do
+    let s = write_script(
+        &dir,
+        "nofont.rhai",
+        "fn draw(canvas, ctx) { canvas.font(\"comic\"); }",
+    );
+    let out = overlay(&s, &["--strict"]);
+    assert!(
+        stderr_of(&out, 1).contains("load_font"),
+        "{}",
+        stderr_of(&out, 1)
+    );
+}
