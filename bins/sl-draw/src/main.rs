@@ -201,25 +201,25 @@ impl Stage {
         Ok(())
     }
 
+    /// Overlay one frame: run the script first (so a failing script, or one that draws
+    /// nothing, never touches or converts the pixels), then rasterise onto the frame.
     fn draw(&mut self, frame: &mut VideoFrame, fc: &FrameContext<'_>) -> anyhow::Result<()> {
         self.stats.frames += 1;
-        let drawer = &mut self.drawer;
-        let mut failure = None;
-        let timing = pixels::draw_on(frame, |pm| match drawer.draw(fc, pm) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                failure = Some(e);
-                None
+        let script = match self.drawer.record(fc) {
+            Ok(t) => t,
+            Err(e) => return self.errors.failed(&e, self.strict),
+        };
+        let mut render = Duration::ZERO;
+        if self.drawer.has_drawing() {
+            let drawer = &mut self.drawer;
+            match pixels::draw_on(frame, |pm| Some(drawer.render(pm))) {
+                Some(Ok(t)) => render = t,
+                Some(Err(e)) => return self.errors.failed(&e, self.strict),
+                None => {}
             }
-        });
-        match (timing, failure) {
-            (Some(t), _) => {
-                self.stats.add(t);
-                self.errors.succeeded();
-            }
-            (None, Some(e)) => self.errors.failed(&e, self.strict)?,
-            (None, None) => {}
         }
+        self.errors.succeeded();
+        self.stats.add(FrameTiming { script, render });
         Ok(())
     }
 }

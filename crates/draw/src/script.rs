@@ -454,8 +454,25 @@ impl Drawer {
         fc: &FrameContext<'_>,
         pm: &mut PixmapMut<'_>,
     ) -> Result<FrameTiming, ScriptError> {
+        let script = self.record(fc)?;
+        let render = self.render(pm)?;
+        Ok(FrameTiming { script, render })
+    }
+
+    /// Run the script for one frame (`init` first when due), recording what it draws.
+    /// Returns the time the call took. On error nothing stays recorded.
+    pub fn record(&mut self, fc: &FrameContext<'_>) -> Result<Duration, ScriptError> {
         let t0 = Instant::now();
+        let r = self.record_inner(fc);
+        if r.is_err() {
+            self.canvas.0.borrow_mut().ops.clear();
+        }
+        r.map(|()| t0.elapsed())
+    }
+
+    fn record_inner(&mut self, fc: &FrameContext<'_>) -> Result<(), ScriptError> {
         let ctx = self.ctx_map(fc);
+        self.canvas.0.borrow_mut().reset(fc.width, fc.height);
         if self.needs_init && self.has_init() {
             let ctx = ctx.clone();
             let _: Dynamic = self.guarded(|d| {
@@ -472,7 +489,6 @@ impl Drawer {
             })?;
         }
         self.needs_init = false;
-        self.canvas.0.borrow_mut().reset(fc.width, fc.height);
         let canvas = self.canvas.clone();
         let _: Dynamic = self.guarded(|d| {
             let opts = CallFnOptions::new()
@@ -486,7 +502,17 @@ impl Drawer {
                 (canvas, ctx),
             )
         })?;
-        let t1 = Instant::now();
+        Ok(())
+    }
+
+    /// Whether the last [`Drawer::record`] recorded anything to draw.
+    pub fn has_drawing(&self) -> bool {
+        !self.canvas.0.borrow().ops.is_empty()
+    }
+
+    /// Draw what the last [`Drawer::record`] recorded onto `pm`; returns the time it took.
+    pub fn render(&mut self, pm: &mut PixmapMut<'_>) -> Result<Duration, ScriptError> {
+        let t0 = Instant::now();
         let rec = self.canvas.0.borrow();
         let (renderer, assets) = (&mut self.renderer, &self.assets);
         let r = catch_unwind(AssertUnwindSafe(|| renderer.render(&rec.ops, assets, pm)));
@@ -498,10 +524,7 @@ impl Drawer {
                 false,
             ));
         }
-        Ok(FrameTiming {
-            script: t1 - t0,
-            render: t1.elapsed(),
-        })
+        Ok(t0.elapsed())
     }
 }
 
