@@ -36,7 +36,7 @@ struct Args {
     /// The Rhai script (fonts and images it loads are looked up next to it).
     script: PathBuf,
     /// Make frames of this size instead of drawing on stdin's (WIDTHxHEIGHT, 1080p, 720p...).
-    /// Implied, at 1280x720, when stdin is a terminal.
+    /// Implied, at 1280x720, when nothing is piped into stdin (a terminal or /dev/null).
     #[arg(short, long)]
     size: Option<Size>,
     /// Frame rate of made frames (source mode).
@@ -64,7 +64,7 @@ struct Args {
     /// Do not reload the script when its file changes.
     #[arg(long)]
     no_reload: bool,
-    /// Most Rhai operations one script call may run.
+    /// Most Rhai operations one script call may run (0: no limit).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_operations)]
     max_ops: u64,
     /// Longest one script call may take (e.g. 250ms, 1s).
