@@ -1,0 +1,245 @@
+//! Writing: frames from stdin (or from a source in this process) into a file or URL.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use sl_cli::Meter;
+use sl_media::{Sink, SinkOptions};
+use sl_wire::{Message, StreamInfo, StreamKind, VideoFormat};
+
+use crate::Args;
+
+pub(crate) fn sink_options(args: &Args) -> SinkOptions {
+    SinkOptions {
+        container: args.container.clone(),
+        video_codec: args.codec.clone(),
+        audio_codec: args.audio_codec.clone(),
+        crf: args.crf,
+        preset: args.preset.clone(),
+        video_bitrate: args.bitrate,
+        audio_bitrate: args.audio_bitrate,
+        gop: args.keyint,
+        fragmented: args.fragmented,
+        codec_options: args.codec_options.clone(),
+        format_options: args.mux_options.clone(),
+        threads: args.threads,
+    }
+}
+
+/// A local file we may delete if nothing usable was written to it.
+fn is_local_file(output: &str) -> bool {
+    output != "-" && !output.contains("://")
+}
+
+/// Turns a sequence of messages into an output: opens the sink at the first frame (with the
+/// streams described so far), encodes, and finalises whatever happens.
+pub(crate) struct Recorder {
+    output: String,
+    opts: SinkOptions,
+    no_audio: bool,
+    streams: BTreeMap<u16, StreamInfo>,
+    sink: Option<Sink>,
+    video_stream: Option<u16>,
+    audio_stream: Option<u16>,
+    warned_late: bool,
+    pub(crate) meter: Meter,
+}
+
+impl Recorder {
+    pub(crate) fn new(args: &Args) -> Recorder {
+        let output = args.output.clone().expect("writing needs -o");
+        Recorder {
+            output,
+            opts: sink_options(args),
+            no_audio: args.no_audio,
+            streams: BTreeMap::new(),
+            sink: None,
+            video_stream: None,
+            audio_stream: None,
+            warned_late: false,
+            meter: Meter::new("sl-file", args.progress),
+        }
+    }
+
+    /// Take one message. Errors are encoding or writing failures.
+    pub(crate) fn handle(&mut self, m: Message) -> anyhow::Result<()> {
+        match m {
+            Message::Stream { stream, info } => {
+                if self.sink.is_some() && !self.streams.contains_key(&stream) {
+                    if !self.warned_late {
+                        log::warn!(
+                            "stream {stream} ({}) started after the output was opened: ignored",
+                            info.kind_name()
+                        );
+                        self.warned_late = true;
+                    }
+                } else {
+                    self.streams.insert(stream, info);
+                }
+            }
+            Message::Video { stream, frame } => {
+                self.open_if_needed()?;
+                if Some(stream) == self.video_stream {
+                    let sink = self.sink.as_mut().expect("opened");
+                    sink.write_video(&frame)?;
+                    self.meter.frame(frame.data().len() as u64);
+                }
+            }
+            Message::Audio { stream, chunk } => {
+                self.open_if_needed()?;
+                if Some(stream) == self.audio_stream {
+                    let sink = self.sink.as_mut().expect("opened");
+                    sink.write_audio(&chunk)?;
+                    self.meter.bytes(chunk.data().len() as u64);
+                }
+            }
+            Message::Packet { .. } => {
+                return Err(anyhow!(
+                    "the stream carries compressed packets: sl-file -o writes raw frames; decode them first"
+                ));
+            }
+            Message::Data { .. } | Message::End { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn open_if_needed(&mut self) -> anyhow::Result<()> {
+        if self.sink.is_some() {
+            return Ok(());
+        }
+        let video = self.streams.iter().find(|(_, s)| {
+            matches!(&s.kind, StreamKind::Video(v) if matches!(v.format, VideoFormat::Raw(_)))
+        });
+        let audio = if self.no_audio {
+            None
+        } else {
+            self.streams
+                .iter()
+                .find(|(_, s)| matches!(s.kind, StreamKind::Audio(_)))
+        };
+        if video.is_none() && audio.is_none() {
+            return Err(anyhow!(
+                "a frame arrived before any raw video or audio stream description: nothing to write"
+            ));
+        }
+        self.video_stream = video.map(|(i, _)| *i);
+        self.audio_stream = audio.map(|(i, _)| *i);
+        let opened = Sink::open(
+            &self.output,
+            video.map(|(_, s)| s),
+            audio.map(|(_, s)| s),
+            &self.opts,
+        );
+        match opened {
+            Ok(sink) => {
+                if !sink.has_audio() {
+                    self.audio_stream = None;
+                }
+                self.sink = Some(sink);
+                Ok(())
+            }
+            Err(e) => {
+                // libav may have created the file before failing: leave nothing behind
+                if is_local_file(&self.output) {
+                    let _ = std::fs::remove_file(&self.output);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Finalise the output (trailer written) whatever happened upstream; `failure` is the
+    /// error that stopped the input, if any.
+    pub(crate) fn finish(
+        mut self,
+        failure: Option<anyhow::Error>,
+        stats: bool,
+    ) -> anyhow::Result<()> {
+        let Some(mut sink) = self.sink.take() else {
+            return match failure {
+                Some(e) => Err(e.context(format!("nothing was written to {}", self.output))),
+                None => Err(anyhow!(
+                    "the stream ended before any frame arrived: nothing was written to {}",
+                    self.output
+                )),
+            };
+        };
+        let finished = sink.finish();
+        let frames = sink.video_frames();
+        let has_video = sink.has_video();
+        drop(sink);
+        self.meter.finish(stats);
+        if has_video && frames == 0 && is_local_file(&self.output) {
+            let _ = std::fs::remove_file(&self.output);
+            let e = failure.unwrap_or_else(|| anyhow!("no video frame arrived"));
+            return Err(e.context(format!("nothing was recorded: {} removed", self.output)));
+        }
+        if sl_cli::interrupted() {
+            log::info!(
+                "interrupted: {} finalised with {frames} video frames",
+                self.output
+            );
+        } else {
+            log::info!("{} finalised with {frames} video frames", self.output);
+        }
+        match (failure, finished) {
+            (Some(e), _) => Err(e.context(format!(
+                "{} is finalised with the {frames} video frames that arrived",
+                self.output
+            ))),
+            (None, Err(e)) => Err(e.into()),
+            (None, Ok(())) => Ok(()),
+        }
+    }
+}
+
+/// `sl-file -o OUTPUT`: read the wire format from stdin. The reading happens on its own
+/// thread so that SIGINT/SIGTERM finalise the output even while upstream is silent.
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
+    let mut reader = sl_cli::frame_input()?;
+    let mut rec = Recorder::new(args);
+    let (tx, rx) = sync_channel(4);
+    std::thread::spawn(move || {
+        loop {
+            let r = reader.next_message();
+            let last = !matches!(r, Ok(Some(_)));
+            if tx.send(r).is_err() || last {
+                break;
+            }
+        }
+    });
+    let mut failure = None;
+    let mut first_video: Option<f64> = None;
+    let mut video_frames = 0u64;
+    loop {
+        if sl_cli::interrupted() {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Some(m))) => {
+                if let Message::Video { frame, .. } = &m {
+                    let secs = frame.info.pts_secs();
+                    let rel = secs - *first_video.get_or_insert(secs);
+                    if args.limit.reached(video_frames, rel) {
+                        break;
+                    }
+                    video_frames += 1;
+                }
+                if let Err(e) = rec.handle(m) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                failure = Some(anyhow::Error::from(e).context("reading stdin"));
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    rec.finish(failure, args.stats)
+}
