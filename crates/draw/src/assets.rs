@@ -1,0 +1,312 @@
+//! Fonts and images a script uses, loaded once and kept for the life of the process.
+//!
+//! Sandbox contract: a script can only name files inside its own folder (relative paths,
+//! no `..`, no absolute paths, and after resolving symlinks still inside the folder). That is
+//! the only file access scripts have. The built-in fonts are embedded in the binary.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use tiny_skia::{IntSize, Pixmap};
+
+/// Largest font or image file a script may load.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+/// Largest image side in pixels.
+const MAX_IMAGE_SIDE: u32 = 16384;
+
+/// The bytes of an embedded font.
+type FontBytes = fn() -> &'static [u8];
+
+/// Fonts embedded in the binary, by the name scripts use.
+pub const BUILTIN_FONTS: &[(&str, FontBytes)] = &[
+    ("sans", dejavu::sans::regular),
+    ("sans-bold", dejavu::sans::bold),
+    ("mono", dejavu::sans_mono::regular),
+    ("mono-bold", dejavu::sans_mono::bold),
+];
+
+/// A loaded image, as scripts hold it: an index into [`Assets`] and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Image {
+    pub id: usize,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug)]
+struct FontEntry {
+    name: String,
+    font: Option<Rc<fontdue::Font>>,
+    source: FontSource,
+}
+
+#[derive(Debug)]
+enum FontSource {
+    Builtin(FontBytes),
+    File,
+}
+
+#[derive(Debug)]
+struct ImageEntry {
+    path: PathBuf,
+    pixmap: Rc<Pixmap>,
+}
+
+/// Fonts and images, shared by the script engine (which loads them) and the renderer.
+#[derive(Debug)]
+pub struct Assets {
+    base_dir: PathBuf,
+    fonts: RefCell<Vec<FontEntry>>,
+    images: RefCell<Vec<ImageEntry>>,
+    /// The script call's deadline: loading a file pushes it back by the time the load took,
+    /// so a first frame that parses fonts is not cut short by the time limit.
+    deadline: Rc<Cell<Option<Instant>>>,
+}
+
+impl Assets {
+    /// Share the script call's deadline (see the field).
+    pub fn set_deadline(&mut self, deadline: Rc<Cell<Option<Instant>>>) {
+        self.deadline = deadline;
+    }
+
+    fn extend_deadline(&self, since: Instant) {
+        if let Some(d) = self.deadline.get() {
+            self.deadline.set(Some(d + since.elapsed()));
+        }
+    }
+
+    /// Assets for scripts in `base_dir` (the script's folder).
+    pub fn new(base_dir: &Path) -> Assets {
+        let base_dir = base_dir
+            .canonicalize()
+            .unwrap_or_else(|_| base_dir.to_path_buf());
+        let fonts = BUILTIN_FONTS
+            .iter()
+            .map(|(name, bytes)| FontEntry {
+                name: name.to_string(),
+                font: None,
+                source: FontSource::Builtin(*bytes),
+            })
+            .collect();
+        Assets {
+            base_dir,
+            fonts: RefCell::new(fonts),
+            images: RefCell::new(Vec::new()),
+            deadline: Rc::new(Cell::new(None)),
+        }
+    }
+
+    /// The folder scripts may read from.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// Resolve a path a script gave, refusing anything outside the script's folder.
+    pub fn resolve(&self, name: &str) -> Result<PathBuf, String> {
+        let p = Path::new(name);
+        let refuse = || {
+            format!(
+                "`{name}`: scripts may only load files inside their own folder ({}), named by a relative path without `..`",
+                self.base_dir.display()
+            )
+        };
+        if name.is_empty() || p.is_absolute() {
+            return Err(refuse());
+        }
+        if p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(refuse());
+        }
+        let full = self.base_dir.join(p);
+        let real = full
+            .canonicalize()
+            .map_err(|e| format!("`{name}`: {e} (looked in {})", self.base_dir.display()))?;
+        if !real.starts_with(&self.base_dir) {
+            return Err(refuse());
+        }
+        let meta = std::fs::metadata(&real).map_err(|e| format!("`{name}`: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("`{name}` is not a file"));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(format!(
+                "`{name}` is {} bytes: files over {MAX_FILE_BYTES} bytes are refused",
+                meta.len()
+            ));
+        }
+        Ok(real)
+    }
+
+    /// The index of the font called `name` (a built-in name or one loaded with
+    /// [`Assets::load_font`]).
+    pub fn font_id(&self, name: &str) -> Result<usize, String> {
+        let fonts = self.fonts.borrow();
+        fonts.iter().position(|f| f.name == name).ok_or_else(|| {
+            let known: Vec<&str> = fonts.iter().map(|f| f.name.as_str()).collect();
+            format!(
+                "no font called `{name}`: load it first with load_font(\"file.ttf\"), or use one of: {}",
+                known.join(", ")
+            )
+        })
+    }
+
+    /// The font at `id`, parsing an embedded one on first use.
+    pub fn font(&self, id: usize) -> Option<Rc<fontdue::Font>> {
+        let mut fonts = self.fonts.borrow_mut();
+        let entry = fonts.get_mut(id)?;
+        if entry.font.is_none()
+            && let FontSource::Builtin(bytes) = entry.source
+        {
+            let t = Instant::now();
+            let f = fontdue::Font::from_bytes(bytes(), fontdue::FontSettings::default()).ok()?;
+            entry.font = Some(Rc::new(f));
+            self.extend_deadline(t);
+        }
+        entry.font.clone()
+    }
+
+    /// Load a TrueType/OpenType font file from the script's folder (once); returns the name to
+    /// select it with (the path as given).
+    pub fn load_font(&self, name: &str) -> Result<String, String> {
+        if self.fonts.borrow().iter().any(|f| f.name == name) {
+            return Ok(name.to_string());
+        }
+        let path = self.resolve(name)?;
+        let t = Instant::now();
+        let bytes = std::fs::read(&path).map_err(|e| format!("`{name}`: {e}"))?;
+        let font = fontdue::Font::from_bytes(bytes, fontdue::FontSettings::default())
+            .map_err(|e| format!("`{name}` is not a font fontdue can read: {e}"))?;
+        self.fonts.borrow_mut().push(FontEntry {
+            name: name.to_string(),
+            font: Some(Rc::new(font)),
+            source: FontSource::File,
+        });
+        self.extend_deadline(t);
+        Ok(name.to_string())
+    }
+
+    /// Load a PNG or JPEG from the script's folder (once; later calls return the same image).
+    pub fn load_image(&self, name: &str) -> Result<Image, String> {
+        let path = self.resolve(name)?;
+        if let Some((id, e)) = self
+            .images
+            .borrow()
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.path == path)
+        {
+            return Ok(Image {
+                id,
+                width: e.pixmap.width(),
+                height: e.pixmap.height(),
+            });
+        }
+        let t = Instant::now();
+        let bytes = std::fs::read(&path).map_err(|e| format!("`{name}`: {e}"))?;
+        let pixmap = decode_image(&bytes).map_err(|e| format!("`{name}`: {e}"))?;
+        self.extend_deadline(t);
+        let img = Image {
+            id: self.images.borrow().len(),
+            width: pixmap.width(),
+            height: pixmap.height(),
+        };
+        self.images.borrow_mut().push(ImageEntry {
+            path,
+            pixmap: Rc::new(pixmap),
+        });
+        Ok(img)
+    }
+
+    pub fn image(&self, id: usize) -> Option<Rc<Pixmap>> {
+        self.images.borrow().get(id).map(|e| Rc::clone(&e.pixmap))
+    }
+}
+
+/// Decode PNG or JPEG bytes into a premultiplied pixmap.
+pub fn decode_image(bytes: &[u8]) -> Result<Pixmap, String> {
+    if bytes.starts_with(b"\x89PNG") {
+        let p = Pixmap::decode_png(bytes).map_err(|e| format!("bad PNG: {e}"))?;
+        if p.width() > MAX_IMAGE_SIDE || p.height() > MAX_IMAGE_SIDE {
+            return Err("image too large".into());
+        }
+        return Ok(p);
+    }
+    if bytes.starts_with(&[0xff, 0xd8]) {
+        let mut d = jpeg_decoder::Decoder::new(bytes);
+        d.read_info().map_err(|e| format!("bad JPEG: {e}"))?;
+        let info = d.info().ok_or("bad JPEG: no header")?;
+        if info.width as u32 > MAX_IMAGE_SIDE || info.height as u32 > MAX_IMAGE_SIDE {
+            return Err("image too large".into());
+        }
+        let px = d.decode().map_err(|e| format!("bad JPEG: {e}"))?;
+        let n = info.width as usize * info.height as usize;
+        let mut rgba = Vec::with_capacity(n * 4);
+        match info.pixel_format {
+            jpeg_decoder::PixelFormat::RGB24 => {
+                for p in px.chunks_exact(3) {
+                    rgba.extend_from_slice(&[p[0], p[1], p[2], 255]);
+                }
+            }
+            jpeg_decoder::PixelFormat::L8 => {
+                for &l in &px {
+                    rgba.extend_from_slice(&[l, l, l, 255]);
+                }
+            }
+            jpeg_decoder::PixelFormat::L16 => {
+                for p in px.chunks_exact(2) {
+                    rgba.extend_from_slice(&[p[0], p[0], p[0], 255]);
+                }
+            }
+            jpeg_decoder::PixelFormat::CMYK32 => {
+                for p in px.chunks_exact(4) {
+                    let k = 255 - p[3] as u32;
+                    let ch = |c: u8| ((255 - c as u32) * k / 255) as u8;
+                    rgba.extend_from_slice(&[ch(p[0]), ch(p[1]), ch(p[2]), 255]);
+                }
+            }
+        }
+        let size = IntSize::from_wh(info.width as u32, info.height as u32)
+            .ok_or("bad JPEG: empty image")?;
+        return Pixmap::from_vec(rgba, size).ok_or_else(|| "bad JPEG size".into());
+    }
+    Err("not a PNG or JPEG image".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_confined_to_the_script_folder() {
+        let dir = std::env::temp_dir().join(format!("sl-draw-assets-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/a.txt"), b"x").unwrap();
+        let a = Assets::new(&dir);
+        assert!(a.resolve("sub/a.txt").is_ok());
+        assert!(a.resolve("./sub/a.txt").is_ok());
+        for bad in ["/etc/passwd", "../x", "sub/../../x", ""] {
+            assert!(
+                a.resolve(bad)
+                    .unwrap_err()
+                    .contains("inside their own folder")
+            );
+        }
+        #[cfg(unix)]
+        {
+            let _ = std::os::unix::fs::symlink("/etc/passwd", dir.join("link"));
+            assert!(a.resolve("link").is_err());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn builtin_fonts_load() {
+        let a = Assets::new(Path::new("."));
+        let id = a.font_id("mono").unwrap();
+        assert!(a.font(id).is_some());
+        assert!(a.font_id("comic").unwrap_err().contains("sans"));
+    }
+}
