@@ -431,12 +431,17 @@ impl HlsWriter {
                     .push(("bufsize".into(), (r.bitrate * 2).to_string()));
             }
             let codec = enc.video_codec.clone().unwrap_or_else(|| "libx264".into());
-            if codec.starts_with("libx26")
-                && !enc.codec_options.iter().any(|(k, _)| k == "sc_threshold")
-            {
-                // keyframes only on the segment grid, so every segment is one GOP
+            if codec.starts_with("libx26") {
+                // Keyframes only on the segment grid, so every segment is one GOP. Closed
+                // GOPs: with the global header the hls muxer asks for, FFmpeg 5.1's libx264
+                // made every keyframe after the first a non-IDR I frame with a recovery-point
+                // SEI (seen with trace_headers), which the mpegts muxer does not prefix with
+                // SPS/PPS: segments after the first did not decode on their own.
+                // Options given with -x come later and win.
                 enc.codec_options
                     .insert(0, ("sc_threshold".into(), "0".into()));
+                enc.codec_options
+                    .insert(0, ("flags".into(), "+cgop".into()));
             }
             enc.video_codec = Some(codec);
             let mut fo = muxer_options(opts, &dir, &run);
