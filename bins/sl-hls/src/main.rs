@@ -44,8 +44,8 @@ pub(crate) struct Args {
     #[arg(long, default_value = "ts", value_name = "ts|fmp4")]
     pub segment_type: SegmentType,
     /// Renditions with a master playlist: e.g. 1080p,720p,360p or 1280x720@2500k,640x360@800k.
-    #[arg(long, value_name = "LIST", value_parser = Rung::parse_ladder)]
-    pub ladder: Option<Vec<Rung>>,
+    #[arg(long, value_name = "LIST", value_parser = parse_ladder)]
+    pub ladder: Option<Ladder>,
 
     /// Serve OUTDIR and a player page over HTTP on this address (e.g. 127.0.0.1:8080). After
     /// the stream ends, serving goes on until Ctrl-C.
@@ -91,6 +91,14 @@ pub(crate) struct Args {
     pub stats: bool,
     #[command(flatten)]
     pub common: Common,
+}
+
+/// The renditions of `--ladder` (a newtype: clap reads a bare `Vec` as a repeated flag).
+#[derive(Clone, Debug)]
+pub(crate) struct Ladder(pub Vec<Rung>);
+
+fn parse_ladder(s: &str) -> Result<Ladder, String> {
+    Rung::parse_ladder(s).map(Ladder)
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {

@@ -42,7 +42,7 @@ fn options(args: &Args) -> anyhow::Result<HlsOptions> {
             threads: args.threads,
             ..SinkOptions::default()
         },
-        ladder: args.ladder.clone().unwrap_or_default(),
+        ladder: args.ladder.clone().map(|l| l.0).unwrap_or_default(),
     })
 }
 
