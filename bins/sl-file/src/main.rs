@@ -41,71 +41,77 @@ struct Args {
 
     // --- reading
     /// Pixel format to emit (rgba, bgra, rgb24, gray8, i420, nv12); default: the source's own.
-    #[arg(short, long, help_heading = "Reading")]
+    #[arg(short, long, help_heading = "Reading", requires = "input")]
     format: Option<PixelFormat>,
     /// Scale frames to WIDTHxHEIGHT (or 1080p, 720p...).
-    #[arg(short, long, help_heading = "Reading")]
+    #[arg(short, long, help_heading = "Reading", requires = "input")]
     size: Option<Size>,
     /// Leave the audio out.
     #[arg(long, help_heading = "Reading")]
     no_audio: bool,
     /// Which video stream to read (0 = the first); default: FFmpeg's best.
-    #[arg(long, value_name = "N", help_heading = "Reading")]
+    #[arg(long, value_name = "N", help_heading = "Reading", requires = "input")]
     video_stream: Option<usize>,
     /// Which audio stream to read (0 = the first); default: FFmpeg's best.
-    #[arg(long, value_name = "N", help_heading = "Reading")]
+    #[arg(long, value_name = "N", help_heading = "Reading", requires = "input")]
     audio_stream: Option<usize>,
     /// Emit frames at their timestamps' pace, like a live source.
-    #[arg(long, help_heading = "Reading")]
+    #[arg(long, help_heading = "Reading", requires = "input")]
     realtime: bool,
     /// Start again at the end, forever (timestamps keep increasing).
-    #[arg(long = "loop", help_heading = "Reading")]
+    #[arg(long = "loop", help_heading = "Reading", requires = "input")]
     looping: bool,
     /// Start this far into the input (e.g. 90, 1m30s, 00:01:30).
-    #[arg(long, value_parser = parse_duration, help_heading = "Reading")]
+    #[arg(long, value_parser = parse_duration, help_heading = "Reading", requires = "input")]
     start: Option<Duration>,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Reading and writing")]
     limit: FrameLimit,
     /// Source id stamped on streams and frames; default: the input's file name.
-    #[arg(long, help_heading = "Reading")]
+    #[arg(long, help_heading = "Reading", requires = "input")]
     source_id: Option<String>,
     /// An FFmpeg input option, KEY=VALUE (repeatable), e.g. rtsp_transport=tcp.
-    #[arg(long = "input-option", value_name = "KEY=VALUE", value_parser = key_value, help_heading = "Reading")]
+    #[arg(long = "input-option", value_name = "KEY=VALUE", value_parser = key_value, help_heading = "Reading", requires = "input")]
     input_options: Vec<(String, String)>,
 
     // --- writing
     /// Container: mp4, mkv, mov, ts, flv, nut, y4m, webm...; default: from the name.
-    #[arg(short, long, help_heading = "Writing")]
+    #[arg(short, long, help_heading = "Writing", requires = "output")]
     container: Option<String>,
     /// Video encoder: libx264 (mp4/mkv/ts/flv), rawvideo (y4m/nut), ffv1 (lossless)...
-    #[arg(long, help_heading = "Writing")]
+    #[arg(long, help_heading = "Writing", requires = "output")]
     codec: Option<String>,
     /// Audio encoder: aac (default for mp4/mkv/ts/flv), pcm_s16le (nut), libopus...
-    #[arg(long, help_heading = "Writing")]
+    #[arg(long, help_heading = "Writing", requires = "output")]
     audio_codec: Option<String>,
     /// Quality for libx264 (0 lossless .. 51; default 23).
-    #[arg(long, help_heading = "Writing")]
+    #[arg(long, help_heading = "Writing", requires = "output")]
     crf: Option<f32>,
     /// Encoder speed preset (libx264: ultrafast .. veryslow; default veryfast).
-    #[arg(long, help_heading = "Writing")]
+    #[arg(long, help_heading = "Writing", requires = "output")]
     preset: Option<String>,
     /// Video bit rate (e.g. 4M, 2500k) instead of --crf.
-    #[arg(long, value_parser = bitrate, help_heading = "Writing")]
+    #[arg(long, value_parser = bitrate, help_heading = "Writing", requires = "output")]
     bitrate: Option<u64>,
     /// Audio bit rate (default 128k for AAC).
-    #[arg(long, value_parser = bitrate, help_heading = "Writing")]
+    #[arg(long, value_parser = bitrate, help_heading = "Writing", requires = "output")]
     audio_bitrate: Option<u64>,
     /// Keyframe interval in frames (default: 2 seconds).
-    #[arg(short = 'g', long, value_name = "FRAMES", help_heading = "Writing")]
+    #[arg(
+        short = 'g',
+        long,
+        value_name = "FRAMES",
+        help_heading = "Writing",
+        requires = "output"
+    )]
     keyint: Option<u32>,
     /// Fragmented MP4/MOV: the file stays playable even if sl-file is killed (kill -9).
-    #[arg(long, help_heading = "Writing")]
+    #[arg(long, help_heading = "Writing", requires = "output")]
     fragmented: bool,
     /// An encoder option, KEY=VALUE (repeatable), e.g. tune=zerolatency.
-    #[arg(short = 'x', long = "codec-option", value_name = "KEY=VALUE", value_parser = key_value, help_heading = "Writing")]
+    #[arg(short = 'x', long = "codec-option", value_name = "KEY=VALUE", value_parser = key_value, help_heading = "Writing", requires = "output")]
     codec_options: Vec<(String, String)>,
     /// A muxer option, KEY=VALUE (repeatable), e.g. movflags=+faststart.
-    #[arg(long = "mux-option", value_name = "KEY=VALUE", value_parser = key_value, help_heading = "Writing")]
+    #[arg(long = "mux-option", value_name = "KEY=VALUE", value_parser = key_value, help_heading = "Writing", requires = "output")]
     mux_options: Vec<(String, String)>,
 
     /// Codec threads (0: one per core).

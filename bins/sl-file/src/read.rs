@@ -5,9 +5,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use sl_cli::{Meter, Pacer};
-use sl_wire::Writer;
 use sl_media::{Source, SourceOptions};
 use sl_wire::Message;
+use sl_wire::Writer;
 
 use crate::Args;
 use crate::write::Recorder;
@@ -138,7 +138,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     let mut pacer = Pacer::new();
+    // limits count from each kind's first frame (audio may start a little before video)
     let mut first_secs: Option<f64> = None;
+    let mut first_video: Option<f64> = None;
+    let mut first_audio: Option<f64> = None;
     let mut video_frames = 0u64;
     let mut produced_this_pass = false;
     let result: anyhow::Result<()> = loop {
@@ -162,12 +165,14 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         let rel = secs - *first_secs.get_or_insert(secs);
         match &m {
             Message::Video { .. } => {
+                let rel = secs - *first_video.get_or_insert(secs);
                 if args.limit.reached(video_frames, rel) {
                     break Ok(());
                 }
                 video_frames += 1;
             }
             Message::Audio { .. } => {
+                let rel = secs - *first_audio.get_or_insert(secs);
                 let over = args
                     .limit
                     .duration

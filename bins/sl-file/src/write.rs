@@ -50,9 +50,6 @@ pub(crate) struct Recorder {
 impl Recorder {
     pub(crate) fn new(args: &Args) -> Recorder {
         let output = args.output.clone().expect("writing needs -o");
-        if is_local_file(&output) && std::path::Path::new(&output).is_dir() {
-            // checked here so the error names the flag, not libav's "Is a directory"
-        }
         Recorder {
             output,
             opts: sink_options(args),
@@ -214,12 +211,22 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         }
     });
     let mut failure = None;
+    let mut first_video: Option<f64> = None;
+    let mut video_frames = 0u64;
     loop {
         if sl_cli::interrupted() {
             break;
         }
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Ok(Some(m))) => {
+                if let Message::Video { frame, .. } = &m {
+                    let secs = frame.info.pts_secs();
+                    let rel = secs - *first_video.get_or_insert(secs);
+                    if args.limit.reached(video_frames, rel) {
+                        break;
+                    }
+                    video_frames += 1;
+                }
                 if let Err(e) = rec.handle(m) {
                     failure = Some(e);
                     break;

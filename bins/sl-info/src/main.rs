@@ -53,19 +53,27 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.pass && !args.no_progress && !args.common.quiet,
     );
     let result: anyhow::Result<()> = (|| {
-        while let Some(raw) = reader.next_raw()? {
-            let wire = (raw.prefix_and_header.len() + raw.payload.len()) as u64;
-            inspector.observe(&raw.head, raw.payload.len() as u64, wire);
-            if matches!(
-                raw.head,
-                MessageHead::Video { .. } | MessageHead::Packet { .. }
-            ) {
+        loop {
+            // With --pass, payloads are spliced from stdin to stdout inside the kernel; the
+            // inspector only needs the headers.
+            let (head, payload, wire) = match writer.as_mut() {
+                Some(w) => match reader.forward(w)? {
+                    Some(forwarded) => forwarded,
+                    None => break,
+                },
+                None => match reader.next_raw()? {
+                    Some(raw) => {
+                        let wire = (raw.prefix_and_header.len() + raw.payload.len()) as u64;
+                        (raw.head, raw.payload.len() as u64, wire)
+                    }
+                    None => break,
+                },
+            };
+            inspector.observe(&head, payload, wire);
+            if matches!(head, MessageHead::Video { .. } | MessageHead::Packet { .. }) {
                 meter.frame(wire);
             } else {
                 meter.bytes(wire);
-            }
-            if let Some(w) = writer.as_mut() {
-                w.write_raw(&raw)?;
             }
             if sl_cli::interrupted() {
                 break;

@@ -143,27 +143,19 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// The next item; `None` once the sender is gone and everything queued was taken.
     pub fn recv(&self) -> Option<T> {
-        let s = &self.0;
-        let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(item) = st.queue.pop_front() {
-                s.changed.notify_all();
-                return Some(item);
-            }
-            if st.senders_gone {
-                return None;
-            }
-            st = s.changed.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
+        self.recv_until(None).unwrap_or(None)
     }
 
     /// Like [`Receiver::recv`], giving up after `timeout` (returns `Ok(None)` at the end,
     /// `Err(())` on timeout).
     #[allow(clippy::result_unit_err)]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<T>, ()> {
+        self.recv_until(Some(std::time::Instant::now() + timeout))
+    }
+
+    fn recv_until(&self, deadline: Option<std::time::Instant>) -> Result<Option<T>, ()> {
         let s = &self.0;
         let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(item) = st.queue.pop_front() {
                 s.changed.notify_all();
@@ -172,15 +164,19 @@ impl<T> Receiver<T> {
             if st.senders_gone {
                 return Ok(None);
             }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return Err(());
-            }
-            st = s
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = match deadline {
+                None => s.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        return Err(());
+                    }
+                    s.changed
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 

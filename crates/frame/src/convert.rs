@@ -159,23 +159,39 @@ pub fn convert(src: &VideoFrame, dst: &mut VideoFrame) -> Result<(), FrameError>
     let h = src.height() as usize;
     let src_c = Coeffs::new(src.color);
     let dst_c = Coeffs::new(dst.color);
-    let mut a = vec![0u8; w * 4];
-    let mut b = vec![0u8; w * 4];
+    // RGBA is the pivot: an RGBA source is read in place and an RGBA target written in place,
+    // so only conversions between two non-RGBA formats go through the scratch rows.
+    let src_rgba = src.format() == PixelFormat::Rgba;
+    let mut a = vec![0u8; if src_rgba { 0 } else { w * 4 }];
+    let mut b = vec![0u8; if src_rgba { 0 } else { w * 4 }];
     if dst.format().is_yuv() {
         let mut y = 0;
         while y < h {
-            decode_row(src, &src_c, y, &mut a);
             let pair = y + 1 < h;
-            if pair {
-                decode_row(src, &src_c, y + 1, &mut b);
+            if src_rgba {
+                let bottom = pair.then(|| src.row(0, y + 1));
+                encode_yuv_rows(dst, &dst_c, y, src.row(0, y), bottom);
+            } else {
+                decode_row(src, &src_c, y, &mut a);
+                if pair {
+                    decode_row(src, &src_c, y + 1, &mut b);
+                }
+                encode_yuv_rows(dst, &dst_c, y, &a, pair.then_some(&b[..]));
             }
-            encode_yuv_rows(dst, &dst_c, y, &a, pair.then_some(&b[..]));
             y += 2;
+        }
+    } else if dst.format() == PixelFormat::Rgba {
+        for y in 0..h {
+            decode_row(src, &src_c, y, dst.row_mut(0, y));
         }
     } else {
         for y in 0..h {
-            decode_row(src, &src_c, y, &mut a);
-            encode_rgb_row(dst, &dst_c, y, &a);
+            if src_rgba {
+                encode_rgb_row(dst, &dst_c, y, src.row(0, y));
+            } else {
+                decode_row(src, &src_c, y, &mut a);
+                encode_rgb_row(dst, &dst_c, y, &a);
+            }
         }
     }
     Ok(())
@@ -249,20 +265,41 @@ fn decode_row(src: &VideoFrame, c: &Coeffs, y: usize, out: &mut [u8]) {
             }
         }
         PixelFormat::I420 => {
-            let (yr, ur, vr) = (src.row(0, y), src.row(1, y / 2), src.row(2, y / 2));
-            for (x, (o, &l)) in out.chunks_exact_mut(4).zip(yr).enumerate() {
-                let [r, g, b] = c.rgb(l, ur[x / 2], vr[x / 2]);
-                o.copy_from_slice(&[r, g, b, 255]);
-            }
+            let (ur, vr) = (src.row(1, y / 2), src.row(2, y / 2));
+            yuv_row_to_rgba(c, src.row(0, y), |cx| (ur[cx], vr[cx]), out);
         }
         PixelFormat::Nv12 => {
-            let (yr, uv) = (src.row(0, y), src.row(1, y / 2));
-            for (x, (o, &l)) in out.chunks_exact_mut(4).zip(yr).enumerate() {
-                let ci = (x / 2) * 2;
-                let [r, g, b] = c.rgb(l, uv[ci], uv[ci + 1]);
-                o.copy_from_slice(&[r, g, b, 255]);
-            }
+            let uv = src.row(1, y / 2);
+            yuv_row_to_rgba(c, src.row(0, y), |cx| (uv[2 * cx], uv[2 * cx + 1]), out);
         }
+    }
+}
+
+/// One row of 4:2:0 YUV to RGBA: the chroma terms are computed once per pair of pixels.
+#[inline(always)]
+fn yuv_row_to_rgba(c: &Coeffs, yrow: &[u8], chroma: impl Fn(usize) -> (u8, u8), out: &mut [u8]) {
+    let px = |yy: i32, r: i32, g: i32, b: i32, o: &mut [u8]| {
+        o[0] = ((yy + r) >> 16).clamp(0, 255) as u8;
+        o[1] = ((yy + g) >> 16).clamp(0, 255) as u8;
+        o[2] = ((yy + b) >> 16).clamp(0, 255) as u8;
+        o[3] = 255;
+    };
+    let pairs = out.chunks_exact_mut(8).zip(yrow.chunks_exact(2));
+    for (cx, (o, l)) in pairs.enumerate() {
+        let (u, v) = chroma(cx);
+        let (u, v) = (u as i32 - 128, v as i32 - 128);
+        let (r, g, b) = (c.rv * v, -c.gu * u - c.gv * v, c.bu * u);
+        let y0 = (l[0] as i32 - c.y_off) * c.y_mul + 8192;
+        let y1 = (l[1] as i32 - c.y_off) * c.y_mul + 8192;
+        let (o0, o1) = o.split_at_mut(4);
+        px(y0, r, g, b, o0);
+        px(y1, r, g, b, o1);
+    }
+    if yrow.len() % 2 == 1 {
+        let x = yrow.len() - 1;
+        let (u, v) = chroma(x / 2);
+        let [r, g, b] = c.rgb(yrow[x], u, v);
+        out[x * 4..x * 4 + 4].copy_from_slice(&[r, g, b, 255]);
     }
 }
 

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use serde::Serialize;
+use sl_cli::human_bytes;
 use sl_frame::Rational;
 use sl_wire::{ALL_STREAMS, MessageHead, StreamInfo, StreamKind};
 
@@ -374,7 +375,7 @@ impl Report {
             if !rates.is_empty() {
                 let _ = writeln!(o, "  rate: {}", rates.join(", "));
             }
-            let _ = write!(o, "  size: {}", human(s.bytes as f64));
+            let _ = write!(o, "  size: {}", human_bytes(s.bytes as f64));
             if let Some(b) = s.bitrate {
                 let _ = write!(o, ", {:.1} Mbit/s", b / 1e6);
             }
@@ -389,7 +390,7 @@ impl Report {
             o,
             "total: {} messages, {} in {:.2} s; end: {end}",
             self.messages,
-            human(self.bytes as f64),
+            human_bytes(self.bytes as f64),
             self.wall_seconds
         );
         o
@@ -399,20 +400,6 @@ impl Report {
 fn trim(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-fn human(b: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let (mut v, mut u) = (b, 0);
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{v:.0} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! [`MediaError`] naming the input or output); a [`Sink`] whose header was written always
 //! gets its trailer written, by [`Sink::finish`] or, failing that, on drop.
 
+mod convert;
 mod error;
 mod pixels;
 mod sink;

@@ -188,9 +188,15 @@ impl Sink {
             fragmented = true;
         }
         let path = if output == "-" { "pipe:1" } else { output };
+        let mut io_opts = av::Dictionary::new();
+        if path.starts_with("srt://") && !path.contains("linger") {
+            // SRT in live mode drops what is still unsent when the socket closes: without a
+            // linger the last second or so of a recording never reaches the listener
+            io_opts.set("linger", "5");
+        }
         let mut octx = match &container {
-            Some(c) => av::format::output_as(path, c),
-            None => av::format::output(path),
+            Some(c) => av::format::output_as_with(path, c, io_opts),
+            None => av::format::output_with(path, io_opts),
         }
         .map_err(|e| {
             let err = MediaError::av(&ctx, e);
@@ -239,7 +245,12 @@ impl Sink {
             let codec_name = match (&opts.audio_codec, default_audio) {
                 (Some(c), _) => Some(c.clone()),
                 (None, Some(c)) => Some(c.to_string()),
-                (None, None) => None,
+                (None, None) if default_video.is_some() => None,
+                (None, None) => {
+                    // a container we have no defaults for: its own default audio encoder
+                    let id = octx.format().codec(path, av::media::Type::Audio);
+                    av::encoder::find(id).map(|c| c.name().to_string())
+                }
             };
             match codec_name {
                 None => log::warn!("{name}: {muxer} takes no audio here; dropping the audio"),
@@ -897,5 +908,59 @@ fn fill_audio(frame: &mut av::frame::Audio, fifo: &[Vec<f32>], n: usize, format:
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_from_names_urls_and_aliases() {
+        assert_eq!(container_for("a.mp4", None).as_deref(), Some("mp4"));
+        assert_eq!(container_for("a.MKV", None).as_deref(), Some("matroska"));
+        assert_eq!(container_for("a.ts", None).as_deref(), Some("mpegts"));
+        assert_eq!(
+            container_for("a.y4m", None).as_deref(),
+            Some("yuv4mpegpipe")
+        );
+        assert_eq!(
+            container_for("rtmp://h/live/k", None).as_deref(),
+            Some("flv")
+        );
+        assert_eq!(
+            container_for("srt://h:1?mode=caller", None).as_deref(),
+            Some("mpegts")
+        );
+        assert_eq!(container_for("-", None).as_deref(), Some("nut"));
+        assert_eq!(container_for("-", Some("mkv")).as_deref(), Some("matroska"));
+        assert_eq!(container_for("x.avi", None), None, "libav guesses the rest");
+        assert!(!streamable("mp4", false));
+        assert!(streamable("mp4", true));
+        assert!(streamable("nut", false));
+    }
+
+    #[test]
+    fn audio_is_converted_to_float_channels_and_back() {
+        // interleaved s16 stereo: L = 16384 (0.5), R = -32768 (-1.0)
+        let data: Vec<u8> = [16384i16, -32768, 16384, -32768]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let chunk = AudioChunk::new(SampleFormat::S16, 48000, 2, false, 2, data).unwrap();
+        let mut fifo = vec![Vec::new(), Vec::new()];
+        push_samples(&mut fifo, &chunk, 2);
+        assert_eq!(fifo[0], vec![0.5, 0.5]);
+        assert_eq!(fifo[1], vec![-1.0, -1.0]);
+        // planar f32 mono into a stereo encoder: the missing channel is silent
+        let data: Vec<u8> = [0.25f32, -0.25]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let chunk = AudioChunk::new(SampleFormat::F32, 48000, 1, true, 2, data).unwrap();
+        let mut fifo = vec![Vec::new(), Vec::new()];
+        push_samples(&mut fifo, &chunk, 2);
+        assert_eq!(fifo[0], vec![0.25, -0.25]);
+        assert_eq!(fifo[1], vec![0.0, 0.0]);
     }
 }

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use av::format::Pixel;
 use av::media::Type as Medium;
-use av::software::scaling;
 use ffmpeg_next as av;
 use sl_frame::{AudioChunk, FrameInfo, PixelFormat, Rational};
 use sl_wire::{AudioParams, Message, StreamInfo, StreamKind, VideoFormat, VideoParams};
 
 use crate::MediaError;
+use crate::convert::{Converter, Job};
 use crate::pixels::{
-    color_from_av, frame_from_av, from_av_pixel, nearest_wire_format, sample_from_av, to_av_pixel,
+    color_from_av, frame_from_av, from_av_pixel, nearest_wire_format, sample_from_av,
 };
 
 /// How to read an input.
@@ -46,9 +46,8 @@ struct VideoDec {
     out_w: u32,
     out_h: u32,
     color: sl_frame::ColorInfo,
-    /// (source format, width, height) the scaler was made for.
-    scaler: Option<((Pixel, u32, u32), scaling::Context)>,
-    scaled: av::frame::Video,
+    /// The last source (format, width, height), to warn when it changes mid-stream.
+    last_src: Option<(Pixel, u32, u32)>,
     timing: Timing,
 }
 
@@ -130,7 +129,9 @@ pub struct Source {
     seekable: bool,
     video: Option<VideoDec>,
     audio: Option<AudioDec>,
-    pending: VecDeque<Message>,
+    /// Messages in output order; a `None` is a frame still on a converter thread.
+    pending: VecDeque<Option<Message>>,
+    converter: Option<Converter>,
     spare: Vec<Vec<u8>>,
     opts: SourceOptions,
     start_secs: f64,
@@ -268,6 +269,7 @@ impl Source {
             video,
             audio,
             pending: VecDeque::new(),
+            converter: None,
             spare: Vec::new(),
             start_secs: opts.start.map(|d| d.as_secs_f64()).unwrap_or(0.0),
             opts,
@@ -357,11 +359,20 @@ impl Source {
     /// The next video frame or audio chunk, or `None` at the end of the input.
     pub fn next_message(&mut self) -> Result<Option<Message>, MediaError> {
         loop {
-            if let Some(m) = self.pending.pop_front() {
-                return Ok(Some(m));
-            }
-            if self.ended {
-                return Ok(None);
+            match self.pending.front() {
+                Some(Some(_)) => return Ok(self.pending.pop_front().flatten()),
+                Some(None) => {
+                    // the oldest frame is being converted: wait for it once the workers are
+                    // full (or nothing more will come), else decode ahead meanwhile
+                    let conv = self.converter.as_mut().expect("frames in conversion");
+                    let block = self.ended || conv.in_flight() >= conv.capacity();
+                    if let Some(r) = conv.take(block) {
+                        self.pending.pop_front();
+                        return r.map(Some);
+                    }
+                }
+                None if self.ended => return Ok(None),
+                None => {}
             }
             let mut packet = av::Packet::empty();
             match packet.read(&mut self.ictx) {
@@ -485,43 +496,20 @@ impl Source {
             let direct = from_av_pixel(src.0).is_some_and(|(f, _)| f == v.out_format)
                 && src.1 == v.out_w
                 && src.2 == v.out_h;
-            let mut frame = if direct {
-                frame_from_av(&self.frame, v.out_format, buf)?
-            } else {
-                if v.scaler.as_ref().is_none_or(|(key, _)| *key != src) {
-                    if v.scaler.is_some() {
-                        log::warn!(
-                            "{}: the video changed to {:?} {}x{} mid-stream; scaling it to {}x{}",
-                            self.name,
-                            src.0,
-                            src.1,
-                            src.2,
-                            v.out_w,
-                            v.out_h
-                        );
-                    }
-                    let ctx = scaling::Context::get(
-                        src.0,
-                        src.1,
-                        src.2,
-                        to_av_pixel(v.out_format),
-                        v.out_w,
-                        v.out_h,
-                        scaling::Flags::BICUBIC,
-                    )
-                    .map_err(|e| {
-                        MediaError::av(format!("converting {:?} to {}", src.0, v.out_format), e)
-                    })?;
-                    v.scaler = Some((src, ctx));
-                }
-                let (_, scaler) = v.scaler.as_mut().expect("just made");
-                scaler.run(&self.frame, &mut v.scaled).map_err(|e| {
-                    MediaError::av(format!("converting a frame of {}", self.name), e)
-                })?;
-                frame_from_av(&v.scaled, v.out_format, buf)?
-            };
-            frame.color = v.color;
-            frame.info = FrameInfo {
+            if v.last_src.is_some_and(|last| last != src) {
+                log::warn!(
+                    "{}: the video changed to {:?} {}x{} mid-stream; converting it to {} {}x{}",
+                    self.name,
+                    src.0,
+                    src.1,
+                    src.2,
+                    v.out_format,
+                    v.out_w,
+                    v.out_h
+                );
+            }
+            v.last_src = Some(src);
+            let info = FrameInfo {
                 frame_number: v.timing.frames,
                 pts,
                 time_base: tb,
@@ -533,10 +521,37 @@ impl Source {
                 metadata: Default::default(),
             };
             v.timing.frames += 1;
-            self.pending.push_back(Message::Video {
-                stream: v.wire,
-                frame,
-            });
+            if direct {
+                let mut frame = frame_from_av(&self.frame, v.out_format, buf)?;
+                frame.color = v.color;
+                frame.info = info;
+                self.pending.push_back(Some(Message::Video {
+                    stream: v.wire,
+                    frame,
+                }));
+            } else {
+                let workers = match self.opts.threads {
+                    0 => std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+                    n => n,
+                };
+                let conv = self
+                    .converter
+                    .get_or_insert_with(|| Converter::new(workers));
+                // hand the decoded frame over without copying; the decoder fills a new one
+                let frame = std::mem::replace(&mut self.frame, av::frame::Video::empty());
+                conv.submit(Job {
+                    frame,
+                    format: v.out_format,
+                    width: v.out_w,
+                    height: v.out_h,
+                    color: v.color,
+                    info,
+                    stream: v.wire,
+                    buf,
+                    name: self.name.clone(),
+                });
+                self.pending.push_back(None);
+            }
         }
     }
 
@@ -594,10 +609,10 @@ impl Source {
                 ..FrameInfo::default()
             };
             a.timing.frames += 1;
-            self.pending.push_back(Message::Audio {
+            self.pending.push_back(Some(Message::Audio {
                 stream: a.wire,
                 chunk,
-            });
+            }));
         }
     }
 }
@@ -616,8 +631,8 @@ fn open_video(
         return Err(MediaError::new(
             &ctx,
             format!(
-                "video stream #{index} uses codec `{:?}`, which this FFmpeg cannot decode",
-                params.id()
+                "video stream #{index} uses {}, which this FFmpeg cannot decode",
+                codec_name(params.id())
             ),
         )
         .hint("convert it with ffmpeg first, or pick another stream with --video-stream"));
@@ -678,8 +693,7 @@ fn open_video(
         out_w,
         out_h,
         color,
-        scaler: None,
-        scaled: av::frame::Video::empty(),
+        last_src: None,
         timing: Timing::new(time_base, default_duration),
     })
 }
@@ -698,8 +712,8 @@ fn open_audio(
         return Err(MediaError::new(
             &ctx,
             format!(
-                "audio stream #{index} uses codec `{:?}`, which this FFmpeg cannot decode",
-                params.id()
+                "audio stream #{index} uses {}, which this FFmpeg cannot decode",
+                codec_name(params.id())
             ),
         )
         .hint("use --no-audio, or pick another stream with --audio-stream"));
@@ -729,6 +743,14 @@ fn open_audio(
     })
 }
 
+fn codec_name(id: av::codec::Id) -> String {
+    if id == av::codec::Id::None {
+        "a codec this FFmpeg does not know (an unknown codec tag)".into()
+    } else {
+        format!("the codec `{}`", id.name())
+    }
+}
+
 fn open_error(ctx: &str, e: av::Error) -> MediaError {
     let err = MediaError::av(ctx, e);
     match e {
@@ -753,4 +775,38 @@ fn stdin_open_error(ctx: &str, e: av::Error, head: &[u8]) -> MediaError {
         return MediaError::av(ctx, e).hint(MP4_ON_STDIN);
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_numbers_frames_and_keeps_increasing_across_a_rewind() {
+        let mut t = Timing::new(Rational::new(1, 90000), 3000);
+        assert_eq!(t.stamp(Some(1000), 3000), (1000, 3000));
+        assert_eq!(
+            t.stamp(Some(4000), 0),
+            (4000, 3000),
+            "duration from the pts step"
+        );
+        assert_eq!(
+            t.stamp(None, 0),
+            (7000, 3000),
+            "missing pts: right after the last"
+        );
+        t.rewound();
+        // the first frame again: placed right after the last one
+        assert_eq!(t.stamp(Some(1000), 3000), (10000, 3000));
+    }
+
+    #[test]
+    fn rationals_from_libav() {
+        assert_eq!(
+            rational(av::Rational::new(1, 15360)),
+            Rational::new(1, 15360)
+        );
+        assert!(!rational(av::Rational::new(0, 1)).is_valid());
+        assert!(!rational(av::Rational::new(-1, 1)).is_valid());
+    }
 }

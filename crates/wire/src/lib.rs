@@ -18,6 +18,7 @@ mod error;
 mod message;
 mod read;
 mod sniff;
+mod splice;
 mod write;
 
 pub use error::WireError;

@@ -49,9 +49,9 @@ impl RawMessage<'_> {
 /// Reads messages from a byte stream, checking the stream header on creation.
 #[derive(Debug)]
 pub struct Reader<R: Read> {
-    inner: BufReader<R>,
+    pub(crate) inner: BufReader<R>,
     limits: Limits,
-    head_buf: Vec<u8>,
+    pub(crate) head_buf: Vec<u8>,
     payload_buf: Vec<u8>,
     spare: Vec<Vec<u8>>,
     messages: u64,
@@ -126,7 +126,7 @@ impl<R: Read> Reader<R> {
 
     /// Read the prefix and header of the next message into `head_buf` and decode the header.
     /// Returns the header and the declared payload length, or None at the final end.
-    fn read_head(&mut self) -> Result<Option<(MessageHead, u64)>, WireError> {
+    pub(crate) fn read_head(&mut self) -> Result<Option<(MessageHead, u64)>, WireError> {
         loop {
             if self.finished {
                 return Ok(None);
@@ -201,7 +201,7 @@ impl<R: Read> Reader<R> {
         }
     }
 
-    fn truncated_payload(&self, got: usize, len: usize) -> WireError {
+    pub(crate) fn truncated_payload(&self, got: usize, len: usize) -> WireError {
         WireError::Truncated(format!(
             "inside message {} ({got} of its {len} payload bytes arrived)",
             self.messages

@@ -146,6 +146,18 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// Write bytes that are already wire format (used by pass-through).
+    pub(crate) fn write_bytes(&mut self, b: &[u8]) -> Result<(), WireError> {
+        self.inner.write_all(b)?;
+        self.bytes += b.len() as u64;
+        Ok(())
+    }
+
+    /// Count bytes written around this writer (spliced payloads).
+    pub(crate) fn add_bytes(&mut self, n: u64) {
+        self.bytes += n;
+    }
+
     pub fn is_finished(&self) -> bool {
         self.finished
     }
