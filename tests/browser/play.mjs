@@ -4,7 +4,8 @@
 //   node play.mjs URL ENGINE SECONDS TIMEOUT_S
 //
 // ENGINE is hlsjs or native (the player page at URL honours ?engine=). Exit 0 when the
-// video's currentTime passed SECONDS with no fatal error, 1 otherwise.
+// video played more than SECONDS (its currentTime advanced that far) with no fatal error, 1
+// otherwise.
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,7 @@ if (!exe) {
   process.exit(1);
 }
 const profile = mkdtempSync(join(tmpdir(), 'sl-hls-chromium-'));
-let result = { engine, currentTime: 0, fatal: null, errors: [] };
+let result = { engine, currentTime: 0, played: 0, fatal: null, errors: [] };
 let context;
 try {
   // a fresh profile each run (playwright's persistent context takes it as userDataDir)
@@ -45,10 +46,17 @@ try {
       fatal: window.slPlayer && window.slPlayer.fatal,
       errors: (window.slPlayer && window.slPlayer.errors) || [],
       currentTime: document.getElementById('video').currentTime,
+      // seconds actually played (a live stream starts near its edge, not at 0)
+      played: (() => {
+        const r = document.getElementById('video').played;
+        let t = 0;
+        for (let i = 0; i < r.length; i++) t += r.end(i) - r.start(i);
+        return t;
+      })(),
       readyState: document.getElementById('video').readyState,
     }));
     result = { ...s, logs: logs.slice(-10) };
-    if (s.fatal || s.currentTime > want || Date.now() > deadline) break;
+    if (s.fatal || s.played > want || Date.now() > deadline) break;
     await page.waitForTimeout(250);
   }
 } catch (e) {
@@ -58,4 +66,4 @@ try {
   rmSync(profile, { recursive: true, force: true });
 }
 console.log(JSON.stringify(result));
-process.exit(!result.fatal && result.currentTime > want ? 0 : 1);
+process.exit(!result.fatal && result.played > want ? 0 : 1);

@@ -649,3 +649,37 @@ fn usage_errors() {
     assert_eq!(code, Some(2));
     assert!(err.contains("720p"), "{err}");
 }
+
+#[test]
+fn browser_plays_a_live_window_while_it_is_written() {
+    let dir = scratch_dir("hls-browser-live");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    // real time, 40 s: playback happens while segments are still being written and deleted
+    let mut src = Command::new(bin("sl-test"))
+        .args(["-p", "box", "-s", "640x360", "-t", "40s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Command::new(bin("sl-hls"))
+        .args([dir.to_str().unwrap(), "--serve", &addr, "-q"])
+        .args(["--segment-time", "1", "--list-size", "4"])
+        .stdin(src.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served { child, port };
+    wait_for_segments(&dir, 3, Duration::from_secs(30));
+    let r = play(served.port, "hlsjs");
+    assert!(r.contains("\"engine\":\"hls.js\""), "{r}");
+    let r = play(served.port, "native");
+    assert!(r.contains("\"engine\":\"native\""), "{r}");
+    assert!(
+        !read_playlist_if_ended(&dir),
+        "the stream was still live during playback"
+    );
+    drop(served);
+    let _ = src.kill();
+    let _ = src.wait();
+}
