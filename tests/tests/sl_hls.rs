@@ -683,3 +683,38 @@ fn browser_plays_a_live_window_while_it_is_written() {
     let _ = src.kill();
     let _ = src.wait();
 }
+
+#[test]
+fn keyframes_follow_the_segment_grid_in_stream_time() {
+    require("ffprobe");
+    // 1.3 s at 25 fps is 32.5 frames: keyframes forced by time, not by a frame count
+    let dir = scratch_dir("hls-grid");
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &[
+                "--fast", "-p", "box", "-n", "200", "-r", "25", "-s", "320x240",
+            ],
+        )
+        .sl(
+            "sl-hls",
+            &hls_args(&dir, &["--playlist-type", "event", "--segment-time", "1.3"]),
+        )
+        .timeout(Duration::from_secs(120))
+        .run();
+    out.assert_success();
+    let (pl, probes) = check_rendition(&dir);
+    assert!(pl.ended);
+    // each boundary is the first frame at or after a multiple of 1.3 s
+    let starts: Vec<f64> = probes
+        .iter()
+        .map(|p| p.first_pts - probes[0].first_pts)
+        .collect();
+    for (i, s) in starts.iter().enumerate() {
+        let grid = 1.3 * i as f64;
+        assert!(
+            *s >= grid - 0.002 && *s < grid + 0.04 + 0.002,
+            "segment {i} starts at {s:.3} s, off the 1.3 s grid: {starts:?}"
+        );
+    }
+}

@@ -58,19 +58,22 @@ impl Server {
                     if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
                         active.fetch_sub(1, Ordering::SeqCst);
                         let mut s = stream;
+                        // on the accept thread: never wait long for this client
+                        let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
                         let _ = respond_simple(&mut s, 503, "busy", false);
                         continue;
                     }
                     let root = Arc::clone(&root);
-                    let active = Arc::clone(&active);
+                    let slot = Arc::clone(&active);
                     let spawned = std::thread::Builder::new()
                         .name("sl-hls-conn".into())
                         .spawn(move || {
                             serve_connection(stream, &root);
-                            active.fetch_sub(1, Ordering::SeqCst);
+                            slot.fetch_sub(1, Ordering::SeqCst);
                         });
                     if spawned.is_err() {
-                        // the closure (and its guard) was dropped: give the slot back
+                        // the closure never ran: give its slot back
+                        active.fetch_sub(1, Ordering::SeqCst);
                         log::warn!("cannot start a thread for an HTTP connection");
                     }
                 }

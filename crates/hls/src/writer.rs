@@ -3,9 +3,9 @@
 //! get listed.
 //!
 //! Contract:
-//! - every segment starts with a keyframe: the encoder's keyframe interval is the segment
-//!   duration in frames and scene-cut keyframes are off, so the muxer (which cuts at the first
-//!   keyframe at or after each multiple of the segment time) cuts at every keyframe;
+//! - every segment starts with a keyframe: keyframes are forced on every multiple of the
+//!   segment time (by stream time) and scene-cut keyframes are off, so the muxer (which cuts
+//!   at the first keyframe at or after each multiple of the segment time) cuts at every one;
 //! - playlists are replaced atomically (the muxer's `temp_file` flag: written to `.tmp`, then
 //!   renamed) and so are segments (a segment file appears only once it is complete);
 //! - [`HlsWriter::finish`] (also run on drop) flushes the encoders and writes the trailers,
@@ -389,8 +389,11 @@ impl HlsWriter {
         std::fs::create_dir_all(&opts.dir).map_err(|e| HlsError::io(&opts.dir, e))?;
         clear_ours(&opts.dir)?;
 
+        // Keyframes are forced on the segment grid by stream time (Sink::force_keyframes_every),
+        // which holds for variable or unknown frame rates too; the encoder's own interval is
+        // twice a segment, a fallback that a constant-rate source never reaches.
         let fps = vparams.map(|v| v.fps).filter(|f| f.is_valid());
-        let gop = (fps.map_or(30.0, |f| f.as_f64()) * opts.segment_time)
+        let gop = (fps.map_or(30.0, |f| f.as_f64()) * opts.segment_time * 2.0)
             .round()
             .max(1.0) as u32;
 
@@ -442,6 +445,9 @@ impl HlsWriter {
                     .insert(0, ("sc_threshold".into(), "0".into()));
                 enc.codec_options
                     .insert(0, ("flags".into(), "+cgop".into()));
+                // the forced keyframes (below) as IDRs, not recovery points
+                enc.codec_options
+                    .insert(0, ("forced-idr".into(), "1".into()));
             }
             enc.video_codec = Some(codec);
             let mut fo = muxer_options(opts, &dir, &run);
@@ -452,7 +458,8 @@ impl HlsWriter {
                 .to_str()
                 .ok_or_else(|| HlsError::Options(format!("{} is not UTF-8", dir.display())))?
                 .to_string();
-            let sink = Sink::open(&path, info.as_ref(), audio, &enc)?;
+            let mut sink = Sink::open(&path, info.as_ref(), audio, &enc)?;
+            sink.force_keyframes_every(Some(opts.segment_time));
             let label = match rung {
                 Some(r) => format!("{}/", r.name),
                 None => String::new(),
