@@ -518,7 +518,20 @@ fn serve(dir: &Path, frames: &str, extra: &[&str]) -> Served {
 }
 
 fn read_playlist_if_ended(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("index.m3u8")).is_ok_and(|t| t.contains("#EXT-X-ENDLIST"))
+    let Ok(text) = std::fs::read_to_string(dir.join("index.m3u8")) else {
+        return false;
+    };
+    if text.contains("#EXT-X-STREAM-INF") {
+        // a master playlist: every rendition must have ended
+        return text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .all(|uri| {
+                std::fs::read_to_string(dir.join(uri.trim()))
+                    .is_ok_and(|t| t.contains("#EXT-X-ENDLIST"))
+            });
+    }
+    text.contains("#EXT-X-ENDLIST")
 }
 
 #[test]
@@ -717,4 +730,20 @@ fn keyframes_follow_the_segment_grid_in_stream_time() {
             "segment {i} starts at {s:.3} s, off the 1.3 s grid: {starts:?}"
         );
     }
+}
+
+#[test]
+fn browser_plays_a_ladder_through_its_master_playlist() {
+    let dir = scratch_dir("hls-browser-ladder");
+    let s = serve(
+        &dir,
+        "300",
+        &["--playlist-type", "event", "--ladder", "360p,240p"],
+    );
+    let master = std::fs::read_to_string(dir.join("index.m3u8")).unwrap();
+    assert!(master.contains("#EXT-X-STREAM-INF"), "{master}");
+    let r = play(s.port, "hlsjs");
+    assert!(r.contains("\"engine\":\"hls.js\""), "{r}");
+    let r = play(s.port, "native");
+    assert!(r.contains("\"engine\":\"native\""), "{r}");
 }
