@@ -241,7 +241,7 @@ fn ts_event_is_finalised_at_end_of_stream() {
 }
 
 #[test]
-fn fmp4_vod_with_audio() {
+fn vod_with_audio_in_fmp4_and_ts() {
     require("ffprobe");
     require("ffmpeg");
     let dir = scratch_dir("hls-fmp4-vod");
@@ -273,31 +273,32 @@ fn fmp4_vod_with_audio() {
         ],
     );
     assert_eq!(code, Some(0), "ffmpeg: {err}");
-    let out_dir = dir.join("out");
-    let out = Pipeline::new()
-        .sl("sl-file", &[input.to_str().unwrap()])
-        .sl(
-            "sl-hls",
-            &hls_args(
-                &out_dir,
-                &["--playlist-type", "vod", "--segment-type", "fmp4"],
-            ),
-        )
-        .timeout(Duration::from_secs(120))
-        .run();
-    out.assert_success();
-    let (pl, probes) = check_rendition(&out_dir);
-    assert!(pl.ended);
-    assert_eq!(pl.kind.as_deref(), Some("VOD"));
-    assert!(pl.map.is_some(), "fMP4 needs EXT-X-MAP:\n{}", pl.text);
-    assert!(pl.segments.iter().all(|s| s.1.ends_with(".m4s")));
-    assert!(
-        probes[0].streams.iter().any(|s| s.starts_with("aac")),
-        "no audio in the segments: {:?}",
-        probes[0].streams
-    );
-    let total: f64 = pl.segments.iter().map(|s| s.0).sum();
-    assert!((total - 7.0).abs() < 0.1, "7 s listed as {total} s");
+    for (seg, ext) in [("fmp4", ".m4s"), ("ts", ".ts")] {
+        let out_dir = dir.join(seg);
+        let out = Pipeline::new()
+            .sl("sl-file", &[input.to_str().unwrap()])
+            .sl(
+                "sl-hls",
+                &hls_args(&out_dir, &["--playlist-type", "vod", "--segment-type", seg]),
+            )
+            .timeout(Duration::from_secs(120))
+            .run();
+        out.assert_success();
+        let (pl, probes) = check_rendition(&out_dir);
+        assert!(pl.ended);
+        assert_eq!(pl.kind.as_deref(), Some("VOD"));
+        assert_eq!(pl.map.is_some(), seg == "fmp4", "EXT-X-MAP:\n{}", pl.text);
+        assert!(pl.segments.iter().all(|s| s.1.ends_with(ext)));
+        for p in &probes {
+            assert!(
+                p.streams.iter().any(|s| s.starts_with("aac")),
+                "{seg}: no audio in a segment: {:?}",
+                p.streams
+            );
+        }
+        let total: f64 = pl.segments.iter().map(|s| s.0).sum();
+        assert!((total - 7.0).abs() < 0.1, "{seg}: 7 s listed as {total} s");
+    }
 }
 
 #[test]
@@ -349,7 +350,7 @@ fn wait_for_segments(dir: &Path, n: usize, timeout: Duration) {
 #[test]
 fn sigint_mid_live_run_leaves_a_valid_playlist() {
     require("ffprobe");
-    for kind in ["live", "event"] {
+    for (kind, sig) in [("live", "INT"), ("event", "TERM")] {
         let dir = scratch_dir(&format!("hls-sigint-{kind}"));
         let running = Pipeline::new()
             .sl("sl-test", &["-p", "box", "-s", "320x240"]) // real time, forever
@@ -361,12 +362,12 @@ fn sigint_mid_live_run_leaves_a_valid_playlist() {
             .spawn();
         wait_for_segments(&dir, 2, Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(500)); // mid-segment
-        running.signal(1, "INT");
+        running.signal(1, sig);
         let out = running.wait();
         assert_eq!(
             out.stage(1).code,
             Some(130),
-            "sl-hls after SIGINT: {:?}",
+            "sl-hls after SIG{sig}: {:?}",
             out.stage(1)
         );
         let (pl, _) = check_rendition(&dir);
