@@ -656,6 +656,10 @@ fn browser_plays_fmp4_with_hlsjs_and_natively() {
 fn usage_errors() {
     let (code, _, err) = run_cmd(&bin("sl-hls"), &[]);
     assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("OUTDIR"), "{err}");
+    let (code, man, _) = run_cmd(&bin("sl-hls"), &["--man"]);
+    assert_eq!(code, Some(0));
+    assert!(man.contains("segment"), "a man page without OUTDIR");
     let (code, _, err) = run_cmd(&bin("sl-hls"), &["out", "--playlist-type", "dash"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("live, event or vod"), "{err}");

@@ -28,8 +28,10 @@ use sl_hls_core::{PlaylistType, Rung, SegmentType, parse_bitrate};
       (index.m3u8, seg_*, init_*.mp4) are removed first; nothing else there is touched."
 )]
 pub(crate) struct Args {
-    /// Output folder (created if missing).
-    pub outdir: PathBuf,
+    /// Output folder (created if missing). Required; optional only to clap, so that --man and
+    /// --completions work without one.
+    #[arg(value_name = "OUTDIR")]
+    pub outdir: Option<PathBuf>,
 
     /// Target segment duration in seconds (keyframes are placed on this grid).
     #[arg(short = 't', long, default_value_t = 2.0, value_name = "SECONDS")]

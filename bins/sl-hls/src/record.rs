@@ -3,6 +3,7 @@
 //! happens.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use sl_wire::{Message, StreamInfo, StreamKind, VideoFormat};
 
 use crate::Args;
 
-fn options(args: &Args) -> anyhow::Result<HlsOptions> {
+fn options(args: &Args, outdir: &Path) -> anyhow::Result<HlsOptions> {
     let mut codec_options = Vec::new();
     if let Some(t) = &args.tune {
         codec_options.push(("tune".to_string(), t.clone()));
@@ -26,7 +27,7 @@ fn options(args: &Args) -> anyhow::Result<HlsOptions> {
         ));
     }
     Ok(HlsOptions {
-        dir: args.outdir.clone(),
+        dir: outdir.to_path_buf(),
         segment_time: args.segment_time,
         playlist_type: args.playlist_type,
         list_size: args.list_size,
@@ -192,14 +193,19 @@ fn print_stats(s: &Summary) {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     sl_media::set_libav_verbose(args.common.verbose >= 2);
-    let opts = options(&args)?;
+    let Some(outdir) = args.outdir.clone() else {
+        return Err(sl_cli::usage(
+            "give the output folder: sl-hls OUTDIR (e.g. `... | sl-hls out/`)",
+        ));
+    };
+    let opts = options(&args, &outdir)?;
     let mut reader = sl_cli::frame_input()?;
     let server = match &args.serve {
         Some(addr) => {
-            std::fs::create_dir_all(&args.outdir)
-                .with_context(|| format!("creating {}", args.outdir.display()))?;
-            let s = Server::start(addr, &args.outdir)?;
-            log::warn!("serving {} on http://{}/", args.outdir.display(), s.addr());
+            std::fs::create_dir_all(&outdir)
+                .with_context(|| format!("creating {}", outdir.display()))?;
+            let s = Server::start(addr, &outdir)?;
+            log::warn!("serving {} on http://{}/", outdir.display(), s.addr());
             Some(s)
         }
         None => None,

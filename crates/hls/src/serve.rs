@@ -206,6 +206,8 @@ fn serve_connection(stream: TcpStream, root: &Path) {
 enum Target {
     Player,
     HlsJs,
+    /// `/favicon.ico`: browsers ask for it; 204, rather than a 404 in the console.
+    NoContent,
     File(PathBuf),
 }
 
@@ -221,6 +223,9 @@ fn resolve(target: &str, root: &Path) -> Result<Target, u16> {
     }
     if decoded == "/_sl/hls.light.min.js" {
         return Ok(Target::HlsJs);
+    }
+    if decoded == "/favicon.ico" {
+        return Ok(Target::NoContent);
     }
     if decoded.contains('\0') || decoded.contains('\\') {
         return Err(400);
@@ -315,6 +320,16 @@ fn handle(req: &Request, root: &Path, out: &mut TcpStream) -> std::io::Result<()
             head,
             req.keep_alive,
         ),
+        Ok(Target::NoContent) => write_response(
+            out,
+            204,
+            "text/plain",
+            "public, max-age=86400",
+            "",
+            b"",
+            head,
+            req.keep_alive,
+        ),
         Ok(Target::File(path)) => {
             let (ctype, cache) = content_type(&path).expect("checked in resolve");
             // read whole: segments are a few MB, and a file renamed over meanwhile is fine
@@ -381,6 +396,7 @@ fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
 fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
+        204 => "No Content",
         206 => "Partial Content",
         400 => "Bad Request",
         404 => "Not Found",
