@@ -421,7 +421,7 @@ fn ladder_writes_a_master_playlist_and_renditions() {
             "sl-hls",
             &hls_args(
                 &dir,
-                &["--playlist-type", "vod", "--ladder", "360p,240p@300k"],
+                &["--playlist-type", "vod", "--ladder", "720p,360p,240p@300k"],
             ),
         )
         .timeout(Duration::from_secs(120))
@@ -431,6 +431,16 @@ fn ladder_writes_a_master_playlist_and_renditions() {
     assert!(master.contains("#EXT-X-STREAM-INF:BANDWIDTH="), "{master}");
     assert!(master.contains("RESOLUTION=640x360") && master.contains("RESOLUTION=426x240"));
     assert!(master.contains("360p/index.m3u8") && master.contains("240p/index.m3u8"));
+    // taller than the 360p input: left out, with a warning
+    assert!(
+        !master.contains("720p") && !dir.join("720p").exists(),
+        "{master}"
+    );
+    assert!(
+        out.last().stderr.contains("leaving out 720p"),
+        "{}",
+        out.last().stderr
+    );
     for (name, width) in [("360p", 640), ("240p", 426)] {
         let (pl, probes) = check_rendition(&dir.join(name));
         assert!(pl.ended);

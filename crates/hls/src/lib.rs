@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use serve::{MAX_CONNECTIONS, Server};
 pub use writer::{
-    HlsOptions, HlsWriter, Listed, PLAYLIST, PlaylistType, Rung, SegmentType, Summary,
+    HlsOptions, HlsWriter, Listed, PLAYLIST, PlaylistType, Rung, SegmentType, Summary, fit_ladder,
     parse_bitrate,
 };
 

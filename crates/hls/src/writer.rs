@@ -88,6 +88,8 @@ pub struct Rung {
     pub height: u32,
     /// Video bit rate in bits per second.
     pub bitrate: u64,
+    /// Given by name (`720p`): the width follows the input's aspect ratio.
+    pub fit_aspect: bool,
 }
 
 impl Rung {
@@ -127,10 +129,11 @@ impl Rung {
                 Some(r) => parse_bitrate(r)?,
                 None => default_bitrate(width, height),
             };
-            let name = if size.contains('x') {
-                format!("{height}p")
-            } else {
+            let fit_aspect = !size.to_ascii_lowercase().contains('x');
+            let name = if fit_aspect {
                 size.to_ascii_lowercase()
+            } else {
+                format!("{height}p")
             };
             if rungs.iter().any(|r: &Rung| r.name == name) {
                 return Err(format!("the ladder lists {name} twice"));
@@ -140,6 +143,7 @@ impl Rung {
                 width,
                 height,
                 bitrate,
+                fit_aspect,
             });
         }
         if rungs.is_empty() {
@@ -148,6 +152,44 @@ impl Rung {
         rungs.sort_by_key(|r| std::cmp::Reverse(r.height));
         Ok(rungs)
     }
+}
+
+/// The ladder for an input of `source` size: named rungs take the input's aspect ratio, and
+/// rungs taller than the input are left out (upscaling only costs bits), unless that would
+/// leave none.
+pub fn fit_ladder(ladder: &[Rung], source: Option<(u32, u32)>) -> Vec<Rung> {
+    let Some((sw, sh)) = source.filter(|(w, h)| *w > 0 && *h > 0) else {
+        return ladder.to_vec();
+    };
+    let mut fitted: Vec<Rung> = ladder
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if r.fit_aspect {
+                let w = (r.height as f64 * sw as f64 / sh as f64 / 2.0).round() as u32 * 2;
+                r.width = w.max(2);
+            }
+            r
+        })
+        .collect();
+    let kept: Vec<Rung> = fitted.iter().filter(|r| r.height <= sh).cloned().collect();
+    if kept.is_empty() {
+        log::warn!(
+            "every rung of the ladder is taller than the {sw}x{sh} input: keeping the smallest, upscaled"
+        );
+        fitted.sort_by_key(|r| r.height);
+        fitted.truncate(1);
+        return fitted;
+    }
+    for r in fitted.iter().filter(|r| r.height > sh) {
+        log::warn!(
+            "ladder: leaving out {} ({}x{}): taller than the {sw}x{sh} input",
+            r.name,
+            r.width,
+            r.height
+        );
+    }
+    kept
 }
 
 /// A bit rate: `4M`, `2500k`, `800000`.
@@ -400,10 +442,11 @@ impl HlsWriter {
         let run = run_tag();
         let mut renditions = Vec::new();
         let mut variants = Vec::new();
-        let plan: Vec<Option<&Rung>> = if opts.ladder.is_empty() {
+        let ladder = fit_ladder(&opts.ladder, vparams.map(|v| (v.width, v.height)));
+        let plan: Vec<Option<&Rung>> = if ladder.is_empty() {
             vec![None]
         } else {
-            opts.ladder.iter().map(Some).collect()
+            ladder.iter().map(Some).collect()
         };
         for rung in plan {
             let dir = match rung {
@@ -638,6 +681,20 @@ mod tests {
         assert!(Rung::parse_ladder("720p,720p").is_err());
         assert!(Rung::parse_ladder("huge").is_err());
         assert!(Rung::parse_ladder("720p@fast").is_err());
+    }
+
+    #[test]
+    fn ladders_fit_the_input() {
+        let l = Rung::parse_ladder("1080p,720p,360p,200x100@100k").unwrap();
+        // 4:3 input of 960x720: 1080p dropped, named rungs at 4:3, explicit sizes kept
+        let f = fit_ladder(&l, Some((960, 720)));
+        let sizes: Vec<_> = f.iter().map(|r| (r.width, r.height)).collect();
+        assert_eq!(sizes, [(960, 720), (480, 360), (200, 100)]);
+        // all taller than a tiny input: the smallest is kept
+        let f = fit_ladder(&Rung::parse_ladder("1080p,720p").unwrap(), Some((320, 240)));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].height, 720);
+        assert_eq!(fit_ladder(&l, None), l);
     }
 
     #[test]
