@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sl_e2e::{Pipeline, bin, decode, run_cmd, scratch_dir};
+use sl_e2e::{Pipeline, decode, run_cmd, scratch_dir};
 use sl_frame::Rational;
 use sl_wire::Message;
 
@@ -566,9 +566,9 @@ fn wait_for_tcp(port: u16) {
     }
 }
 
-#[test]
-fn pushes_to_a_real_rtmp_server() {
-    let dir = scratch_dir("sl_file_rtmp");
+/// Start nginx with the RTMP module on 127.0.0.1 (application `live`, recording every stream
+/// into `dir`); stopped when the returned guard drops.
+fn start_nginx(dir: &Path) -> (Server, u16) {
     let port = free_tcp_port();
     let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
     assert!(
@@ -593,7 +593,7 @@ fn pushes_to_a_real_rtmp_server() {
         Command::new("nginx")
             .args([
                 "-p",
-                s(&dir),
+                s(dir),
                 "-e",
                 s(&dir.join("error.log")),
                 "-c",
@@ -605,6 +605,13 @@ fn pushes_to_a_real_rtmp_server() {
             .expect("nginx is installed by scripts/setup.sh"),
     );
     wait_for_tcp(port);
+    (nginx, port)
+}
+
+#[test]
+fn pushes_to_a_real_rtmp_server() {
+    let dir = scratch_dir("sl_file_rtmp");
+    let (nginx, port) = start_nginx(&dir);
     let url = format!("rtmp://127.0.0.1:{port}/live/test");
     let out = Pipeline::new()
         .sl("sl-test", &["--fast", "-n", "60", "-s", "320x240"])
@@ -765,7 +772,6 @@ fn source_timestamps_use_the_stream_time_base() {
     assert_eq!(frames.len(), 25);
     assert_eq!(frames[0].info.time_base, Rational::new(1, 25));
     assert_eq!(frames[24].info.pts, 24);
-    let _ = bin("sl-file");
 }
 
 /// Mean absolute difference between two byte slices.
@@ -999,4 +1005,86 @@ fn frame_limits_and_in_process_transcoding() {
     // options of the other mode are usage errors, not silently ignored
     fails(&["-o", s(&mkv), "--realtime"], None, 2, &["INPUT"]);
     fails(&[s(&src), "--crf", "20"], None, 2, &["--output"]);
+}
+
+#[test]
+fn reads_a_live_rtmp_stream() {
+    let dir = scratch_dir("sl_file_rtmp_pull");
+    let (_nginx, port) = start_nginx(&dir);
+    let url = format!("rtmp://127.0.0.1:{port}/live/cam");
+    // a live publisher: real-time frames, a keyframe every second
+    let publisher = Pipeline::new()
+        .sl("sl-test", &["-n", "900", "-s", "320x240", "-p", "box"])
+        .sl("sl-file", &["-o", &url, "-g", "30"])
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    // the reader retries until the stream is published (nginx refuses unknown streams)
+    let start = Instant::now();
+    let frames = loop {
+        let out = Pipeline::new()
+            .sl("sl-file", &[&url, "-n", "30", "--no-audio"])
+            .timeout(Duration::from_secs(60))
+            .run();
+        if out.stage(0).code == Some(0) {
+            break out.frames();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never read the stream: {:?}",
+            out.stage(0)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    publisher.signal(1, "INT");
+    let _ = publisher.wait();
+    assert_eq!(frames.len(), 30);
+    assert!(frames.iter().all(|f| (f.width(), f.height()) == (320, 240)));
+    for w in frames.windows(2) {
+        assert!(w[1].info.pts > w[0].info.pts);
+    }
+}
+
+#[test]
+fn picks_among_several_streams() {
+    let dir = scratch_dir("sl_file_streams");
+    let two = dir.join("two.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=10",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=10",
+        "-map",
+        "0:v",
+        "-map",
+        "1:v",
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        s(&two),
+    ]);
+    for (n, size) in [("0", (320, 240)), ("1", (160, 120))] {
+        let out = Pipeline::new()
+            .sl(
+                "sl-file",
+                &[s(&two), "--video-stream", n, "--realtime", "-n", "3"],
+            )
+            .run();
+        out.assert_success();
+        let frames = out.frames();
+        assert_eq!(frames.len(), 3);
+        assert_eq!((frames[0].width(), frames[0].height()), size);
+    }
+    fails(
+        &[s(&two), "--video-stream", "2"],
+        None,
+        1,
+        &["two.mkv", "no video stream 2"],
+    );
 }

@@ -441,18 +441,18 @@ impl Sink {
             .as_ref()
             .is_some_and(|a| a.fifo[0].len() >= a.frame_size)
         {
-            self.encode_audio_frame(false)?;
+            self.encode_audio_frame()?;
         }
         Ok(())
     }
 
-    fn encode_audio_frame(&mut self, last: bool) -> Result<(), MediaError> {
+    /// Encode up to one encoder frame from the FIFO (a short last one at the end).
+    fn encode_audio_frame(&mut self) -> Result<(), MediaError> {
         let a = self.audio.as_mut().expect("audio encoder");
         let n = a.fifo[0].len().min(a.frame_size);
         if n == 0 {
             return Ok(());
         }
-        let _ = last;
         let mut frame = av::frame::Audio::new(a.format, n, a.layout);
         frame.set_channels(a.channels);
         frame.set_rate(a.rate);
@@ -546,7 +546,7 @@ impl Sink {
         if self.audio.is_some() {
             let mut r = Ok(());
             while r.is_ok() && self.audio.as_ref().is_some_and(|a| !a.fifo[0].is_empty()) {
-                r = self.encode_audio_frame(true);
+                r = self.encode_audio_frame();
             }
             let r = r.and_then(|()| {
                 self.audio

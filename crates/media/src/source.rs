@@ -216,7 +216,8 @@ impl Source {
                         MediaError::new(
                             &ctx,
                             format!(
-                                "there is no {medium:?} stream {n}: it has {} (numbered from 0)",
+                                "there is no {} stream {n}: it has {} (numbered from 0)",
+                                format!("{medium:?}").to_lowercase(),
                                 all.len()
                             ),
                         )
@@ -251,7 +252,7 @@ impl Source {
             None => None,
         };
         let audio = match audio_index {
-            Some(index) => match open_audio(&ictx, index, next_wire, &opts, &name) {
+            Some(index) => match open_audio(&ictx, index, next_wire, &name) {
                 Ok(a) => Some(a),
                 Err(e) if video.is_some() => {
                     log::warn!("{e}; going on without audio");
@@ -702,7 +703,6 @@ fn open_audio(
     ictx: &av::format::context::Input,
     index: usize,
     wire: u16,
-    _opts: &SourceOptions,
     name: &str,
 ) -> Result<AudioDec, MediaError> {
     let stream = ictx.stream(index).expect("picked from the streams");
