@@ -198,6 +198,13 @@ impl Sink {
             // linger the last second or so of a recording never reaches the listener
             io_opts.set("linger", "5");
         }
+        if matches!(container.as_deref(), Some("hls" | "dash")) {
+            // These muxers write their own files (playlist/manifest by write-then-rename),
+            // but the output is still opened at OUTPUT, which truncated it: a player polling
+            // the folder then read an empty playlist until the first segment. Not truncating
+            // leaves what is there (the caller's placeholder, or the previous playlist).
+            io_opts.set("truncate", "0");
+        }
         let mut octx = match &container {
             Some(c) => av::format::output_as_with(path, c, io_opts),
             None => av::format::output_with(path, io_opts),
