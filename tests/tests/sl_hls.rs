@@ -673,6 +673,19 @@ fn usage_errors() {
     let (code, _, err) = run_cmd(&bin("sl-hls"), &["out", "--playlist-type", "dash"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("live, event or vod"), "{err}");
+    let out = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "3", "-s", "64x48"])
+        .sl(
+            "sl-hls",
+            &[scratch_dir("hls-usage").to_str().unwrap(), "-t", "0.5"],
+        )
+        .run();
+    assert_eq!(out.last().code, Some(1), "{:?}", out.last());
+    assert!(
+        out.last().stderr.contains("1 to 60"),
+        "{}",
+        out.last().stderr
+    );
     let (code, _, err) = run_cmd(&bin("sl-hls"), &["out", "--ladder", "huge"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("720p"), "{err}");
@@ -761,4 +774,58 @@ fn browser_plays_a_ladder_through_its_master_playlist() {
     assert!(r.contains("\"engine\":\"hls.js\""), "{r}");
     let r = play(s.port, "native");
     assert!(r.contains("\"engine\":\"native\""), "{r}");
+}
+
+#[test]
+fn a_player_polling_the_folder_never_reads_half_a_playlist() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = scratch_dir("hls-atomic");
+    let running = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-p", "box", "-n", "1800", "-s", "160x120"],
+        )
+        .sl(
+            "sl-hls",
+            &hls_args(&dir, &["--segment-time", "1", "--list-size", "4"]),
+        )
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (stop, path) = (Arc::clone(&stop), dir.join("index.m3u8"));
+        std::thread::spawn(move || {
+            let (mut reads, mut torn) = (0u32, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    reads += 1;
+                    let last = text.trim_end().lines().last().unwrap_or("");
+                    let no_segment_yet = !text.contains("#EXTINF") && text.ends_with('\n');
+                    let whole = text.starts_with("#EXTM3U")
+                        && text.contains("#EXT-X-TARGETDURATION:")
+                        && (last.ends_with(".ts") || last == "#EXT-X-ENDLIST" || no_segment_yet);
+                    if !whole {
+                        torn.push(text);
+                    }
+                }
+            }
+            (reads, torn)
+        })
+    };
+    let out = running.wait();
+    stop.store(true, Ordering::Relaxed);
+    out.assert_success();
+    let (reads, torn) = poller.join().unwrap();
+    assert!(
+        reads > 10,
+        "the poller read the playlist only {reads} times"
+    );
+    assert!(
+        torn.is_empty(),
+        "{} torn reads, e.g.:\n{}",
+        torn.len(),
+        torn[0]
+    );
+    check_rendition(&dir);
 }

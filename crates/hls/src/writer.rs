@@ -408,9 +408,12 @@ impl HlsWriter {
         video: Option<&StreamInfo>,
         audio: Option<&StreamInfo>,
     ) -> Result<HlsWriter, HlsError> {
-        if !(opts.segment_time > 0.0 && opts.segment_time <= 60.0) {
+        // under a second, FFmpeg 5.1's hls muxer writes #EXT-X-TARGETDURATION:0 (it rounds the
+        // longest EXTINF to the nearest integer); sub-second pieces are LL-HLS parts, not
+        // segments
+        if !(opts.segment_time >= 1.0 && opts.segment_time <= 60.0) {
             return Err(HlsError::Options(format!(
-                "a segment time of {} s is out of range (0 to 60)",
+                "a segment time of {} s is out of range (1 to 60)",
                 opts.segment_time
             )));
         }
@@ -501,6 +504,10 @@ impl HlsWriter {
                 .to_str()
                 .ok_or_else(|| HlsError::Options(format!("{} is not UTF-8", dir.display())))?
                 .to_string();
+            // a valid playlist with no segment yet, until the muxer lists the first one (the
+            // muxer's own open of this path does not truncate it: sl-media sets truncate=0)
+            write_atomically(&playlist, &empty_playlist(opts.segment_time))
+                .map_err(|e| HlsError::io(&playlist, e))?;
             let mut sink = Sink::open(&path, info.as_ref(), audio, &enc)?;
             sink.force_keyframes_every(Some(opts.segment_time));
             let label = match rung {
@@ -604,6 +611,15 @@ impl Drop for HlsWriter {
             log::warn!("{e}");
         }
     }
+}
+
+/// A live playlist with no segment: what players find before the first segment is listed
+/// (they reload it, as for any live playlist).
+fn empty_playlist(segment_time: f64) -> String {
+    format!(
+        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:0\n",
+        segment_time.ceil().max(1.0) as u64
+    )
 }
 
 /// The hls muxer's options for one rendition folder.
