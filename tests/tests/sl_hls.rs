@@ -227,6 +227,7 @@ fn ts_event_is_finalised_at_end_of_stream() {
         .timeout(Duration::from_secs(120))
         .run();
     out.assert_success();
+    assert_eq!(out.last().stderr, "", "a clean run is quiet");
     let (pl, _) = check_rendition(&dir);
     assert!(pl.ended, "no ENDLIST:\n{}", pl.text);
     assert_eq!(pl.kind.as_deref(), Some("EVENT"));

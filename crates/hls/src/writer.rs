@@ -158,7 +158,7 @@ impl Rung {
 /// rungs taller than the input are left out (upscaling only costs bits), unless that would
 /// leave none.
 pub fn fit_ladder(ladder: &[Rung], source: Option<(u32, u32)>) -> Vec<Rung> {
-    let Some((sw, sh)) = source.filter(|(w, h)| *w > 0 && *h > 0) else {
+    let Some((sw, sh)) = source.filter(|(w, h)| *w > 0 && *h > 0 && !ladder.is_empty()) else {
         return ladder.to_vec();
     };
     let mut fitted: Vec<Rung> = ladder
@@ -711,6 +711,7 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].height, 720);
         assert_eq!(fit_ladder(&l, None), l);
+        assert!(fit_ladder(&[], Some((320, 240))).is_empty());
     }
 
     #[test]
