@@ -61,11 +61,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                     Some(forwarded) => forwarded,
                     None => break,
                 },
-                None => match reader.next_raw()? {
-                    Some(raw) => {
-                        let wire = (raw.prefix_and_header.len() + raw.payload.len()) as u64;
-                        (raw.head, raw.payload.len() as u64, wire)
-                    }
+                // only headers matter for the report: payloads go to /dev/null unread
+                None => match reader.next_head_skipping_payload()? {
+                    Some(skipped) => skipped,
                     None => break,
                 },
             };

@@ -57,6 +57,8 @@ pub struct Reader<R: Read> {
     messages: u64,
     frames: u64,
     finished: bool,
+    /// Opened on first use by `next_head_skipping_payload`.
+    pub(crate) devnull: Option<std::fs::File>,
 }
 
 /// How much to read ahead for small messages. Large payloads bypass it.
@@ -103,6 +105,7 @@ impl<R: Read> Reader<R> {
             messages: 0,
             frames: 0,
             finished: false,
+            devnull: None,
         })
     }
 

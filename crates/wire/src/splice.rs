@@ -70,6 +70,59 @@ impl<R: Read + AsFd> Reader<R> {
         Ok(Some((head, len, wire)))
     }
 
+    /// Read the next message's header and throw its payload away without copying it into
+    /// this process (spliced into /dev/null when the input is a pipe). For stages that only
+    /// look at headers, such as `sl-info`. Returns the header, payload length and wire size.
+    pub fn next_head_skipping_payload(
+        &mut self,
+    ) -> Result<Option<(MessageHead, u64, u64)>, WireError> {
+        let Some((head, len)) = self.read_head()? else {
+            return Ok(None);
+        };
+        let wire = self.head_buf.len() as u64 + len;
+        let mut left = len;
+        let take = self.inner.buffer().len().min(left as usize);
+        self.inner.consume(take);
+        left -= take as u64;
+        if left > 0 && self.devnull.is_none() {
+            self.devnull = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .ok();
+        }
+        while left > 0 {
+            let Some(null) = self.devnull.as_ref() else {
+                break;
+            };
+            let chunk = left.min(1 << 30) as usize;
+            match splice(
+                self.inner.get_ref().as_fd(),
+                None,
+                null,
+                None,
+                chunk,
+                SpliceFlags::MOVE,
+            ) {
+                Ok(0) => return Err(self.truncated_payload((len - left) as usize, len as usize)),
+                Ok(n) => left -= n as u64,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => {
+                    // not a pipe: read and drop instead
+                    self.devnull = None;
+                    break;
+                }
+            }
+        }
+        if left > 0 {
+            let skipped = io::copy(&mut (&mut self.inner).take(left), &mut io::sink())?;
+            if skipped < left {
+                let got = len - left + skipped;
+                return Err(self.truncated_payload(got as usize, len as usize));
+            }
+        }
+        Ok(Some((head, len, wire)))
+    }
+
     fn copy_rest<W: Write + AsFd>(
         &mut self,
         out: &mut Writer<W>,

@@ -1,0 +1,258 @@
+//! sl-cam: the real no-camera path, and the whole stage driven by its fake camera (there is
+//! no camera on the development and CI machines, and no way to make a virtual one).
+
+mod desktop;
+
+use std::time::Duration;
+
+use desktop::{Xvfb, close, wait_for};
+use sl_e2e::{Pipeline, bin, run_cmd};
+use sl_frame::{PixelFormat, Rational};
+use sl_wire::Message;
+
+fn has_camera() -> bool {
+    std::fs::read_dir("/dev")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("video"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn no_camera_is_a_clear_error_and_a_finished_stream() {
+    assert!(
+        !has_camera(),
+        "this test checks the no-camera path, and this machine has /dev/video*: run it where \
+         there is no camera (see docs/desktop.md for checking a real one)"
+    );
+    for args in [
+        &[][..],
+        &["--device", "0"][..],
+        &["-d", "logitech", "-s", "720p"][..],
+    ] {
+        let out = Pipeline::new().sl("sl-cam", args).run();
+        let s = out.stage(0);
+        assert_eq!(s.code, Some(1), "{args:?}: {}", s.stderr);
+        assert!(s.stderr.contains("no camera found"), "{}", s.stderr);
+        assert!(
+            s.stderr.contains("v4l2-ctl"),
+            "says what to try: {}",
+            s.stderr
+        );
+        assert!(!s.stderr.contains("panicked"), "{}", s.stderr);
+        // the output is a complete, empty stream
+        assert!(out.frames().is_empty());
+    }
+    let (code, stdout, stderr) = run_cmd(&bin("sl-cam"), &["--list"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("no cameras found"), "{stdout}");
+}
+
+#[test]
+fn fake_camera_closest_mode_decoded_with_increasing_timestamps() {
+    let out = Pipeline::new()
+        .sl(
+            "sl-cam",
+            &[
+                "--fake",
+                "yuyv:320x240@30,nv12:640x480@30,yuyv:640x480@15",
+                "--size",
+                "640x480",
+                "--fps",
+                "30",
+                "--frames",
+                "10",
+            ],
+        )
+        .run();
+    out.assert_success();
+    let msgs = out.messages();
+    let Message::Stream { info, .. } = &msgs[0] else {
+        panic!("stream description first")
+    };
+    let v = info.video().unwrap();
+    assert_eq!((v.width, v.height, v.fps), (640, 480, Rational::new(30, 1)));
+    let frames = out.frames();
+    assert_eq!(frames.len(), 10);
+    for f in &frames {
+        // NV12 at 640x480@30 is exact: passed through as nv12
+        assert_eq!(
+            (f.format(), f.width(), f.height()),
+            (PixelFormat::Nv12, 640, 480)
+        );
+        assert!(f.info.capture_time_ns.is_some());
+    }
+    for w in frames.windows(2) {
+        assert!(w[1].info.pts > w[0].info.pts);
+        assert_eq!(w[1].info.frame_number, w[0].info.frame_number + 1);
+    }
+}
+
+#[test]
+fn fake_camera_asked_format_missing_is_reported_and_converted() {
+    let out = Pipeline::new()
+        .sl(
+            "sl-cam",
+            &[
+                "--fake",
+                "yuyv:160x120@30",
+                "--input-format",
+                "mjpeg",
+                "-f",
+                "rgba",
+                "-n",
+                "3",
+            ],
+        )
+        .run();
+    out.assert_success();
+    let err = &out.stage(0).stderr;
+    assert!(
+        err.contains("asked for MJPEG") && err.contains("YUYV 160x120 @ 30 fps (the closest)"),
+        "{err}"
+    );
+    let frames = out.frames();
+    assert_eq!(frames.len(), 3);
+    let f = &frames[0];
+    assert_eq!(f.format(), PixelFormat::Rgba);
+    // the fake camera's picture: left half bright, right half dark
+    let row = f.row(0, 60);
+    assert!(row[40 * 4] > 200 && row[100 * 4] < 40, "{:?}", &row[..8]);
+}
+
+#[test]
+fn unplugged_mid_stream_ends_the_stream_cleanly() {
+    let out = Pipeline::new()
+        .sl("sl-cam", &["--fake", "yuyv:64x48@30;fail-after=5"])
+        .run();
+    let s = out.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(
+        s.stderr
+            .contains("stopped delivering frames after 5 frames")
+            && s.stderr.contains("unplugged"),
+        "{}",
+        s.stderr
+    );
+    assert!(!s.stderr.contains("panicked"), "{}", s.stderr);
+    // a complete stream with the 5 frames before the failure
+    assert_eq!(out.frames().len(), 5);
+}
+
+#[test]
+fn busy_camera_is_a_clear_error() {
+    let out = Pipeline::new()
+        .sl("sl-cam", &["--fake", "yuyv:64x48@30;busy"])
+        .run();
+    let s = out.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(
+        s.stderr.contains("is busy") && s.stderr.contains("another program"),
+        "{}",
+        s.stderr
+    );
+    assert!(out.frames().is_empty());
+}
+
+#[test]
+fn bad_buffer_is_an_error_not_a_panic() {
+    let out = Pipeline::new()
+        .sl("sl-cam", &["--fake", "yuyv:64x48@30;short-frame-at=2"])
+        .run();
+    let s = out.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(
+        s.stderr.contains("frame 2") && s.stderr.contains("bytes"),
+        "{}",
+        s.stderr
+    );
+    assert_eq!(out.frames().len(), 2);
+}
+
+#[test]
+fn lists_fake_modes() {
+    let (code, stdout, stderr) = run_cmd(
+        &bin("sl-cam"),
+        &[
+            "--fake",
+            "yuyv:640x480@30,yuyv:640x480@15,nv12:1280x720@30",
+            "--list",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<String> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(
+        lines.contains(&"YUYV 640x480 30, 15 fps".to_string()),
+        "{stdout}"
+    );
+    assert!(
+        lines.contains(&"NV12 1280x720 30 fps".to_string()),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sigint_ends_the_stream_cleanly() {
+    let run = Pipeline::new()
+        .sl("sl-cam", &["--fake", "yuyv:64x48@30"])
+        .timeout(Duration::from_secs(60))
+        .spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    run.signal(0, "INT");
+    let out = run.wait();
+    assert_eq!(out.stage(0).code, Some(130), "{:#?}", out.stages);
+    // a finished stream (messages() panics on a truncated one)
+    assert!(matches!(out.messages().last(), Some(Message::End { .. })));
+}
+
+#[test]
+fn fake_camera_into_sl_show() {
+    // sl-cam | sl-show, the headline pipeline, with the fake camera
+    let x = Xvfb::start(640, 480);
+    let run = x
+        .env(
+            Pipeline::new()
+                .sl("sl-cam", &["--fake", "yuyv:320x240@30"])
+                .sl("sl-show", &[]),
+        )
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    let (wx, wy, ww, wh) = wait_for(Duration::from_secs(30), "the window", || {
+        x.window("fake (a test camera)")
+    });
+    assert_eq!((ww, wh), (320, 240));
+    wait_for(Duration::from_secs(30), "the camera picture", || {
+        let s = x.screenshot();
+        (close(s.pixel(wx + 40, wy + 120), [255, 255, 255], 12)
+            && close(s.pixel(wx + 200, wy + 10), [0, 0, 0], 12))
+        .then_some(())
+    });
+    run.signal(1, "INT");
+    let out = run.wait();
+    assert_eq!(out.stage(1).code, Some(130), "{:#?}", out.stages);
+    assert_eq!(out.stage(0).code, Some(0), "{:#?}", out.stages);
+}
+
+#[test]
+fn closed_pipe_downstream_is_a_quiet_end() {
+    let out = Pipeline::new()
+        .sl("sl-cam", &["--fake", "yuyv:320x240@30;fast", "-q"])
+        .cmd("head", &["-c", "1000"])
+        .run();
+    assert_eq!(out.stage(0).code, Some(0), "{:#?}", out.stages);
+    assert_eq!(out.stage(0).stderr, "");
+    // without -q it only says which mode it captured
+    let out = Pipeline::new()
+        .sl("sl-cam", &["--fake", "yuyv:320x240@30;fast"])
+        .cmd("head", &["-c", "1000"])
+        .run();
+    assert_eq!(out.stage(0).code, Some(0), "{:#?}", out.stages);
+    assert_eq!(
+        out.stage(0).stderr,
+        "sl-cam: fake camera: capturing YUYV 320x240 @ 30 fps\n"
+    );
+}
