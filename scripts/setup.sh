@@ -25,3 +25,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing: install Rust (https://rustup.rs) and run this again" >&2
   exit 1
 fi
+
+# sl-hls's browser test: npm packages (playwright-core, hls.js), only where node is installed
+if command -v npm >/dev/null 2>&1 && [ -x scripts/setup-browser.sh ]; then
+  scripts/setup-browser.sh
+fi

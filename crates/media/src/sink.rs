@@ -119,6 +119,10 @@ struct VideoEnc {
     scaler: Option<((PixelFormat, u32, u32), scaling::Context)>,
     warned_change: bool,
     color: ColorInfo,
+    /// Force a keyframe every this many seconds of stream time (see
+    /// [`Sink::force_keyframes_every`]), and when the next one is due.
+    key_interval: Option<f64>,
+    next_key: f64,
 }
 
 struct AudioEnc {
@@ -193,6 +197,13 @@ impl Sink {
             // SRT in live mode drops what is still unsent when the socket closes: without a
             // linger the last second or so of a recording never reaches the listener
             io_opts.set("linger", "5");
+        }
+        if matches!(container.as_deref(), Some("hls" | "dash")) {
+            // These muxers write their own files (playlist/manifest by write-then-rename),
+            // but the output is still opened at OUTPUT, which truncated it: a player polling
+            // the folder then read an empty playlist until the first segment. Not truncating
+            // leaves what is there (the caller's placeholder, or the previous playlist).
+            io_opts.set("truncate", "0");
         }
         let mut octx = match &container {
             Some(c) => av::format::output_as_with(path, c, io_opts),
@@ -320,6 +331,17 @@ impl Sink {
         self.video.is_some()
     }
 
+    /// Force a keyframe on every multiple of `secs` of stream time (from the first frame),
+    /// whatever the frame rate: the HLS stage puts segment boundaries on this grid, so
+    /// sources with a variable or unknown rate still get a keyframe at each boundary.
+    /// `None` turns it off (the encoder's own keyframe interval applies either way).
+    pub fn force_keyframes_every(&mut self, secs: Option<f64>) {
+        if let Some(v) = self.video.as_mut() {
+            v.key_interval = secs.filter(|s| *s > 0.0);
+            v.next_key = 0.0;
+        }
+    }
+
     fn origin(&mut self, secs: f64) -> f64 {
         *self.origin.get_or_insert(secs)
     }
@@ -384,6 +406,14 @@ impl Sink {
         }
         v.last_pts = Some(pts);
         av_frame.set_pts(Some(pts));
+        if let Some(every) = v.key_interval {
+            // a thousandth of a second of slack: 60 frames at 1/30 s may sum to 1.9999...
+            let t = pts as f64 * tb + 1e-3;
+            if t >= v.next_key {
+                av_frame.set_kind(av::picture::Type::I);
+                v.next_key = ((t / every).floor() + 1.0) * every;
+            }
+        }
         v.encoder
             .send_frame(&av_frame)
             .map_err(|e| MediaError::av(format!("encoding video for {}", self.name), e))?;
@@ -728,6 +758,8 @@ fn open_video_encoder(
         scaler: None,
         warned_change: false,
         color,
+        key_interval: None,
+        next_key: 0.0,
     })
 }
 

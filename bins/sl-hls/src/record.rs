@@ -1,0 +1,268 @@
+//! The stage's loop: read messages on their own thread (so SIGINT/SIGTERM finalise the output
+//! even while upstream is silent), open the writer at the first frame, finalise whatever
+//! happens.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use sl_cli::Meter;
+use sl_hls_core::{HlsOptions, HlsWriter, Server, Summary};
+use sl_media::SinkOptions;
+use sl_wire::{Message, StreamInfo, StreamKind, VideoFormat};
+
+use crate::Args;
+
+fn options(args: &Args, outdir: &Path) -> anyhow::Result<HlsOptions> {
+    let mut codec_options = Vec::new();
+    if let Some(t) = &args.tune {
+        codec_options.push(("tune".to_string(), t.clone()));
+    }
+    codec_options.extend(args.codec_options.iter().cloned());
+    if args.ladder.is_some() && (args.bitrate.is_some() || args.crf.is_some()) {
+        return Err(sl_cli::usage(
+            "--ladder sets each rendition's bit rate: give rates in the ladder (720p@2500k) instead of --bitrate or --crf",
+        ));
+    }
+    Ok(HlsOptions {
+        dir: outdir.to_path_buf(),
+        segment_time: args.segment_time,
+        playlist_type: args.playlist_type,
+        list_size: args.list_size,
+        segment_type: args.segment_type,
+        encode: SinkOptions {
+            video_codec: Some(args.codec.clone()),
+            preset: Some(args.preset.clone()),
+            crf: args.crf,
+            video_bitrate: args.bitrate,
+            audio_bitrate: args.audio_bitrate,
+            codec_options,
+            format_options: args.mux_options.clone(),
+            threads: args.threads,
+            ..SinkOptions::default()
+        },
+        ladder: args.ladder.clone().map(|l| l.0).unwrap_or_default(),
+    })
+}
+
+/// Messages in, HLS out.
+struct Recorder {
+    opts: HlsOptions,
+    no_audio: bool,
+    streams: BTreeMap<u16, StreamInfo>,
+    writer: Option<HlsWriter>,
+    video_stream: Option<u16>,
+    audio_stream: Option<u16>,
+    warned_late: bool,
+    meter: Meter,
+}
+
+impl Recorder {
+    fn handle(&mut self, m: Message) -> anyhow::Result<()> {
+        match m {
+            Message::Stream { stream, info } => {
+                if self.writer.is_some() && !self.streams.contains_key(&stream) {
+                    if !self.warned_late {
+                        log::warn!(
+                            "stream {stream} ({}) started after the output was opened: ignored",
+                            info.kind_name()
+                        );
+                        self.warned_late = true;
+                    }
+                } else {
+                    self.streams.insert(stream, info);
+                }
+            }
+            Message::Video { stream, frame } => {
+                self.open_if_needed()?;
+                if Some(stream) == self.video_stream {
+                    self.writer.as_mut().expect("opened").write_video(&frame)?;
+                    self.meter.frame(frame.data().len() as u64);
+                }
+            }
+            Message::Audio { stream, chunk } => {
+                self.open_if_needed()?;
+                if Some(stream) == self.audio_stream {
+                    self.writer.as_mut().expect("opened").write_audio(&chunk)?;
+                    self.meter.bytes(chunk.data().len() as u64);
+                }
+            }
+            Message::Packet { .. } => {
+                return Err(anyhow!(
+                    "the stream carries compressed packets: sl-hls encodes raw frames; decode them first (sl-file -)"
+                ));
+            }
+            Message::Data { .. } | Message::End { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn open_if_needed(&mut self) -> anyhow::Result<()> {
+        if self.writer.is_some() {
+            return Ok(());
+        }
+        let video = self.streams.iter().find(|(_, s)| {
+            matches!(&s.kind, StreamKind::Video(v) if matches!(v.format, VideoFormat::Raw(_)))
+        });
+        let audio = if self.no_audio {
+            None
+        } else {
+            self.streams
+                .iter()
+                .find(|(_, s)| matches!(s.kind, StreamKind::Audio(_)))
+        };
+        if video.is_none() && audio.is_none() {
+            return Err(anyhow!(
+                "a frame arrived before any raw video or audio stream description: nothing to encode"
+            ));
+        }
+        let writer = HlsWriter::open(&self.opts, video.map(|(_, s)| s), audio.map(|(_, s)| s))
+            .with_context(|| format!("writing HLS into {}", self.opts.dir.display()))?;
+        self.video_stream = video.map(|(i, _)| *i);
+        self.audio_stream = audio.map(|(i, _)| *i).filter(|_| writer.has_audio());
+        log::info!(
+            "writing {} into {}",
+            if self.audio_stream.is_some() {
+                "H.264 + AAC"
+            } else {
+                "H.264"
+            },
+            self.opts.dir.display()
+        );
+        self.writer = Some(writer);
+        Ok(())
+    }
+
+    /// Finalise whatever happened; `failure` is what stopped the input, if anything.
+    fn finish(mut self, failure: Option<anyhow::Error>, stats: bool) -> anyhow::Result<()> {
+        let dir = self.opts.dir.display().to_string();
+        let Some(mut writer) = self.writer.take() else {
+            return match failure {
+                Some(e) => Err(e.context(format!("nothing was written to {dir}"))),
+                None => Err(anyhow!(
+                    "the stream ended before any frame arrived: nothing was written to {dir}"
+                )),
+            };
+        };
+        let finished = writer.finish();
+        self.meter.finish(stats);
+        let summary = finished.as_ref().ok().cloned().unwrap_or_default();
+        if stats {
+            print_stats(&summary);
+        }
+        let how = if sl_cli::interrupted() {
+            "interrupted: "
+        } else {
+            ""
+        };
+        log::info!(
+            "{how}{dir} finalised: {} frames, {} segments",
+            summary.video_frames,
+            summary.listed.len()
+        );
+        match (failure, finished) {
+            (Some(e), _) => Err(e.context(format!(
+                "{dir} is finalised with the {} frames that arrived",
+                summary.video_frames
+            ))),
+            (None, Err(e)) => Err(e.into()),
+            (None, Ok(_)) => Ok(()),
+        }
+    }
+}
+
+fn print_stats(s: &Summary) {
+    let n = s.listed.len();
+    if n == 0 {
+        eprintln!("sl-hls: {} frames, no segment listed", s.video_frames);
+        return;
+    }
+    let mean = |f: fn(&sl_hls_core::Listed) -> f64| s.listed.iter().map(f).sum::<f64>() / n as f64;
+    let max = |f: fn(&sl_hls_core::Listed) -> f64| s.listed.iter().map(f).fold(0.0, f64::max);
+    eprintln!(
+        "sl-hls: {} frames, {n} segments listed; glass-to-playlist: first frame mean {:.3} s max {:.3} s, last frame mean {:.3} s max {:.3} s",
+        s.video_frames,
+        mean(|l| l.first_frame),
+        max(|l| l.first_frame),
+        mean(|l| l.last_frame),
+        max(|l| l.last_frame),
+    );
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    sl_media::set_libav_verbose(args.common.verbose >= 2);
+    let Some(outdir) = args.outdir.clone() else {
+        return Err(sl_cli::usage(
+            "give the output folder: sl-hls OUTDIR (e.g. `... | sl-hls out/`)",
+        ));
+    };
+    let opts = options(&args, &outdir)?;
+    let mut reader = sl_cli::frame_input()?;
+    let server = match &args.serve {
+        Some(addr) => {
+            std::fs::create_dir_all(&outdir)
+                .with_context(|| format!("creating {}", outdir.display()))?;
+            let s = Server::start(addr, &outdir)?;
+            log::warn!("serving {} on http://{}/", outdir.display(), s.addr());
+            Some(s)
+        }
+        None => None,
+    };
+    let mut rec = Recorder {
+        opts,
+        no_audio: args.no_audio,
+        streams: BTreeMap::new(),
+        writer: None,
+        video_stream: None,
+        audio_stream: None,
+        warned_late: false,
+        meter: Meter::new("sl-hls", args.progress),
+    };
+    let (tx, rx) = sync_channel(4);
+    std::thread::spawn(move || {
+        loop {
+            let r = reader.next_message();
+            let last = !matches!(r, Ok(Some(_)));
+            if tx.send(r).is_err() || last {
+                break;
+            }
+        }
+    });
+    let mut failure = None;
+    loop {
+        if sl_cli::interrupted() {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Some(m))) => {
+                if let Err(e) = rec.handle(m) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                failure = Some(anyhow::Error::from(e).context("reading stdin"));
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let result = rec.finish(failure, args.stats);
+    if let Some(s) = server
+        && result.is_ok()
+        && !sl_cli::interrupted()
+    {
+        log::warn!(
+            "the stream ended; still serving on http://{}/ (Ctrl-C to stop)",
+            s.addr()
+        );
+        while !sl_cli::interrupted() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    result
+}

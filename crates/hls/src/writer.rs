@@ -1,0 +1,746 @@
+//! Encoding frames into HLS renditions: one [`sl_media::Sink`] per rendition, muxed by
+//! libavformat's `hls` muxer, and a watch on each media playlist to measure when segments
+//! get listed.
+//!
+//! Contract:
+//! - every segment starts with a keyframe: keyframes are forced on every multiple of the
+//!   segment time (by stream time) and scene-cut keyframes are off, so the muxer (which cuts
+//!   at the first keyframe at or after each multiple of the segment time) cuts at every one;
+//! - playlists are replaced atomically (the muxer's `temp_file` flag: written to `.tmp`, then
+//!   renamed) and so are segments (a segment file appears only once it is complete);
+//! - [`HlsWriter::finish`] (also run on drop) flushes the encoders and writes the trailers,
+//!   which closes the last segment and ends event and VOD playlists with `#EXT-X-ENDLIST`.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sl_frame::{AudioChunk, VideoFrame};
+use sl_media::{Sink, SinkOptions};
+use sl_wire::{StreamInfo, StreamKind};
+
+use crate::HlsError;
+use crate::playlist::{MediaPlaylist, Variant, master_playlist, write_atomically};
+
+/// How the media playlist grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlaylistType {
+    /// A sliding window of the last N segments; older segment files are deleted.
+    #[default]
+    Live,
+    /// Every segment stays listed; `#EXT-X-ENDLIST` at the end.
+    Event,
+    /// Like event, announced as `#EXT-X-PLAYLIST-TYPE:VOD`; FFmpeg writes it complete.
+    Vod,
+}
+
+impl std::str::FromStr for PlaylistType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "live" => Ok(PlaylistType::Live),
+            "event" => Ok(PlaylistType::Event),
+            "vod" => Ok(PlaylistType::Vod),
+            _ => Err(format!(
+                "`{s}` is not a playlist type: use live, event or vod"
+            )),
+        }
+    }
+}
+
+/// The segment container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SegmentType {
+    /// MPEG-TS segments (`.ts`): plays everywhere.
+    #[default]
+    Ts,
+    /// Fragmented MP4 / CMAF (`init.mp4` plus `.m4s` segments).
+    Fmp4,
+}
+
+impl std::str::FromStr for SegmentType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "ts" | "mpegts" => Ok(SegmentType::Ts),
+            "fmp4" | "cmaf" | "mp4" | "m4s" => Ok(SegmentType::Fmp4),
+            _ => Err(format!("`{s}` is not a segment type: use ts or fmp4")),
+        }
+    }
+}
+
+impl SegmentType {
+    fn extension(self) -> &'static str {
+        match self {
+            SegmentType::Ts => "ts",
+            SegmentType::Fmp4 => "m4s",
+        }
+    }
+}
+
+/// One rung of a ladder: a size and a bit rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rung {
+    /// Folder and label (`720p`).
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// Video bit rate in bits per second.
+    pub bitrate: u64,
+    /// Given by name (`720p`): the width follows the input's aspect ratio.
+    pub fit_aspect: bool,
+}
+
+impl Rung {
+    /// Parse a ladder: `1080p,720p,360p`, or sizes with rates: `1280x720@2500k,640x360@800k`.
+    pub fn parse_ladder(s: &str) -> Result<Vec<Rung>, String> {
+        let mut rungs = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (size, rate) = match part.split_once('@') {
+                Some((a, b)) => (a, Some(b)),
+                None => (part, None),
+            };
+            let (width, height) = match size.to_ascii_lowercase().as_str() {
+                "2160p" | "4k" => (3840, 2160),
+                "1440p" => (2560, 1440),
+                "1080p" => (1920, 1080),
+                "720p" => (1280, 720),
+                "540p" => (960, 540),
+                "480p" => (854, 480),
+                "360p" => (640, 360),
+                "240p" => (426, 240),
+                other => {
+                    let (w, h) = other.split_once('x').ok_or_else(|| {
+                        format!("`{part}` is not a rung: use 720p or 1280x720, optionally @2500k")
+                    })?;
+                    let p = |v: &str| {
+                        v.parse::<u32>()
+                            .ok()
+                            .filter(|n| (16..=8192).contains(n))
+                            .ok_or_else(|| format!("`{part}`: size out of range"))
+                    };
+                    (p(w)?, p(h)?)
+                }
+            };
+            // x264 wants even sizes for 4:2:0
+            let (width, height) = (width & !1, height & !1);
+            let bitrate = match rate {
+                Some(r) => parse_bitrate(r)?,
+                None => default_bitrate(width, height),
+            };
+            let fit_aspect = !size.to_ascii_lowercase().contains('x');
+            let name = if fit_aspect {
+                size.to_ascii_lowercase()
+            } else {
+                format!("{height}p")
+            };
+            if rungs.iter().any(|r: &Rung| r.name == name) {
+                return Err(format!("the ladder lists {name} twice"));
+            }
+            rungs.push(Rung {
+                name,
+                width,
+                height,
+                bitrate,
+                fit_aspect,
+            });
+        }
+        if rungs.is_empty() {
+            return Err("the ladder is empty: give e.g. 1080p,720p,360p".into());
+        }
+        rungs.sort_by_key(|r| std::cmp::Reverse(r.height));
+        Ok(rungs)
+    }
+}
+
+/// The ladder for an input of `source` size: named rungs take the input's aspect ratio, and
+/// rungs taller than the input are left out (upscaling only costs bits), unless that would
+/// leave none.
+pub fn fit_ladder(ladder: &[Rung], source: Option<(u32, u32)>) -> Vec<Rung> {
+    let Some((sw, sh)) = source.filter(|(w, h)| *w > 0 && *h > 0 && !ladder.is_empty()) else {
+        return ladder.to_vec();
+    };
+    let mut fitted: Vec<Rung> = ladder
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if r.fit_aspect {
+                let w = (r.height as f64 * sw as f64 / sh as f64 / 2.0).round() as u32 * 2;
+                r.width = w.max(2);
+            }
+            r
+        })
+        .collect();
+    let kept: Vec<Rung> = fitted.iter().filter(|r| r.height <= sh).cloned().collect();
+    if kept.is_empty() {
+        log::warn!(
+            "every rung of the ladder is taller than the {sw}x{sh} input: keeping the smallest, upscaled"
+        );
+        fitted.sort_by_key(|r| r.height);
+        fitted.truncate(1);
+        return fitted;
+    }
+    for r in fitted.iter().filter(|r| r.height > sh) {
+        log::warn!(
+            "ladder: leaving out {} ({}x{}): taller than the {sw}x{sh} input",
+            r.name,
+            r.width,
+            r.height
+        );
+    }
+    kept
+}
+
+/// A bit rate: `4M`, `2500k`, `800000`.
+pub fn parse_bitrate(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a bit rate: use e.g. 4M, 2500k or 800000");
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1e6),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(bad());
+    }
+    Ok((v * mult) as u64)
+}
+
+/// Apple's authoring guidelines' ballpark for H.264 at 30 fps.
+fn default_bitrate(width: u32, height: u32) -> u64 {
+    let pixels = width as u64 * height as u64;
+    match pixels {
+        p if p >= 3840 * 2160 => 16_000_000,
+        p if p >= 1920 * 1080 => 6_000_000,
+        p if p >= 1280 * 720 => 3_000_000,
+        p if p >= 854 * 480 => 1_400_000,
+        p if p >= 640 * 360 => 800_000,
+        _ => 400_000,
+    }
+}
+
+/// Everything about an HLS output.
+#[derive(Debug, Clone)]
+pub struct HlsOptions {
+    /// The output folder (created if missing).
+    pub dir: PathBuf,
+    /// Target segment duration in seconds.
+    pub segment_time: f64,
+    pub playlist_type: PlaylistType,
+    /// Segments kept in a live playlist.
+    pub list_size: u32,
+    pub segment_type: SegmentType,
+    /// Encoder settings (codec, preset, crf or bit rate, extra encoder and muxer options).
+    /// `container`, `gop` and `fragmented` are set here.
+    pub encode: SinkOptions,
+    /// Renditions; empty: one, at the input's size, in the folder itself.
+    pub ladder: Vec<Rung>,
+}
+
+impl Default for HlsOptions {
+    fn default() -> Self {
+        HlsOptions {
+            dir: PathBuf::from("out"),
+            segment_time: 2.0,
+            playlist_type: PlaylistType::Live,
+            list_size: 6,
+            segment_type: SegmentType::Ts,
+            encode: SinkOptions::default(),
+            ladder: Vec::new(),
+        }
+    }
+}
+
+/// The media (or, for a ladder, master) playlist's name in the output folder.
+pub const PLAYLIST: &str = "index.m3u8";
+
+/// Whether `name` is one of the files a previous run of the writer leaves in a folder:
+/// `index.m3u8`, `seg_<run>_<n>.ts|m4s`, `init_<run>.mp4` and their `.tmp` forms.
+fn is_ours(name: &str) -> bool {
+    let name = name.strip_suffix(".tmp").unwrap_or(name);
+    name == PLAYLIST
+        || name.starts_with("init_") && name.ends_with(".mp4")
+        || name.starts_with("seg_") && (name.ends_with(".ts") || name.ends_with(".m4s"))
+}
+
+/// A tag unique to this run, in segment names: segments are immutable under their name, so
+/// HTTP caches may keep them, and a new run never reuses an old name.
+fn run_tag() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}", t.as_secs() * 1000 + u64::from(t.subsec_millis()))
+}
+
+/// Glass-to-playlist latency of one listed segment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Listed {
+    /// Its duration (EXTINF).
+    pub duration: f64,
+    /// From its first frame entering the writer to the playlist listing it.
+    pub first_frame: f64,
+    /// From its last frame entering the writer to the playlist listing it.
+    pub last_frame: f64,
+}
+
+/// Follows one media playlist: which segments appeared, and when.
+#[derive(Debug)]
+struct Watch {
+    path: PathBuf,
+    stamp: Option<(u64, i64, i64, u64)>,
+    /// Segments ever listed (media sequence + listed count).
+    listed: u64,
+    /// Where the listed segments end on the stream's timeline (seconds from the first frame).
+    listed_end: f64,
+    /// Frames not yet in a listed segment: (seconds from the first frame, when it entered).
+    pending: VecDeque<(f64, Instant)>,
+    log: Vec<Listed>,
+}
+
+impl Watch {
+    fn new(path: PathBuf) -> Watch {
+        Watch {
+            path,
+            stamp: None,
+            listed: 0,
+            listed_end: 0.0,
+            pending: VecDeque::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Look at the playlist (a `stat`, and a read only when it changed).
+    fn poll(&mut self, name: &str) {
+        let Ok(meta) = std::fs::metadata(&self.path) else {
+            return;
+        };
+        let stamp = (meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.len());
+        if self.stamp == Some(stamp) {
+            return;
+        }
+        self.stamp = Some(stamp);
+        let now = Instant::now();
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return;
+        };
+        let Ok(pl) = MediaPlaylist::parse(&text) else {
+            return;
+        };
+        let total = pl.media_sequence + pl.segments.len() as u64;
+        if total <= self.listed {
+            return;
+        }
+        let new = (total - self.listed).min(pl.segments.len() as u64) as usize;
+        for seg in &pl.segments[pl.segments.len() - new..] {
+            self.listed_end += seg.duration;
+            // frames within a millisecond of the boundary belong to the next segment
+            let end = self.listed_end - 0.001;
+            let mut first = None;
+            let mut last = None;
+            while let Some(&(t, at)) = self.pending.front() {
+                if t >= end {
+                    break;
+                }
+                first.get_or_insert(at);
+                last = Some(at);
+                self.pending.pop_front();
+            }
+            if let (Some(first), Some(last)) = (first, last) {
+                let l = Listed {
+                    duration: seg.duration,
+                    first_frame: now.duration_since(first).as_secs_f64(),
+                    last_frame: now.duration_since(last).as_secs_f64(),
+                };
+                log::info!(
+                    "{name}{} listed ({:.3} s): glass-to-playlist {:.3} s from its first frame, {:.3} s from its last",
+                    seg.uri,
+                    l.duration,
+                    l.first_frame,
+                    l.last_frame
+                );
+                self.log.push(l);
+            }
+        }
+        self.listed = total;
+    }
+}
+
+/// One rendition: its encoder/muxer and the watch on its playlist.
+struct Rendition {
+    label: String,
+    sink: Sink,
+    watch: Watch,
+}
+
+impl std::fmt::Debug for Rendition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendition")
+            .field("label", &self.label)
+            .field("sink", &self.sink)
+            .finish()
+    }
+}
+
+/// What a finished writer reports.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub video_frames: u64,
+    /// Glass-to-playlist latency of every listed segment, of every rendition.
+    pub listed: Vec<Listed>,
+}
+
+/// Encodes frames into one or more HLS renditions in a folder.
+#[derive(Debug)]
+pub struct HlsWriter {
+    dir: PathBuf,
+    renditions: Vec<Rendition>,
+    origin: Option<f64>,
+    finished: bool,
+}
+
+impl HlsWriter {
+    /// Create the folder, clear what an earlier run left in it (only files named like ours),
+    /// open every rendition's encoder and muxer, and write the master playlist for a ladder.
+    pub fn open(
+        opts: &HlsOptions,
+        video: Option<&StreamInfo>,
+        audio: Option<&StreamInfo>,
+    ) -> Result<HlsWriter, HlsError> {
+        // under a second, FFmpeg 5.1's hls muxer writes #EXT-X-TARGETDURATION:0 (it rounds the
+        // longest EXTINF to the nearest integer); sub-second pieces are LL-HLS parts, not
+        // segments
+        if !(opts.segment_time >= 1.0 && opts.segment_time <= 60.0) {
+            return Err(HlsError::Options(format!(
+                "a segment time of {} s is out of range (1 to 60)",
+                opts.segment_time
+            )));
+        }
+        if opts.playlist_type == PlaylistType::Live && opts.list_size < 2 {
+            return Err(HlsError::Options(
+                "a live playlist needs at least 2 segments (--list-size)".into(),
+            ));
+        }
+        let vparams = video.and_then(StreamInfo::video);
+        if video.is_none() && audio.is_none() {
+            return Err(HlsError::Options(
+                "nothing to stream: no video or audio".into(),
+            ));
+        }
+        if !opts.ladder.is_empty() && vparams.is_none() {
+            return Err(HlsError::Options("a ladder needs a video stream".into()));
+        }
+        std::fs::create_dir_all(&opts.dir).map_err(|e| HlsError::io(&opts.dir, e))?;
+        clear_ours(&opts.dir)?;
+
+        // Keyframes are forced on the segment grid by stream time (Sink::force_keyframes_every),
+        // which holds for variable or unknown frame rates too; the encoder's own interval is
+        // twice a segment, a fallback that a constant-rate source never reaches.
+        let fps = vparams.map(|v| v.fps).filter(|f| f.is_valid());
+        let gop = (fps.map_or(30.0, |f| f.as_f64()) * opts.segment_time * 2.0)
+            .round()
+            .max(1.0) as u32;
+
+        let run = run_tag();
+        let mut renditions = Vec::new();
+        let mut variants = Vec::new();
+        let ladder = fit_ladder(&opts.ladder, vparams.map(|v| (v.width, v.height)));
+        let plan: Vec<Option<&Rung>> = if ladder.is_empty() {
+            vec![None]
+        } else {
+            ladder.iter().map(Some).collect()
+        };
+        for rung in plan {
+            let dir = match rung {
+                Some(r) => opts.dir.join(&r.name),
+                None => opts.dir.clone(),
+            };
+            if rung.is_some() {
+                std::fs::create_dir_all(&dir).map_err(|e| HlsError::io(&dir, e))?;
+                clear_ours(&dir)?;
+            }
+            let mut info = video.cloned();
+            if let (Some(r), Some(StreamKind::Video(v))) =
+                (rung, info.as_mut().map(|i| &mut i.kind))
+            {
+                v.width = r.width;
+                v.height = r.height;
+            }
+            let mut enc = opts.encode.clone();
+            enc.container = Some("hls".into());
+            enc.fragmented = false;
+            enc.gop = Some(gop);
+            if let Some(r) = rung {
+                enc.video_bitrate = Some(r.bitrate);
+                // a capped rate keeps each rendition within its BANDWIDTH
+                enc.codec_options
+                    .push(("maxrate".into(), r.bitrate.to_string()));
+                enc.codec_options
+                    .push(("bufsize".into(), (r.bitrate * 2).to_string()));
+            }
+            let codec = enc.video_codec.clone().unwrap_or_else(|| "libx264".into());
+            if codec.starts_with("libx26") {
+                // Keyframes only on the segment grid, so every segment is one GOP. Closed
+                // GOPs: with the global header the hls muxer asks for, FFmpeg 5.1's libx264
+                // made every keyframe after the first a non-IDR I frame with a recovery-point
+                // SEI (seen with trace_headers), which the mpegts muxer does not prefix with
+                // SPS/PPS: segments after the first did not decode on their own.
+                // Options given with -x come later and win.
+                enc.codec_options
+                    .insert(0, ("sc_threshold".into(), "0".into()));
+                enc.codec_options
+                    .insert(0, ("flags".into(), "+cgop".into()));
+                // the forced keyframes (below) as IDRs, not recovery points
+                enc.codec_options
+                    .insert(0, ("forced-idr".into(), "1".into()));
+            }
+            enc.video_codec = Some(codec);
+            let mut fo = muxer_options(opts, &dir, &run);
+            fo.append(&mut enc.format_options);
+            enc.format_options = fo;
+            let playlist = dir.join(PLAYLIST);
+            let path = playlist
+                .to_str()
+                .ok_or_else(|| HlsError::Options(format!("{} is not UTF-8", dir.display())))?
+                .to_string();
+            // a valid playlist with no segment yet, until the muxer lists the first one (the
+            // muxer's own open of this path does not truncate it: sl-media sets truncate=0)
+            write_atomically(&playlist, &empty_playlist(opts.segment_time))
+                .map_err(|e| HlsError::io(&playlist, e))?;
+            let mut sink = Sink::open(&path, info.as_ref(), audio, &enc)?;
+            sink.force_keyframes_every(Some(opts.segment_time));
+            let label = match rung {
+                Some(r) => format!("{}/", r.name),
+                None => String::new(),
+            };
+            if let (Some(r), Some(v)) = (rung, vparams) {
+                let audio_rate = if sink.has_audio() {
+                    opts.encode.audio_bitrate.unwrap_or(128_000)
+                } else {
+                    0
+                };
+                variants.push(Variant {
+                    // peak: the capped video rate plus audio plus about 10% of container
+                    bandwidth: (r.bitrate + audio_rate) * 11 / 10,
+                    width: r.width,
+                    height: r.height,
+                    frame_rate: v.fps.is_valid().then(|| v.fps.as_f64()),
+                    uri: format!("{}/{PLAYLIST}", r.name),
+                });
+            }
+            renditions.push(Rendition {
+                label,
+                sink,
+                watch: Watch::new(playlist),
+            });
+        }
+        if !variants.is_empty() {
+            let master = opts.dir.join(PLAYLIST);
+            write_atomically(&master, &master_playlist(&variants))
+                .map_err(|e| HlsError::io(&master, e))?;
+        }
+        Ok(HlsWriter {
+            dir: opts.dir.clone(),
+            renditions,
+            origin: None,
+            finished: false,
+        })
+    }
+
+    /// The output folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether audio is encoded (false if there was none or the encoder refused it).
+    pub fn has_audio(&self) -> bool {
+        self.renditions.iter().any(|r| r.sink.has_audio())
+    }
+
+    /// Encode one video frame into every rendition.
+    pub fn write_video(&mut self, frame: &VideoFrame) -> Result<(), HlsError> {
+        let secs = frame.info.pts_secs();
+        let t = secs - *self.origin.get_or_insert(secs);
+        let now = Instant::now();
+        for r in &mut self.renditions {
+            r.watch.pending.push_back((t, now));
+            r.sink.write_video(frame)?;
+            r.watch.poll(&r.label);
+        }
+        Ok(())
+    }
+
+    /// Encode one audio chunk into every rendition.
+    pub fn write_audio(&mut self, chunk: &AudioChunk) -> Result<(), HlsError> {
+        for r in &mut self.renditions {
+            r.sink.write_audio(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Flush the encoders and write the trailers: the last segment is closed and listed, event
+    /// and VOD playlists get `#EXT-X-ENDLIST`. Every rendition is finished even if one fails;
+    /// the first error is returned. Safe to call twice.
+    pub fn finish(&mut self) -> Result<Summary, HlsError> {
+        let mut first_err = None;
+        let mut summary = Summary::default();
+        for r in &mut self.renditions {
+            if !self.finished
+                && let Err(e) = r.sink.finish()
+            {
+                first_err.get_or_insert(e);
+            }
+            r.watch.poll(&r.label);
+            summary.video_frames = summary.video_frames.max(r.sink.video_frames());
+            summary.listed.extend(r.watch.log.iter().copied());
+        }
+        self.finished = true;
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(summary),
+        }
+    }
+}
+
+impl Drop for HlsWriter {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Err(e) = self.finish()
+        {
+            log::warn!("{e}");
+        }
+    }
+}
+
+/// A live playlist with no segment: what players find before the first segment is listed
+/// (they reload it, as for any live playlist).
+fn empty_playlist(segment_time: f64) -> String {
+    format!(
+        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:0\n",
+        segment_time.ceil().max(1.0) as u64
+    )
+}
+
+/// The hls muxer's options for one rendition folder.
+fn muxer_options(opts: &HlsOptions, dir: &Path, run: &str) -> Vec<(String, String)> {
+    let mut flags = vec!["temp_file", "independent_segments", "program_date_time"];
+    let mut o = vec![
+        ("hls_time".to_string(), format!("{}", opts.segment_time)),
+        (
+            "hls_segment_filename".to_string(),
+            dir.join(format!("seg_{run}_%05d.{}", opts.segment_type.extension()))
+                .to_string_lossy()
+                .into_owned(),
+        ),
+    ];
+    match opts.playlist_type {
+        PlaylistType::Live => {
+            flags.push("delete_segments");
+            o.push(("hls_list_size".into(), opts.list_size.to_string()));
+            // segments leave the disk one segment after they leave the playlist (RFC 8216
+            // 6.2.2: a client may still be fetching one that was just dropped)
+            o.push(("hls_delete_threshold".into(), "1".into()));
+        }
+        PlaylistType::Event => {
+            o.push(("hls_list_size".into(), "0".into()));
+            o.push(("hls_playlist_type".into(), "event".into()));
+        }
+        PlaylistType::Vod => {
+            o.push(("hls_list_size".into(), "0".into()));
+            o.push(("hls_playlist_type".into(), "vod".into()));
+        }
+    }
+    if opts.segment_type == SegmentType::Fmp4 {
+        o.push(("hls_segment_type".into(), "fmp4".into()));
+        o.push(("hls_fmp4_init_filename".into(), format!("init_{run}.mp4")));
+    }
+    o.push(("hls_flags".into(), flags.join("+")));
+    o
+}
+
+/// Remove what an earlier run left in `dir`: only the playlist, init and segment names the
+/// writer uses, so nothing else in the folder is touched.
+fn clear_ours(dir: &Path) -> Result<(), HlsError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| HlsError::io(dir, e))?;
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_ours(name) && e.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(e.path()).map_err(|err| HlsError::io(&e.path(), err))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        log::info!(
+            "removed {removed} playlist and segment files an earlier run left in {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ladders_parse() {
+        let l = Rung::parse_ladder("360p,1080p, 720p").unwrap();
+        let names: Vec<_> = l.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["1080p", "720p", "360p"]);
+        let l = Rung::parse_ladder("1280x720@2500k").unwrap();
+        assert_eq!(l[0].bitrate, 2_500_000);
+        assert_eq!((l[0].width, l[0].height), (1280, 720));
+        assert!(Rung::parse_ladder("").is_err());
+        assert!(Rung::parse_ladder("720p,720p").is_err());
+        assert!(Rung::parse_ladder("huge").is_err());
+        assert!(Rung::parse_ladder("720p@fast").is_err());
+    }
+
+    #[test]
+    fn ladders_fit_the_input() {
+        let l = Rung::parse_ladder("1080p,720p,360p,200x100@100k").unwrap();
+        // 4:3 input of 960x720: 1080p dropped, named rungs at 4:3, explicit sizes kept
+        let f = fit_ladder(&l, Some((960, 720)));
+        let sizes: Vec<_> = f.iter().map(|r| (r.width, r.height)).collect();
+        assert_eq!(sizes, [(960, 720), (480, 360), (200, 100)]);
+        // all taller than a tiny input: the smallest is kept
+        let f = fit_ladder(&Rung::parse_ladder("1080p,720p").unwrap(), Some((320, 240)));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].height, 720);
+        assert_eq!(fit_ladder(&l, None), l);
+        assert!(fit_ladder(&[], Some((320, 240))).is_empty());
+    }
+
+    #[test]
+    fn only_our_files_are_ours() {
+        for n in [
+            "index.m3u8",
+            "init_18f3a.mp4",
+            "seg_18f3a_00001.ts",
+            "seg_18f3a_00002.m4s",
+            "index.m3u8.tmp",
+            "seg_18f3a_00003.ts.tmp",
+        ] {
+            assert!(is_ours(n), "{n}");
+        }
+        for n in [
+            "notes.txt",
+            "seg_00001.mp4",
+            "master.m3u8",
+            "video.ts",
+            "init.mp4.bak",
+        ] {
+            assert!(!is_ours(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn types_parse() {
+        assert_eq!("VOD".parse::<PlaylistType>(), Ok(PlaylistType::Vod));
+        assert_eq!("cmaf".parse::<SegmentType>(), Ok(SegmentType::Fmp4));
+        assert!("dash".parse::<SegmentType>().is_err());
+    }
+}

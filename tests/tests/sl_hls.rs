@@ -1,0 +1,832 @@
+//! sl-hls end to end: real pipelines into real folders, judged by ffprobe (segment durations
+//! against EXTINF, target duration, keyframes, continuous timestamps, increasing DTS, the live
+//! window) and by Debian's Chromium playing the stream through sl-hls's own HTTP server, with
+//! hls.js and natively. The tools are installed by scripts/setup.sh; a missing one fails the
+//! test with a hint rather than skipping it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sl_e2e::{Pipeline, bin, have, run_cmd, scratch_dir};
+
+fn require(tool: &str) {
+    assert!(
+        have(tool),
+        "{tool} is not installed: run scripts/setup.sh (the HLS tests need it as a judge)"
+    );
+}
+
+/// A media playlist as the test reads it, independently of sl-hls's own parser.
+#[derive(Debug, Default)]
+struct Playlist {
+    target: f64,
+    sequence: u64,
+    map: Option<String>,
+    kind: Option<String>,
+    ended: bool,
+    segments: Vec<(f64, String)>,
+    text: String,
+}
+
+fn read_playlist(path: &Path) -> Playlist {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert!(text.starts_with("#EXTM3U"), "not a playlist:\n{text}");
+    let mut p = Playlist {
+        text: text.clone(),
+        ..Playlist::default()
+    };
+    let mut dur = None;
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("#EXT-X-TARGETDURATION:") {
+            p.target = v.trim().parse().unwrap();
+        } else if let Some(v) = l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            p.sequence = v.trim().parse().unwrap();
+        } else if let Some(v) = l.strip_prefix("#EXT-X-PLAYLIST-TYPE:") {
+            p.kind = Some(v.trim().to_string());
+        } else if let Some(v) = l.strip_prefix("#EXT-X-MAP:URI=\"") {
+            p.map = Some(v.split('"').next().unwrap().to_string());
+        } else if let Some(v) = l.strip_prefix("#EXTINF:") {
+            dur = Some(v.split(',').next().unwrap().parse::<f64>().unwrap());
+        } else if l.trim() == "#EXT-X-ENDLIST" {
+            p.ended = true;
+        } else if !l.starts_with('#') && !l.trim().is_empty() {
+            p.segments
+                .push((dur.take().expect("EXTINF before URI"), l.trim().to_string()));
+        }
+    }
+    p
+}
+
+/// What ffprobe says about one segment's video packets.
+#[derive(Debug)]
+struct Probed {
+    first_pts: f64,
+    end_pts: f64,
+    first_is_key: bool,
+    dts: Vec<f64>,
+    width: u32,
+    streams: Vec<String>,
+}
+
+fn probe(file: &Path) -> Probed {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .arg("packet=pts_time,dts_time,duration_time,flags")
+        .args(["-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {:?}",
+        file.display(),
+        out
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut pts = Vec::new();
+    let mut dts = Vec::new();
+    let mut first_is_key = None;
+    let mut end: f64 = f64::MIN;
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = l.split(',').collect();
+        let p: f64 = f[0].parse().unwrap_or_else(|_| panic!("pts in {l}"));
+        let d: f64 = f[1].parse().unwrap_or_else(|_| panic!("dts in {l}"));
+        let du: f64 = f[2].parse().unwrap_or(0.0);
+        first_is_key.get_or_insert(f[3].starts_with('K'));
+        pts.push(p);
+        dts.push(d);
+        end = end.max(p + du);
+    }
+    assert!(!pts.is_empty(), "{} has no video packets", file.display());
+    // the decoder's view: a segment must decode on its own (SPS/PPS in it)
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name,width"])
+        .args(["-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    let streams: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let width = streams
+        .iter()
+        .find(|s| s.starts_with("h264"))
+        .and_then(|s| s.split(',').nth(1))
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(0);
+    Probed {
+        first_pts: pts.iter().cloned().fold(f64::MAX, f64::min),
+        end_pts: end,
+        first_is_key: first_is_key.unwrap(),
+        dts,
+        width,
+        streams,
+    }
+}
+
+/// Check a rendition folder's playlist and every segment in it; returns the playlist and the
+/// probes. `fmp4` segments are probed with their init segment in front.
+fn check_rendition(dir: &Path) -> (Playlist, Vec<Probed>) {
+    let pl = read_playlist(&dir.join("index.m3u8"));
+    assert!(!pl.segments.is_empty(), "no segment listed:\n{}", pl.text);
+    let mut probes = Vec::new();
+    for (i, (extinf, uri)) in pl.segments.iter().enumerate() {
+        assert!(
+            !uri.contains('/') && !uri.contains(".."),
+            "segment URIs are plain names: {uri}"
+        );
+        let path = dir.join(uri);
+        assert!(path.is_file(), "listed segment {uri} is missing");
+        let file = match &pl.map {
+            Some(init) => {
+                let joined = dir.join(format!("probe-{i}.mp4"));
+                let mut bytes = std::fs::read(dir.join(init)).expect("init segment");
+                bytes.extend(std::fs::read(&path).unwrap());
+                std::fs::write(&joined, bytes).unwrap();
+                joined
+            }
+            None => path.clone(),
+        };
+        let p = probe(&file);
+        if pl.map.is_some() {
+            let _ = std::fs::remove_file(&file);
+        }
+        let measured = p.end_pts - p.first_pts;
+        assert!(
+            (measured - extinf).abs() <= 0.05,
+            "{uri}: EXTINF {extinf} but its video lasts {measured:.3} s"
+        );
+        // RFC 8216 4.3.3.1: EXTINF rounded to the nearest integer <= TARGETDURATION
+        assert!(
+            extinf.round() <= pl.target,
+            "{uri}: EXTINF {extinf} over the target duration {}",
+            pl.target
+        );
+        assert!(p.first_is_key, "{uri} does not start with a keyframe");
+        assert!(
+            p.width > 0,
+            "{uri} does not decode on its own: {:?}",
+            p.streams
+        );
+        for w in p.dts.windows(2) {
+            assert!(w[1] > w[0], "{uri}: DTS does not increase: {w:?}");
+        }
+        if let Some(prev) = probes.last() {
+            let prev: &Probed = prev;
+            assert!(
+                (p.first_pts - prev.end_pts).abs() <= 0.05,
+                "{uri}: starts at {:.3} s but the previous segment ends at {:.3} s",
+                p.first_pts,
+                prev.end_pts
+            );
+            assert!(
+                p.dts[0] > *prev.dts.last().unwrap(),
+                "{uri}: DTS goes back across segments"
+            );
+        }
+        probes.push(p);
+    }
+    let leftovers: Vec<_> = files(dir, ".tmp");
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    (pl, probes)
+}
+
+fn files(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    v.sort();
+    v
+}
+
+fn hls_args<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![dir.to_str().unwrap()];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn ts_event_is_finalised_at_end_of_stream() {
+    require("ffprobe");
+    let dir = scratch_dir("hls-ts-event");
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-p", "box", "-n", "300", "-s", "320x240"],
+        )
+        .sl("sl-hls", &hls_args(&dir, &["--playlist-type", "event"]))
+        .timeout(Duration::from_secs(120))
+        .run();
+    out.assert_success();
+    assert_eq!(out.last().stderr, "", "a clean run is quiet");
+    let (pl, _) = check_rendition(&dir);
+    assert!(pl.ended, "no ENDLIST:\n{}", pl.text);
+    assert_eq!(pl.kind.as_deref(), Some("EVENT"));
+    assert_eq!(pl.sequence, 0);
+    assert_eq!(pl.segments.len(), 5, "{}", pl.text);
+    assert_eq!(pl.target, 2.0);
+    let total: f64 = pl.segments.iter().map(|s| s.0).sum();
+    assert!(
+        (total - 10.0).abs() < 0.05,
+        "300 frames at 30 fps listed as {total} s"
+    );
+}
+
+#[test]
+fn vod_with_audio_in_fmp4_and_ts() {
+    require("ffprobe");
+    require("ffmpeg");
+    let dir = scratch_dir("hls-fmp4-vod");
+    let input = dir.join("in.mp4");
+    let (code, _, err) = run_cmd(
+        Path::new("ffmpeg"),
+        &[
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "7",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-shortest",
+            input.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "ffmpeg: {err}");
+    for (seg, ext) in [("fmp4", ".m4s"), ("ts", ".ts")] {
+        let out_dir = dir.join(seg);
+        let out = Pipeline::new()
+            .sl("sl-file", &[input.to_str().unwrap()])
+            .sl(
+                "sl-hls",
+                &hls_args(&out_dir, &["--playlist-type", "vod", "--segment-type", seg]),
+            )
+            .timeout(Duration::from_secs(120))
+            .run();
+        out.assert_success();
+        let (pl, probes) = check_rendition(&out_dir);
+        assert!(pl.ended);
+        assert_eq!(pl.kind.as_deref(), Some("VOD"));
+        assert_eq!(pl.map.is_some(), seg == "fmp4", "EXT-X-MAP:\n{}", pl.text);
+        assert!(pl.segments.iter().all(|s| s.1.ends_with(ext)));
+        for p in &probes {
+            assert!(
+                p.streams.iter().any(|s| s.starts_with("aac")),
+                "{seg}: no audio in a segment: {:?}",
+                p.streams
+            );
+        }
+        let total: f64 = pl.segments.iter().map(|s| s.0).sum();
+        assert!((total - 7.0).abs() < 0.1, "{seg}: 7 s listed as {total} s");
+    }
+}
+
+#[test]
+fn live_window_keeps_n_segments_and_deletes_older_files() {
+    require("ffprobe");
+    let dir = scratch_dir("hls-live-window");
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-p", "box", "-n", "600", "-s", "320x240"],
+        )
+        .sl(
+            "sl-hls",
+            &hls_args(&dir, &["--list-size", "3", "--segment-time", "1"]),
+        )
+        .timeout(Duration::from_secs(120))
+        .run();
+    out.assert_success();
+    let (pl, _) = check_rendition(&dir);
+    assert_eq!(pl.segments.len(), 3, "{}", pl.text);
+    assert_eq!(pl.sequence, 17, "20 one-second segments, the last 3 listed");
+    assert_eq!(pl.kind, None, "a live playlist has no PLAYLIST-TYPE");
+    let on_disk = files(&dir, ".ts");
+    // the window, plus one segment kept for a client still fetching it (RFC 8216 6.2.2)
+    assert!(on_disk.len() <= 4, "old segments not deleted: {on_disk:?}");
+    let listed: Vec<&String> = pl.segments.iter().map(|s| &s.1).collect();
+    assert!(on_disk.iter().all(|f| listed.contains(&f) || f < listed[0]));
+    assert!(!on_disk.iter().any(|f| f.ends_with("_00000.ts")));
+}
+
+/// Wait until `dir/index.m3u8` lists at least `n` segments.
+fn wait_for_segments(dir: &Path, n: usize, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("index.m3u8"))
+            && text.lines().filter(|l| l.starts_with("#EXTINF")).count() >= n
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{} did not list {n} segments in {timeout:?}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigint_mid_live_run_leaves_a_valid_playlist() {
+    require("ffprobe");
+    for (kind, sig) in [("live", "INT"), ("event", "TERM")] {
+        let dir = scratch_dir(&format!("hls-sigint-{kind}"));
+        let running = Pipeline::new()
+            .sl("sl-test", &["-p", "box", "-s", "320x240"]) // real time, forever
+            .sl(
+                "sl-hls",
+                &hls_args(&dir, &["--playlist-type", kind, "--segment-time", "1"]),
+            )
+            .timeout(Duration::from_secs(60))
+            .spawn();
+        wait_for_segments(&dir, 2, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(500)); // mid-segment
+        running.signal(1, sig);
+        let out = running.wait();
+        assert_eq!(
+            out.stage(1).code,
+            Some(130),
+            "sl-hls after SIG{sig}: {:?}",
+            out.stage(1)
+        );
+        let (pl, _) = check_rendition(&dir);
+        assert!(pl.ended, "{kind}: no ENDLIST after SIGINT:\n{}", pl.text);
+        assert!(
+            pl.segments.len() >= 3,
+            "{kind}: the partial segment is listed"
+        );
+    }
+}
+
+#[test]
+fn truncated_upstream_finalises_then_fails() {
+    require("ffprobe");
+    let dir = scratch_dir("hls-truncated");
+    // 320x240 RGBA frames are 307200 bytes: about 100 frames, cut mid-frame
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-p", "box", "-n", "300", "-s", "320x240"],
+        )
+        .cmd("head", &["-c", "30000000"])
+        .sl("sl-hls", &hls_args(&dir, &["--playlist-type", "event"]))
+        .timeout(Duration::from_secs(120))
+        .run();
+    assert_eq!(out.last().code, Some(1), "{:?}", out.last());
+    assert!(
+        out.last().stderr.contains("finalised"),
+        "the error says the output was finalised: {}",
+        out.last().stderr
+    );
+    let (pl, _) = check_rendition(&dir);
+    assert!(pl.ended);
+    let total: f64 = pl.segments.iter().map(|s| s.0).sum();
+    assert!(
+        (3.0..3.4).contains(&total),
+        "about 97 frames listed, got {total} s"
+    );
+}
+
+#[test]
+fn ladder_writes_a_master_playlist_and_renditions() {
+    require("ffprobe");
+    let dir = scratch_dir("hls-ladder");
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-p", "box", "-n", "120", "-s", "640x360"],
+        )
+        .sl(
+            "sl-hls",
+            &hls_args(
+                &dir,
+                &["--playlist-type", "vod", "--ladder", "720p,360p,240p@300k"],
+            ),
+        )
+        .timeout(Duration::from_secs(120))
+        .run();
+    out.assert_success();
+    let master = std::fs::read_to_string(dir.join("index.m3u8")).unwrap();
+    assert!(master.contains("#EXT-X-STREAM-INF:BANDWIDTH="), "{master}");
+    assert!(master.contains("RESOLUTION=640x360") && master.contains("RESOLUTION=426x240"));
+    assert!(master.contains("360p/index.m3u8") && master.contains("240p/index.m3u8"));
+    // taller than the 360p input: left out, with a warning
+    assert!(
+        !master.contains("720p") && !dir.join("720p").exists(),
+        "{master}"
+    );
+    assert!(
+        out.last().stderr.contains("leaving out 720p"),
+        "{}",
+        out.last().stderr
+    );
+    for (name, width) in [("360p", 640), ("240p", 426)] {
+        let (pl, probes) = check_rendition(&dir.join(name));
+        assert!(pl.ended);
+        assert!(
+            probes.iter().all(|p| p.width == width),
+            "{name}: {probes:?}"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One raw HTTP/1.1 request; returns (status, headers, body).
+fn http(port: u16, method: &str, target: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, buf[split + 4..].to_vec())
+}
+
+/// An sl-hls run serving `dir`, stopped with SIGINT when dropped.
+struct Served {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Encode `frames` of a test pattern with sl-hls and keep serving the folder.
+fn serve(dir: &Path, frames: &str, extra: &[&str]) -> Served {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut src = Command::new(bin("sl-test"))
+        .args(["--fast", "-p", "box", "-s", "640x360", "-n", frames])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut args: Vec<&str> = vec![dir.to_str().unwrap(), "--serve", &addr, "-q"];
+    args.extend_from_slice(extra);
+    let child = Command::new(bin("sl-hls"))
+        .args(&args)
+        .stdin(src.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served { child, port };
+    let start = Instant::now();
+    loop {
+        if read_playlist_if_ended(dir) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "sl-hls did not finish encoding"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = src.wait();
+    served
+}
+
+fn read_playlist_if_ended(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("index.m3u8")) else {
+        return false;
+    };
+    if text.contains("#EXT-X-STREAM-INF") {
+        // a master playlist: every rendition must have ended
+        return text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .all(|uri| {
+                std::fs::read_to_string(dir.join(uri.trim()))
+                    .is_ok_and(|t| t.contains("#EXT-X-ENDLIST"))
+            });
+    }
+    text.contains("#EXT-X-ENDLIST")
+}
+
+#[test]
+fn serve_types_caching_and_no_escapes() {
+    let root = scratch_dir("hls-serve");
+    let dir = root.join("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(root.join("secret.ts"), "outside").unwrap();
+    std::fs::write(dir.join("notes.txt"), "not media").unwrap();
+    std::os::unix::fs::symlink(root.join("secret.ts"), dir.join("link.ts")).unwrap();
+    let s = serve(&dir, "90", &["--playlist-type", "event"]);
+    let pl = read_playlist(&dir.join("index.m3u8"));
+
+    let (st, head, body) = http(s.port, "GET", "/");
+    assert_eq!(st, 200);
+    assert!(head.contains("text/html"));
+    assert!(String::from_utf8_lossy(&body).contains("index.m3u8"));
+    let (st, head, _) = http(s.port, "GET", "/_sl/hls.light.min.js");
+    assert_eq!(st, 200, "{head}");
+
+    let (st, head, body) = http(s.port, "GET", "/index.m3u8");
+    assert_eq!(st, 200);
+    assert!(
+        head.contains("Content-Type: application/vnd.apple.mpegurl"),
+        "{head}"
+    );
+    assert!(head.contains("Cache-Control: no-cache"), "{head}");
+    assert!(body.starts_with(b"#EXTM3U"));
+
+    let seg = &pl.segments[0].1;
+    let (st, head, body) = http(s.port, "GET", &format!("/{seg}"));
+    assert_eq!(st, 200);
+    assert!(head.contains("Content-Type: video/mp2t"), "{head}");
+    assert!(head.contains("max-age="), "segments are cacheable: {head}");
+    assert_eq!(body, std::fs::read(dir.join(seg)).unwrap());
+    let (st, _, body) = http(s.port, "HEAD", &format!("/{seg}"));
+    assert_eq!(st, 200);
+    assert!(body.is_empty());
+
+    for bad in [
+        "/../secret.ts",
+        "/..%2fsecret.ts",
+        "/%2e%2e/secret.ts",
+        "/%2E%2E%2Fsecret.ts",
+        "/./index.m3u8",
+        "//etc/passwd",
+        "/link.ts",
+        "/notes.txt",
+        "/etc/passwd",
+        "/missing.ts",
+        "/%00index.m3u8",
+    ] {
+        let (st, _, body) = http(s.port, "GET", bad);
+        assert!(
+            st == 400 || st == 404,
+            "{bad} answered {st}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(!String::from_utf8_lossy(&body).contains("outside"));
+    }
+    let (st, _, _) = http(s.port, "POST", "/index.m3u8");
+    assert_eq!(st, 405);
+}
+
+fn browser_setup() -> PathBuf {
+    require("node");
+    assert!(
+        Path::new("/usr/bin/chromium").exists() || Path::new("/usr/lib/chromium/chromium").exists(),
+        "chromium is not installed: run scripts/setup.sh"
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let st = Command::new(repo.join("scripts/setup-browser.sh"))
+        .status()
+        .expect("scripts/setup-browser.sh runs");
+    assert!(st.success(), "scripts/setup-browser.sh failed");
+    repo.join("tests/browser")
+}
+
+fn play(port: u16, engine: &str) -> String {
+    let dir = browser_setup();
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = Command::new("node")
+        .current_dir(&dir)
+        .args(["play.mjs", &url, engine, "3", "60"])
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{engine} playback failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn browser_plays_ts_with_hlsjs_and_natively() {
+    let dir = scratch_dir("hls-browser-ts");
+    let s = serve(&dir, "300", &["--playlist-type", "event"]);
+    let r = play(s.port, "hlsjs");
+    assert!(r.contains("\"engine\":\"hls.js\""), "{r}");
+    let r = play(s.port, "native");
+    assert!(r.contains("\"engine\":\"native\""), "{r}");
+}
+
+#[test]
+fn browser_plays_fmp4_with_hlsjs_and_natively() {
+    let dir = scratch_dir("hls-browser-fmp4");
+    let s = serve(
+        &dir,
+        "300",
+        &["--playlist-type", "vod", "--segment-type", "fmp4"],
+    );
+    let r = play(s.port, "hlsjs");
+    assert!(r.contains("\"engine\":\"hls.js\""), "{r}");
+    let r = play(s.port, "native");
+    assert!(r.contains("\"engine\":\"native\""), "{r}");
+}
+
+#[test]
+fn usage_errors() {
+    let (code, _, err) = run_cmd(&bin("sl-hls"), &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("OUTDIR"), "{err}");
+    let (code, man, _) = run_cmd(&bin("sl-hls"), &["--man"]);
+    assert_eq!(code, Some(0));
+    assert!(man.contains("segment"), "a man page without OUTDIR");
+    let (code, _, err) = run_cmd(&bin("sl-hls"), &["out", "--playlist-type", "dash"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("live, event or vod"), "{err}");
+    let out = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "3", "-s", "64x48"])
+        .sl(
+            "sl-hls",
+            &[scratch_dir("hls-usage").to_str().unwrap(), "-t", "0.5"],
+        )
+        .run();
+    assert_eq!(out.last().code, Some(1), "{:?}", out.last());
+    assert!(
+        out.last().stderr.contains("1 to 60"),
+        "{}",
+        out.last().stderr
+    );
+    let (code, _, err) = run_cmd(&bin("sl-hls"), &["out", "--ladder", "huge"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("720p"), "{err}");
+}
+
+#[test]
+fn browser_plays_a_live_window_while_it_is_written() {
+    let dir = scratch_dir("hls-browser-live");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    // real time, 40 s: playback happens while segments are still being written and deleted
+    let mut src = Command::new(bin("sl-test"))
+        .args(["-p", "box", "-s", "640x360", "-t", "40s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Command::new(bin("sl-hls"))
+        .args([dir.to_str().unwrap(), "--serve", &addr, "-q"])
+        .args(["--segment-time", "1", "--list-size", "4"])
+        .stdin(src.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served { child, port };
+    wait_for_segments(&dir, 3, Duration::from_secs(30));
+    let r = play(served.port, "hlsjs");
+    assert!(r.contains("\"engine\":\"hls.js\""), "{r}");
+    let r = play(served.port, "native");
+    assert!(r.contains("\"engine\":\"native\""), "{r}");
+    assert!(
+        !read_playlist_if_ended(&dir),
+        "the stream was still live during playback"
+    );
+    drop(served);
+    let _ = src.kill();
+    let _ = src.wait();
+}
+
+#[test]
+fn keyframes_follow_the_segment_grid_in_stream_time() {
+    require("ffprobe");
+    // 1.3 s at 25 fps is 32.5 frames: keyframes forced by time, not by a frame count
+    let dir = scratch_dir("hls-grid");
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &[
+                "--fast", "-p", "box", "-n", "200", "-r", "25", "-s", "320x240",
+            ],
+        )
+        .sl(
+            "sl-hls",
+            &hls_args(&dir, &["--playlist-type", "event", "--segment-time", "1.3"]),
+        )
+        .timeout(Duration::from_secs(120))
+        .run();
+    out.assert_success();
+    let (pl, probes) = check_rendition(&dir);
+    assert!(pl.ended);
+    // each boundary is the first frame at or after a multiple of 1.3 s
+    let starts: Vec<f64> = probes
+        .iter()
+        .map(|p| p.first_pts - probes[0].first_pts)
+        .collect();
+    for (i, s) in starts.iter().enumerate() {
+        let grid = 1.3 * i as f64;
+        assert!(
+            *s >= grid - 0.002 && *s < grid + 0.04 + 0.002,
+            "segment {i} starts at {s:.3} s, off the 1.3 s grid: {starts:?}"
+        );
+    }
+}
+
+#[test]
+fn browser_plays_a_ladder_through_its_master_playlist() {
+    let dir = scratch_dir("hls-browser-ladder");
+    let s = serve(
+        &dir,
+        "300",
+        &["--playlist-type", "event", "--ladder", "360p,240p"],
+    );
+    let master = std::fs::read_to_string(dir.join("index.m3u8")).unwrap();
+    assert!(master.contains("#EXT-X-STREAM-INF"), "{master}");
+    let r = play(s.port, "hlsjs");
+    assert!(r.contains("\"engine\":\"hls.js\""), "{r}");
+    let r = play(s.port, "native");
+    assert!(r.contains("\"engine\":\"native\""), "{r}");
+}
+
+#[test]
+fn a_player_polling_the_folder_never_reads_half_a_playlist() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = scratch_dir("hls-atomic");
+    let running = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-p", "box", "-n", "1800", "-s", "160x120"],
+        )
+        .sl(
+            "sl-hls",
+            &hls_args(&dir, &["--segment-time", "1", "--list-size", "4"]),
+        )
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (stop, path) = (Arc::clone(&stop), dir.join("index.m3u8"));
+        std::thread::spawn(move || {
+            let (mut reads, mut torn) = (0u32, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    reads += 1;
+                    let last = text.trim_end().lines().last().unwrap_or("");
+                    let no_segment_yet = !text.contains("#EXTINF") && text.ends_with('\n');
+                    let whole = text.starts_with("#EXTM3U")
+                        && text.contains("#EXT-X-TARGETDURATION:")
+                        && (last.ends_with(".ts") || last == "#EXT-X-ENDLIST" || no_segment_yet);
+                    if !whole {
+                        torn.push(text);
+                    }
+                }
+            }
+            (reads, torn)
+        })
+    };
+    let out = running.wait();
+    stop.store(true, Ordering::Relaxed);
+    out.assert_success();
+    let (reads, torn) = poller.join().unwrap();
+    assert!(
+        reads > 10,
+        "the poller read the playlist only {reads} times"
+    );
+    assert!(
+        torn.is_empty(),
+        "{} torn reads, e.g.:\n{}",
+        torn.len(),
+        torn[0]
+    );
+    check_rendition(&dir);
+}
