@@ -12,10 +12,10 @@ missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
   $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -24,6 +24,13 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing: install Rust (https://rustup.rs) and run this again" >&2
   exit 1
+fi
+
+# npm ships inside nodejs on machines with NodeSource's build (and conflicts with Debian's npm
+# package there); elsewhere it is a package of its own
+if command -v node >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing npm" >&2
+  ${SUDO:-} apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends npm >/dev/null
 fi
 
 # sl-hls's browser test: npm packages (playwright-core, hls.js), only where node is installed
