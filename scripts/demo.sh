@@ -21,7 +21,7 @@ sl-test -p box -s 1280x720 -r 30 -t 10s --fast \
 
 # an independent look at the result
 ffprobe -v error -count_frames -show_entries stream=codec_name,width,height,nb_read_frames \
-  -of default=noprint_wrappers=1 "$OUT/demo-hls/index.m3u8" | sed 's/^/demo: ffprobe: /' >&2
+  -of default=noprint_wrappers=1 "$OUT/demo-hls/index.m3u8" | awk '!seen[$0]++' | sed 's/^/demo: ffprobe: /' >&2
 ffmpeg -v error -y -ss 5 -i "$OUT/demo-hls/index.m3u8" -frames:v 1 "$OUT/demo-frame.png"
 
 cat >&2 <<MSG
