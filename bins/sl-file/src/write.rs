@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use sl_cli::Meter;
 use sl_media::{Sink, SinkOptions};
-use sl_wire::{Message, StreamInfo, StreamKind, VideoFormat};
+use sl_wire::{Message, StreamInfo};
 
 use crate::Args;
 
@@ -109,23 +109,13 @@ impl Recorder {
         if self.sink.is_some() {
             return Ok(());
         }
-        let video = self.streams.iter().find(|(_, s)| {
-            matches!(&s.kind, StreamKind::Video(v) if matches!(v.format, VideoFormat::Raw(_)))
-        });
-        let audio = if self.no_audio {
-            None
-        } else {
-            self.streams
-                .iter()
-                .find(|(_, s)| matches!(s.kind, StreamKind::Audio(_)))
-        };
-        if video.is_none() && audio.is_none() {
+        let Some((video, audio)) = sl_media::choose_streams(&self.streams, self.no_audio) else {
             return Err(anyhow!(
                 "a frame arrived before any raw video or audio stream description: nothing to write"
             ));
-        }
-        self.video_stream = video.map(|(i, _)| *i);
-        self.audio_stream = audio.map(|(i, _)| *i);
+        };
+        self.video_stream = video.map(|(i, _)| i);
+        self.audio_stream = audio.map(|(i, _)| i);
         let opened = Sink::open(
             &self.output,
             video.map(|(_, s)| s),

@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow};
 use sl_cli::Meter;
 use sl_hls_core::{HlsOptions, HlsWriter, Server, Summary};
 use sl_media::SinkOptions;
-use sl_wire::{Message, StreamInfo, StreamKind, VideoFormat};
+use sl_wire::{Message, StreamInfo};
 
 use crate::Args;
 
@@ -103,25 +103,15 @@ impl Recorder {
         if self.writer.is_some() {
             return Ok(());
         }
-        let video = self.streams.iter().find(|(_, s)| {
-            matches!(&s.kind, StreamKind::Video(v) if matches!(v.format, VideoFormat::Raw(_)))
-        });
-        let audio = if self.no_audio {
-            None
-        } else {
-            self.streams
-                .iter()
-                .find(|(_, s)| matches!(s.kind, StreamKind::Audio(_)))
-        };
-        if video.is_none() && audio.is_none() {
+        let Some((video, audio)) = sl_media::choose_streams(&self.streams, self.no_audio) else {
             return Err(anyhow!(
                 "a frame arrived before any raw video or audio stream description: nothing to encode"
             ));
-        }
+        };
         let writer = HlsWriter::open(&self.opts, video.map(|(_, s)| s), audio.map(|(_, s)| s))
             .with_context(|| format!("writing HLS into {}", self.opts.dir.display()))?;
-        self.video_stream = video.map(|(i, _)| *i);
-        self.audio_stream = audio.map(|(i, _)| *i).filter(|_| writer.has_audio());
+        self.video_stream = video.map(|(i, _)| i);
+        self.audio_stream = audio.map(|(i, _)| i).filter(|_| writer.has_audio());
         log::info!(
             "writing {} into {}",
             if self.audio_stream.is_some() {

@@ -18,12 +18,14 @@
 mod convert;
 mod error;
 mod pixels;
+mod select;
 mod sink;
 mod source;
 mod stdin;
 
 pub use error::MediaError;
 pub use pixels::{from_av_pixel, to_av_pixel};
+pub use select::{Chosen, choose_streams};
 pub use sink::{Sink, SinkOptions, SinkStream, container_for};
 pub use source::{Source, SourceOptions};
 
