@@ -54,6 +54,31 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Panic unless `program` is on PATH. The tests' judges (ffmpeg, Xvfb, Chromium, nginx...)
+/// are installed by scripts/setup.sh; a missing one is a failure, never a silent skip.
+pub fn require(program: &str) {
+    assert!(
+        have(program),
+        "`{program}` is missing: run scripts/setup.sh (it installs scripts/deps/*.apt)"
+    );
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
 /// Is an external program on PATH?
 pub fn have(program: &str) -> bool {
     Command::new("sh")

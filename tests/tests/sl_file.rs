@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sl_e2e::{Pipeline, decode, run_cmd, scratch_dir};
+use sl_e2e::{Pipeline, decode, free_tcp_port, free_udp_port, run_cmd, scratch_dir};
 use sl_frame::Rational;
 use sl_wire::Message;
 
@@ -519,22 +519,6 @@ fn truncated_upstream_is_finalised_and_reported() {
     assert!(st.stderr.contains("finalised"), "{}", st.stderr);
     assert!(!st.stderr.contains("panicked"));
     assert_eq!(probe(&mp4).frames, complete);
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child process stopped (SIGTERM, then waited for) when dropped.

@@ -10,14 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sl_e2e::{Pipeline, bin, have, run_cmd, scratch_dir};
-
-fn require(tool: &str) {
-    assert!(
-        have(tool),
-        "{tool} is not installed: run scripts/setup.sh (the HLS tests need it as a judge)"
-    );
-}
+use sl_e2e::{Pipeline, bin, free_tcp_port, require, run_cmd, scratch_dir};
 
 /// A media playlist as the test reads it, independently of sl-hls's own parser.
 #[derive(Debug, Default)]
@@ -452,14 +445,6 @@ fn ladder_writes_a_master_playlist_and_renditions() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One raw HTTP/1.1 request; returns (status, headers, body).
 fn http(port: u16, method: &str, target: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -497,7 +482,7 @@ impl Drop for Served {
 
 /// Encode `frames` of a test pattern with sl-hls and keep serving the folder.
 fn serve(dir: &Path, frames: &str, extra: &[&str]) -> Served {
-    let port = free_port();
+    let port = free_tcp_port();
     let addr = format!("127.0.0.1:{port}");
     let mut src = Command::new(bin("sl-test"))
         .args(["--fast", "-p", "box", "-s", "640x360", "-n", frames])
@@ -695,7 +680,7 @@ fn usage_errors() {
 #[test]
 fn browser_plays_a_live_window_while_it_is_written() {
     let dir = scratch_dir("hls-browser-live");
-    let port = free_port();
+    let port = free_tcp_port();
     let addr = format!("127.0.0.1:{port}");
     // real time, 40 s: playback happens while segments are still being written and deleted
     let mut src = Command::new(bin("sl-test"))

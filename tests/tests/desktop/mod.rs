@@ -13,13 +13,7 @@ use std::time::{Duration, Instant};
 
 use sl_e2e::Pipeline;
 
-/// Panic unless `program` is on PATH.
-pub fn require(program: &str) {
-    assert!(
-        sl_e2e::have(program),
-        "`{program}` is missing: run scripts/setup.sh (it installs scripts/deps/sl-desktop.apt)"
-    );
-}
+pub use sl_e2e::require;
 
 /// Poll `f` until it returns Some, or panic with `what` after `timeout`.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
