@@ -478,56 +478,34 @@ impl Sink {
 
     fn drain_video(&mut self) -> Result<(), MediaError> {
         let v = self.video.as_mut().expect("video encoder");
-        loop {
-            match v.encoder.receive_packet(&mut self.packet) {
-                Ok(()) => {}
-                Err(av::Error::Other { errno }) if errno == av::util::error::EAGAIN => {
-                    return Ok(());
-                }
-                Err(av::Error::Eof) => return Ok(()),
-                Err(e) => {
-                    return Err(MediaError::av(
-                        format!("encoding video for {}", self.name),
-                        e,
-                    ));
-                }
-            }
-            if self.packet.duration() == 0 {
-                self.packet.set_duration(v.frame_ticks);
-            }
-            let ost_tb = self.octx.stream(v.index).expect("added").time_base();
-            self.packet.set_stream(v.index);
-            self.packet.rescale_ts(av_rational(v.time_base), ost_tb);
-            self.packet
-                .write_interleaved(&mut self.octx)
-                .map_err(|e| MediaError::av(format!("writing to {}", self.name), e))?;
-        }
+        let tb = av_rational(v.time_base);
+        let (index, ticks) = (v.index, v.frame_ticks);
+        drain_packets(
+            &mut v.encoder,
+            &mut self.packet,
+            &mut self.octx,
+            index,
+            tb,
+            ticks,
+            "video",
+            &self.name,
+        )
     }
 
     fn drain_audio(&mut self) -> Result<(), MediaError> {
         let a = self.audio.as_mut().expect("audio encoder");
-        loop {
-            match a.encoder.receive_packet(&mut self.packet) {
-                Ok(()) => {}
-                Err(av::Error::Other { errno }) if errno == av::util::error::EAGAIN => {
-                    return Ok(());
-                }
-                Err(av::Error::Eof) => return Ok(()),
-                Err(e) => {
-                    return Err(MediaError::av(
-                        format!("encoding audio for {}", self.name),
-                        e,
-                    ));
-                }
-            }
-            let ost_tb = self.octx.stream(a.index).expect("added").time_base();
-            self.packet.set_stream(a.index);
-            self.packet
-                .rescale_ts(av::Rational::new(1, a.rate as i32), ost_tb);
-            self.packet
-                .write_interleaved(&mut self.octx)
-                .map_err(|e| MediaError::av(format!("writing to {}", self.name), e))?;
-        }
+        let tb = av::Rational::new(1, a.rate as i32);
+        let index = a.index;
+        drain_packets(
+            &mut a.encoder,
+            &mut self.packet,
+            &mut self.octx,
+            index,
+            tb,
+            0,
+            "audio",
+            &self.name,
+        )
     }
 
     /// Flush the encoders and write the trailer. Safe to call twice.
@@ -940,6 +918,39 @@ fn fill_audio(frame: &mut av::frame::Audio, fifo: &[Vec<f32>], n: usize, format:
                 }
             }
         }
+    }
+}
+
+/// Move every packet `encoder` has ready into the muxer, in stream `index`. A packet duration
+/// of 0 is replaced by `frame_ticks` when that is set (libx264 in FFmpeg 5.1 leaves them 0,
+/// and the HLS muxer then misjudges segment lengths).
+#[allow(clippy::too_many_arguments)]
+fn drain_packets(
+    encoder: &mut av::encoder::Encoder,
+    packet: &mut av::Packet,
+    octx: &mut av::format::context::Output,
+    index: usize,
+    time_base: av::Rational,
+    frame_ticks: i64,
+    what: &str,
+    name: &str,
+) -> Result<(), MediaError> {
+    loop {
+        match encoder.receive_packet(packet) {
+            Ok(()) => {}
+            Err(av::Error::Other { errno }) if errno == av::util::error::EAGAIN => return Ok(()),
+            Err(av::Error::Eof) => return Ok(()),
+            Err(e) => return Err(MediaError::av(format!("encoding {what} for {name}"), e)),
+        }
+        if frame_ticks > 0 && packet.duration() == 0 {
+            packet.set_duration(frame_ticks);
+        }
+        let ost_tb = octx.stream(index).expect("added").time_base();
+        packet.set_stream(index);
+        packet.rescale_ts(time_base, ost_tb);
+        packet
+            .write_interleaved(octx)
+            .map_err(|e| MediaError::av(format!("writing to {name}"), e))?;
     }
 }
 

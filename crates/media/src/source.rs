@@ -618,6 +618,32 @@ impl Source {
     }
 }
 
+/// The codec parameters of stream `index`, or an error naming the codec when this FFmpeg has
+/// no decoder for it.
+fn decodable_params(
+    ictx: &av::format::context::Input,
+    index: usize,
+    kind: &str,
+    ctx: &str,
+    hint: &str,
+) -> Result<av::codec::Parameters, MediaError> {
+    let params = ictx
+        .stream(index)
+        .expect("picked from the streams")
+        .parameters();
+    if av::decoder::find(params.id()).is_none() {
+        return Err(MediaError::new(
+            ctx,
+            format!(
+                "{kind} stream #{index} uses {}, which this FFmpeg cannot decode",
+                codec_name(params.id())
+            ),
+        )
+        .hint(hint));
+    }
+    Ok(params)
+}
+
 fn open_video(
     ictx: &av::format::context::Input,
     index: usize,
@@ -626,18 +652,14 @@ fn open_video(
     name: &str,
 ) -> Result<VideoDec, MediaError> {
     let stream = ictx.stream(index).expect("picked from the streams");
-    let params = stream.parameters();
     let ctx = format!("opening {name}");
-    if av::decoder::find(params.id()).is_none() {
-        return Err(MediaError::new(
-            &ctx,
-            format!(
-                "video stream #{index} uses {}, which this FFmpeg cannot decode",
-                codec_name(params.id())
-            ),
-        )
-        .hint("convert it with ffmpeg first, or pick another stream with --video-stream"));
-    }
+    let params = decodable_params(
+        ictx,
+        index,
+        "video",
+        &ctx,
+        "convert it with ffmpeg first, or pick another stream with --video-stream",
+    )?;
     let mut cctx =
         av::codec::Context::from_parameters(params).map_err(|e| MediaError::av(&ctx, e))?;
     cctx.set_threading(av::codec::threading::Config {
@@ -706,18 +728,14 @@ fn open_audio(
     name: &str,
 ) -> Result<AudioDec, MediaError> {
     let stream = ictx.stream(index).expect("picked from the streams");
-    let params = stream.parameters();
     let ctx = format!("opening {name}");
-    if av::decoder::find(params.id()).is_none() {
-        return Err(MediaError::new(
-            &ctx,
-            format!(
-                "audio stream #{index} uses {}, which this FFmpeg cannot decode",
-                codec_name(params.id())
-            ),
-        )
-        .hint("use --no-audio, or pick another stream with --audio-stream"));
-    }
+    let params = decodable_params(
+        ictx,
+        index,
+        "audio",
+        &ctx,
+        "use --no-audio, or pick another stream with --audio-stream",
+    )?;
     let cctx = av::codec::Context::from_parameters(params).map_err(|e| MediaError::av(&ctx, e))?;
     let mut decoder = cctx
         .decoder()
