@@ -5,11 +5,15 @@ use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use sl_cli::{Common, FrameLimit, Meter, Pacer, Size, parse_duration, parse_fps, usage};
+
+mod io;
+use io::WriterThread;
 use sl_draw_core::pixels;
 use sl_draw_core::{Control, Drawer, FrameContext, FrameTiming, Limits, ScriptError};
 use sl_frame::{ColorInfo, PixelFormat, Rational, VideoFrame, convert, now_ns};
@@ -203,7 +207,12 @@ impl Stage {
 
     /// Overlay one frame: run the script first (so a failing script, or one that draws
     /// nothing, never touches or converts the pixels), then rasterise onto the frame.
-    fn draw(&mut self, frame: &mut VideoFrame, fc: &FrameContext<'_>) -> anyhow::Result<()> {
+    fn draw(
+        &mut self,
+        frame: &mut VideoFrame,
+        opaque: Option<bool>,
+        fc: &FrameContext<'_>,
+    ) -> anyhow::Result<()> {
         self.stats.frames += 1;
         let script = match self.drawer.record(fc) {
             Ok(t) => t,
@@ -212,7 +221,7 @@ impl Stage {
         let mut render = Duration::ZERO;
         if self.drawer.has_drawing() {
             let drawer = &mut self.drawer;
-            match pixels::draw_on(frame, |pm| Some(drawer.render(pm))) {
+            match pixels::draw_on(frame, opaque, |pm| Some(drawer.render(pm))) {
                 Some(Ok(t)) => render = t,
                 Some(Err(e)) => return self.errors.failed(&e, self.strict),
                 None => {}
@@ -292,6 +301,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
+/// Source mode: this thread runs the script on blank canvases; a writer thread un-multiplies,
+/// converts and writes them, then clears each buffer for reuse (see `io`).
 fn run_source(args: &Args, stage: &mut Stage) -> anyhow::Result<()> {
     let Size { width, height } = args.size.unwrap_or(Size {
         width: 1280,
@@ -302,22 +313,45 @@ fn run_source(args: &Args, stage: &mut Stage) -> anyhow::Result<()> {
     let mut info = StreamInfo::raw_video(format, width, height, args.fps);
     info.source_id = args.source_id.clone();
     out.write_stream_info(0, &info)?;
+    let (back_tx, back) = sync_channel::<Vec<u8>>(4);
+    let writer = WriterThread::start(
+        out,
+        Meter::new("sl-draw", args.progress),
+        back_tx,
+        Box::new(move |out, stream, mut canvas| {
+            if !pixels::is_opaque(canvas.data()) {
+                pixels::demultiply(canvas.data_mut());
+            }
+            if format == PixelFormat::Rgba {
+                out.write_video(stream, &canvas)?;
+            } else {
+                out.write_video(stream, &convert::to_format(&canvas, format))?;
+            }
+            // each frame starts transparent: layers for a compositor stay see-through
+            let mut buf = canvas.into_data();
+            buf.fill(0);
+            Ok(buf)
+        }),
+    );
     let time_base = args.fps.inverse();
-    let mut canvas = VideoFrame::new(PixelFormat::Rgba, width, height)?;
     let mut pacer = Pacer::new();
-    let mut meter = Meter::new("sl-draw", args.progress);
     let mut n = 0u64;
-    loop {
+    let result = loop {
         let secs = time_base.ticks_to_secs(n as i64);
         if args.limit.reached(n, secs) || sl_cli::interrupted() {
-            break;
+            break Ok(());
         }
         if !args.fast {
             pacer.wait_until(secs);
         }
-        stage.before_frame()?;
-        // each frame starts transparent: layers for a compositor stay see-through
-        canvas.data_mut().fill(0);
+        if let Err(e) = stage.before_frame() {
+            break Err(e);
+        }
+        // a cleared buffer back from the writer, or a new (zeroed) one while frames are queued
+        let mut canvas = match back.try_recv() {
+            Ok(buf) => VideoFrame::from_packed(PixelFormat::Rgba, width, height, buf)?,
+            Err(_) => VideoFrame::new(PixelFormat::Rgba, width, height)?,
+        };
         canvas.info.frame_number = n;
         canvas.info.pts = n as i64;
         canvas.info.time_base = time_base;
@@ -333,114 +367,141 @@ fn run_source(args: &Args, stage: &mut Stage) -> anyhow::Result<()> {
             info: Some(&canvas.info.clone()),
         };
         // draw straight on the (transparent, premultiplied) buffer
-        {
-            let mut failure = None;
-            stage.stats.frames += 1;
-            let drawer = &mut stage.drawer;
-            let r = pixels::draw_premultiplied(&mut canvas, |pm| match drawer.draw(&fc, pm) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    failure = Some(e);
-                    None
-                }
-            });
-            match (r, failure) {
-                (Some(t), _) => {
-                    stage.stats.add(t);
-                    stage.errors.succeeded();
-                }
-                (None, Some(e)) => stage.errors.failed(&e, stage.strict)?,
-                (None, None) => {}
+        let mut failure = None;
+        stage.stats.frames += 1;
+        let drawer = &mut stage.drawer;
+        let r = pixels::draw_premultiplied(&mut canvas, |pm| match drawer.draw(&fc, pm) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                failure = Some(e);
+                None
             }
+        });
+        match (r, failure) {
+            (Some(t), _) => {
+                stage.stats.add(t);
+                stage.errors.succeeded();
+            }
+            (None, Some(e)) => {
+                if let Err(e) = stage.errors.failed(&e, stage.strict) {
+                    break Err(e);
+                }
+            }
+            (None, None) => {}
         }
-        if !pixels::is_opaque(canvas.data()) {
-            pixels::demultiply(canvas.data_mut());
+        if !writer.send(Message::Video {
+            stream: 0,
+            frame: canvas,
+        }) {
+            break Ok(()); // the writer stopped: its error comes from `end`
         }
-        if format == PixelFormat::Rgba {
-            out.write_video(0, &canvas)?;
-        } else {
-            out.write_video(0, &convert::to_format(&canvas, format))?;
-        }
-        meter.frame(canvas.data().len() as u64);
         n += 1;
-    }
-    out.finish()?;
-    meter.finish(false);
-    Ok(())
+    };
+    finish(writer, result)
 }
 
-fn run_overlay(args: &Args, stage: &mut Stage) -> anyhow::Result<()> {
-    let mut input = sl_cli::frame_input()?;
-    let mut out = sl_cli::frame_output()?;
-    let mut fps: HashMap<u16, f64> = HashMap::new();
-    let mut meter = Meter::new("sl-draw", args.progress);
-    let mut n = 0u64;
-    let mut warned_packets = false;
-    while let Some(msg) = input.next_message()? {
-        if sl_cli::interrupted() {
-            break;
-        }
-        match msg {
-            Message::Stream { stream, mut info } => {
-                if let StreamKind::Video(v) = &mut info.kind
-                    && let VideoFormat::Raw(_) = v.format
-                {
-                    fps.insert(stream, v.fps.as_f64());
-                    if let Some(f) = args.format {
-                        v.format = VideoFormat::Raw(f);
-                        v.color = ColorInfo::default_for(f);
-                    }
-                }
-                out.write_stream_info(stream, &info)?;
-            }
-            Message::Video { stream, mut frame } => {
-                let secs = frame.info.pts_secs();
-                if args.limit.reached(n, secs) {
-                    break;
-                }
-                stage.before_frame()?;
-                let info = frame.info.clone();
-                let rate = fps
-                    .get(&stream)
-                    .copied()
-                    .filter(|f| *f > 0.0)
-                    .unwrap_or_else(|| {
-                        if info.duration > 0 {
-                            1.0 / info.time_base.ticks_to_secs(info.duration)
-                        } else {
-                            0.0
-                        }
-                    });
-                let fc = FrameContext {
-                    frame_number: info.frame_number,
-                    time: secs,
-                    width: frame.width(),
-                    height: frame.height(),
-                    fps: rate,
-                    info: Some(&info),
-                };
-                stage.draw(&mut frame, &fc)?;
-                meter.frame(frame.data().len() as u64);
-                match args.format {
-                    Some(f) if f != frame.format() => {
-                        out.write_video(stream, &convert::to_format(&frame, f))?;
-                    }
-                    _ => out.write_video(stream, &frame)?,
-                }
-                input.recycle(frame.into_data());
-                n += 1;
-            }
-            Message::Packet { .. } if !warned_packets => {
-                log::warn!(
-                    "compressed video passes through undrawn: decode it first (e.g. with sl-file)"
-                );
-                warned_packets = true;
-                out.write_message(&msg)?;
-            }
-            other => out.write_message(&other)?,
+/// End the writer after the drawing loop: a clean loop ends the stream, a failed one leaves
+/// it truncated and reports the loop's error rather than the writer's.
+fn finish(writer: WriterThread, result: anyhow::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Ok(()) => writer.end(true),
+        Err(e) => {
+            let _ = writer.end(false);
+            Err(e)
         }
     }
-    out.finish()?;
-    meter.finish(false);
-    Ok(())
+}
+
+/// Overlay mode: a reader thread takes frames from stdin, this thread runs the script and
+/// draws, a writer thread (converting with --format) writes them (see `io`).
+fn run_overlay(args: &Args, stage: &mut Stage) -> anyhow::Result<()> {
+    let input = sl_cli::frame_input()?;
+    let out = sl_cli::frame_output()?;
+    let (back_tx, back) = sync_channel::<Vec<u8>>(4);
+    let incoming = io::spawn_reader(input, back);
+    let to = args.format;
+    let writer = WriterThread::start(
+        out,
+        Meter::new("sl-draw", args.progress),
+        back_tx,
+        Box::new(move |out, stream, frame| {
+            match to {
+                Some(f) if f != frame.format() => {
+                    out.write_video(stream, &convert::to_format(&frame, f))?
+                }
+                _ => out.write_video(stream, &frame)?,
+            }
+            Ok(frame.into_data())
+        }),
+    );
+    let mut fps: HashMap<u16, f64> = HashMap::new();
+    let mut n = 0u64;
+    let mut warned_packets = false;
+    let result = (|| -> anyhow::Result<()> {
+        for item in incoming {
+            let (msg, opaque) = item?;
+            if sl_cli::interrupted() {
+                break;
+            }
+            let msg = match msg {
+                Message::Stream { stream, mut info } => {
+                    if let StreamKind::Video(v) = &mut info.kind
+                        && let VideoFormat::Raw(_) = v.format
+                    {
+                        fps.insert(stream, v.fps.as_f64());
+                        if let Some(f) = args.format {
+                            v.format = VideoFormat::Raw(f);
+                            v.color = ColorInfo::default_for(f);
+                        }
+                    }
+                    Message::Stream { stream, info }
+                }
+                Message::Video { stream, mut frame } => {
+                    let secs = frame.info.pts_secs();
+                    if args.limit.reached(n, secs) {
+                        break;
+                    }
+                    stage.before_frame()?;
+                    let info = frame.info.clone();
+                    let rate = fps
+                        .get(&stream)
+                        .copied()
+                        .filter(|f| *f > 0.0)
+                        .unwrap_or_else(|| {
+                            if info.duration > 0 {
+                                1.0 / info.time_base.ticks_to_secs(info.duration)
+                            } else {
+                                0.0
+                            }
+                        });
+                    let fc = FrameContext {
+                        frame_number: info.frame_number,
+                        time: secs,
+                        width: frame.width(),
+                        height: frame.height(),
+                        fps: rate,
+                        info: Some(&info),
+                    };
+                    stage.draw(&mut frame, opaque, &fc)?;
+                    n += 1;
+                    Message::Video { stream, frame }
+                }
+                m @ Message::Packet { .. } => {
+                    if !warned_packets {
+                        log::warn!(
+                            "compressed video passes through undrawn: decode it first (e.g. with sl-file)"
+                        );
+                        warned_packets = true;
+                    }
+                    m
+                }
+                other => other,
+            };
+            if !writer.send(msg) {
+                break; // the writer stopped: its error comes from `end`
+            }
+        }
+        Ok(())
+    })();
+    finish(writer, result)
 }

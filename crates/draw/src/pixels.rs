@@ -74,16 +74,20 @@ pub fn draw_premultiplied<R>(
 }
 
 /// Draw on `frame` through `f`, which gets the frame as a premultiplied RGBA pixmap and
-/// returns `Some(result)` if it drew, `None` if it left the pixmap untouched.
+/// returns `Some(result)` if it drew, `None` if it left the pixmap untouched. `opaque` is
+/// [`is_opaque`] of a packed RGBA/BGRA frame's data if the caller already knows it.
 pub fn draw_on<R>(
     frame: &mut VideoFrame,
+    opaque: Option<bool>,
     f: impl FnOnce(&mut PixmapMut<'_>) -> Option<R>,
 ) -> Option<R> {
     let (w, h) = (frame.width(), frame.height());
     let format = frame.format();
     let packed = frame.is_packed();
     match format {
-        PixelFormat::Rgba | PixelFormat::Bgra if packed && is_opaque(frame.data()) => {
+        PixelFormat::Rgba | PixelFormat::Bgra
+            if packed && opaque.unwrap_or_else(|| is_opaque(frame.data())) =>
+        {
             let data = frame.data_mut();
             if format == PixelFormat::Bgra {
                 swap_rb(data);
@@ -145,7 +149,7 @@ mod tests {
             *b = (i * 7) as u8;
         }
         let before = f.data().to_vec();
-        let r: Option<()> = draw_on(&mut f, |_| None);
+        let r: Option<()> = draw_on(&mut f, None, |_| None);
         assert!(r.is_none());
         assert_eq!(f.data(), &before[..]);
     }
