@@ -58,6 +58,8 @@ pub(crate) fn spawn_reader(mut input: Reader<File>, back: Receiver<Vec<u8>>) -> 
     rx
 }
 
+// boxing each message would allocate once per frame for the sake of the rare `Finish`
+#[allow(clippy::large_enum_variant)]
 enum Out {
     Msg(Message),
     /// End the stream cleanly (an end-of-stream message). Without it, closing the queue
