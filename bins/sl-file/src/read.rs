@@ -48,9 +48,10 @@ impl WireThread {
             for m in rx {
                 match m {
                     Message::Video { stream, frame } => {
-                        w.write_video(stream, &frame)?;
                         meter.frame(frame.data().len() as u64);
-                        let _ = back_tx.try_send(frame.into_data());
+                        if let Some(buf) = w.write_video_owned(stream, frame)? {
+                            let _ = back_tx.try_send(buf);
+                        }
                     }
                     Message::Audio { stream, chunk } => {
                         meter.bytes(chunk.data().len() as u64);
@@ -106,6 +107,10 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         source_id: args.source_id.clone().unwrap_or_else(|| source_id(input)),
         options: args.input_options.clone(),
         threads: args.threads,
+        // frames in pages of their own go into a pipe without a copy (sl_frame::pages)
+        paged: args.output.is_none()
+            && sl_cli::stdout_is_pipe()
+            && sl_frame::pages::huge_pages_available(),
     };
     let mut source = Source::open(input, opts, sl_cli::interrupted)?;
     if args.looping && !source.is_seekable() {

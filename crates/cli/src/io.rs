@@ -25,6 +25,14 @@ pub fn stdin_is_terminal() -> bool {
     is_terminal(io::stdin().as_fd())
 }
 
+/// Whether stdout is a pipe (where frames in their own pages go without a copy: see
+/// `sl_frame::pages`).
+pub fn stdout_is_pipe() -> bool {
+    rustix::fs::fstat(io::stdout().as_fd()).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+    })
+}
+
 /// Try to enlarge the pipe behind `fd`; not a pipe, or not allowed, is fine.
 fn enlarge_pipe(fd: BorrowedFd<'_>) {
     let _ = fcntl_setpipe_size(fd, PIPE_SIZE);

@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use args::{Common, FrameLimit, Size, parse_duration, parse_fps};
-pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal};
+pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdout_is_pipe};
 pub use pace::Pacer;
 pub use policy::{Policy, Receiver, Sender, channel};
 pub use progress::{Meter, human_bytes};

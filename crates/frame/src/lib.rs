@@ -17,6 +17,7 @@ mod format;
 mod info;
 mod meta;
 pub mod ops;
+pub mod pages;
 mod video;
 
 pub use audio::{AudioChunk, SampleFormat};

@@ -3,7 +3,47 @@
 use std::fmt;
 
 use crate::format::check_size;
+use crate::pages::PageBuf;
 use crate::{ColorInfo, FrameError, FrameInfo, PixelFormat, VideoCodec};
+
+/// Where a frame's bytes live: the heap (reusable), or a mapping of its own that a pipe can
+/// take without a copy (see [`crate::pages`]).
+enum Storage {
+    Heap(Vec<u8>),
+    Pages(PageBuf),
+}
+
+impl std::ops::Deref for Storage {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Storage::Heap(v) => v,
+            Storage::Pages(p) => p,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Storage {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Heap(v) => v,
+            Storage::Pages(p) => p,
+        }
+    }
+}
+
+impl Clone for Storage {
+    /// A copy always lives on the heap.
+    fn clone(&self) -> Storage {
+        Storage::Heap(self.to_vec())
+    }
+}
+
+impl PartialEq for Storage {
+    fn eq(&self, other: &Storage) -> bool {
+        **self == **other
+    }
+}
 
 /// Most planes any supported format has.
 pub const MAX_PLANES: usize = 3;
@@ -20,7 +60,13 @@ pub struct VideoFrame {
     height: u32,
     strides: [usize; MAX_PLANES],
     offsets: [usize; MAX_PLANES],
-    data: Vec<u8>,
+    data: Storage,
+}
+
+/// A checked layout before its bytes are attached.
+struct Layout {
+    frame: VideoFrame,
+    size: usize,
 }
 
 impl VideoFrame {
@@ -66,17 +112,29 @@ impl VideoFrame {
         strides: &[usize],
         data: Vec<u8>,
     ) -> Result<Self, FrameError> {
-        check_size(width, height)?;
-        let expected = Self::layout_size(format, width, height, strides)?;
-        if data.len() != expected {
+        let mut f = Self::empty_layout(format, width, height, strides)?;
+        if data.len() != f.size {
             return Err(FrameError::DataSize {
                 format: format.name(),
                 width,
                 height,
-                expected,
+                expected: f.size,
                 got: data.len(),
             });
         }
+        f.frame.data = Storage::Heap(data);
+        Ok(f.frame)
+    }
+
+    /// A frame with its layout checked and no bytes yet, and the bytes it needs.
+    fn empty_layout(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        strides: &[usize],
+    ) -> Result<Layout, FrameError> {
+        check_size(width, height)?;
+        let size = Self::layout_size(format, width, height, strides)?;
         let mut st = [0; MAX_PLANES];
         let mut offsets = [0; MAX_PLANES];
         let mut off = 0;
@@ -85,7 +143,7 @@ impl VideoFrame {
             offsets[p] = off;
             off += stride * format.plane_dims(p, width, height).1;
         }
-        Ok(VideoFrame {
+        let frame = VideoFrame {
             info: FrameInfo::default(),
             color: ColorInfo::default_for(format),
             format,
@@ -93,8 +151,9 @@ impl VideoFrame {
             height,
             strides: st,
             offsets,
-            data,
-        })
+            data: Storage::Heap(Vec::new()),
+        };
+        Ok(Layout { frame, size })
     }
 
     /// Bytes a frame with these strides needs, after checking the strides are valid.
@@ -168,8 +227,36 @@ impl VideoFrame {
     pub fn data_mut(&mut self) -> &mut [u8] {
         &mut self.data
     }
+    /// The bytes as a vector (copied if the frame lives in a [`PageBuf`]).
     pub fn into_data(self) -> Vec<u8> {
-        self.data
+        match self.data {
+            Storage::Heap(v) => v,
+            Storage::Pages(p) => p.to_vec(),
+        }
+    }
+
+    /// A tightly packed frame in a [`PageBuf`] of its own (zeroed; `slack` writable bytes
+    /// past the end for SIMD writers). [`VideoFrame::is_paged`] frames can be written into a
+    /// pipe without a copy. `None` if the size is invalid or the memory cannot be mapped.
+    pub fn new_paged(format: PixelFormat, width: u32, height: u32, slack: usize) -> Option<Self> {
+        let strides = Self::packed_strides(format, width);
+        let mut l =
+            Self::empty_layout(format, width, height, &strides[..format.plane_count()]).ok()?;
+        l.frame.data = Storage::Pages(PageBuf::new(l.size, slack)?);
+        Some(l.frame)
+    }
+
+    /// Whether the frame lives in a [`PageBuf`] of its own.
+    pub fn is_paged(&self) -> bool {
+        matches!(self.data, Storage::Pages(_))
+    }
+
+    /// The frame's [`PageBuf`], for writers that fill it through raw pointers.
+    pub fn pages_mut(&mut self) -> Option<&mut PageBuf> {
+        match &mut self.data {
+            Storage::Pages(p) => Some(p),
+            Storage::Heap(_) => None,
+        }
     }
 
     fn plane_range(&self, plane: usize) -> std::ops::Range<usize> {

@@ -29,6 +29,9 @@ pub(crate) struct Job {
     pub info: FrameInfo,
     pub stream: u16,
     pub buf: Vec<u8>,
+    /// Put the result in memory of its own that a pipe can take without a copy
+    /// (`VideoFrame::new_paged`) instead of in `buf`.
+    pub paged: bool,
     /// For messages: which input this is.
     pub name: String,
 }
@@ -161,8 +164,10 @@ fn convert(job: Job, scaler: &mut Scaler) -> Result<Message, MediaError> {
         *scaler = Some((key, ctx));
     }
     let (_, ctx) = scaler.as_mut().expect("just made");
-    let mut frame = scale_into(ctx, f, job.format, job.width, job.height, job.buf)
-        .map_err(|e| MediaError::new(format!("converting a frame of {}", job.name), e.reason))?;
+    let mut frame = scale_into(
+        ctx, f, job.format, job.width, job.height, job.buf, job.paged,
+    )
+    .map_err(|e| MediaError::new(format!("converting a frame of {}", job.name), e.reason))?;
     frame.color = job.color;
     frame.info = job.info;
     Ok(Message::Video {
@@ -175,7 +180,8 @@ fn convert(job: Job, scaler: &mut Scaler) -> Result<Message, MediaError> {
 /// touch (they can round a line up to their vector width).
 const SWS_SLACK: usize = 4096;
 
-/// Run swscale from `src` straight into `buf`, laid out as a tightly packed `format` frame.
+/// Run swscale from `src` straight into `buf`, laid out as a tightly packed `format` frame
+/// (or, if `paged`, into a new paged frame).
 ///
 /// This is `scaling::Context::run` without its output AVFrame: writing into the frame's own
 /// buffer saves copying every converted frame once more (8 MB per 1080p RGBA frame; measured
@@ -188,6 +194,7 @@ fn scale_into(
     width: u32,
     height: u32,
     mut buf: Vec<u8>,
+    paged: bool,
 ) -> Result<VideoFrame, MediaError> {
     let input = ctx.input();
     let output = ctx.output();
@@ -200,19 +207,31 @@ fn scale_into(
         ));
     }
     let size = format.frame_size(width, height);
-    if buf.len() != size {
-        // a recycled buffer of the right size is reused as is (no zero-filling)
-        buf.clear();
-        buf.resize(size, 0);
-    }
-    buf.reserve_exact(SWS_SLACK);
+    let mut paged = if paged {
+        VideoFrame::new_paged(format, width, height, SWS_SLACK)
+    } else {
+        None
+    };
+    let base = match paged.as_mut().and_then(|f| f.pages_mut()) {
+        Some(pages) => pages.as_mut_ptr(),
+        None => {
+            if buf.len() != size {
+                // a recycled buffer of the right size is reused as is (no zero-filling)
+                buf.clear();
+                buf.resize(size, 0);
+            }
+            buf.reserve_exact(SWS_SLACK);
+            buf.as_mut_ptr()
+        }
+    };
     let strides = VideoFrame::packed_strides(format, width);
     let mut dst: [*mut u8; 4] = [std::ptr::null_mut(); 4];
     let mut dst_stride = [0i32; 4];
     let mut offset = 0;
     for p in 0..format.plane_count() {
-        // SAFETY: `offset` stays within `buf` (the planes' sizes sum to `size`)
-        dst[p] = unsafe { buf.as_mut_ptr().add(offset) };
+        // SAFETY: `offset` stays within the `size` bytes at `base` (the planes' sizes sum to
+        // `size`)
+        dst[p] = unsafe { base.add(offset) };
         dst_stride[p] = strides[p] as i32;
         offset += strides[p] * format.plane_dims(p, width, height).1;
     }
@@ -220,8 +239,9 @@ fn scale_into(
     // SAFETY: the context converts `input` (checked above to be `src`'s format and size) to
     // `output` (checked to be `format` at `width`x`height`); `src`'s data and linesize arrays
     // come from libav and describe its planes; the destination pointers and strides describe
-    // a packed frame of that format and size inside `buf`, which has SWS_SLACK bytes of
-    // capacity past its end for swscale's vector writes. Nothing else aliases `buf`.
+    // a packed frame of that format and size at `base` (in `buf` or the paged frame), which
+    // has SWS_SLACK writable bytes past its end for swscale's vector writes. Nothing else
+    // aliases that memory while swscale runs.
     let lines = unsafe {
         let s = src.as_ptr();
         av::ffi::sws_scale(
@@ -237,5 +257,8 @@ fn scale_into(
     if lines <= 0 {
         return Err(MediaError::new("converting a frame", "swscale failed"));
     }
-    Ok(VideoFrame::from_packed(format, width, height, buf)?)
+    match paged {
+        Some(f) => Ok(f),
+        None => Ok(VideoFrame::from_packed(format, width, height, buf)?),
+    }
 }

@@ -65,14 +65,35 @@ pub(crate) fn color_from_av(
 }
 
 /// Copy the planes of `av` (which must be `format` at `width`x`height`) into a tightly packed
-/// frame, reusing `buf`'s allocation. A 1080p frame is a few MB: reusing the buffer avoids a
+/// frame, reusing `buf`'s allocation, or if `paged` into a new paged frame (which a pipe
+/// takes without a copy). A 1080p frame is a few MB: reusing the buffer avoids a
 /// fresh mmap and its page faults on every frame.
 pub(crate) fn frame_from_av(
     av: &AvVideo,
     format: PixelFormat,
     mut buf: Vec<u8>,
+    paged: bool,
 ) -> Result<VideoFrame, sl_frame::FrameError> {
     let (w, h) = (av.width(), av.height());
+    if paged && let Some(mut f) = VideoFrame::new_paged(format, w, h, 0) {
+        let mut off = 0;
+        let out = f.data_mut();
+        for p in 0..format.plane_count() {
+            let (row, rows) = format.plane_dims(p, w, h);
+            let stride = av.stride(p);
+            let data = av.data(p);
+            if stride == row {
+                out[off..off + row * rows].copy_from_slice(&data[..row * rows]);
+                off += row * rows;
+            } else {
+                for y in 0..rows {
+                    out[off..off + row].copy_from_slice(&data[y * stride..y * stride + row]);
+                    off += row;
+                }
+            }
+        }
+        return Ok(f);
+    }
     buf.clear();
     buf.reserve(format.frame_size(w, h));
     for p in 0..format.plane_count() {

@@ -685,9 +685,14 @@ fn open_video_encoder(
     if let Some(b) = opts.video_bitrate {
         enc.set_bit_rate(b as usize);
     }
+    // Closed GOPs: every keyframe is a point a player, a seek or an HLS segment can start
+    // from. (Through this API libx264 in FFmpeg 5.1 otherwise makes open GOPs, which the
+    // ffmpeg command line does not, and which cost it more time.)
+    let mut flags = av::codec::Flags::CLOSED_GOP;
     if global_header {
-        enc.set_flags(av::codec::Flags::GLOBAL_HEADER);
+        flags |= av::codec::Flags::GLOBAL_HEADER;
     }
+    enc.set_flags(flags);
     enc.set_threading(av::codec::threading::Config {
         kind: av::codec::threading::Type::Frame,
         count: opts.threads,

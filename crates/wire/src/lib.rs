@@ -15,6 +15,7 @@
 
 mod codec;
 mod error;
+mod gift;
 mod message;
 mod read;
 mod sniff;

@@ -22,6 +22,8 @@ pub struct Writer<W: Write> {
     scratch: Vec<u8>,
     bytes: u64,
     finished: bool,
+    /// Whether `inner` is a pipe, once asked (see `gift`).
+    pub(crate) is_pipe: Option<bool>,
 }
 
 impl<W: Write> Writer<W> {
@@ -36,6 +38,7 @@ impl<W: Write> Writer<W> {
             scratch: Vec::with_capacity(512),
             bytes: h.len() as u64,
             finished: false,
+            is_pipe: None,
         })
     }
 
@@ -52,7 +55,7 @@ impl<W: Write> Writer<W> {
         &mut self.inner
     }
 
-    fn begin(&mut self) -> Enc<'_> {
+    pub(crate) fn begin(&mut self) -> Enc<'_> {
         self.scratch.clear();
         self.scratch.resize(PREFIX_LEN, 0);
         Enc(&mut self.scratch)
@@ -60,13 +63,26 @@ impl<W: Write> Writer<W> {
 
     /// Fill in the prefix of the message in `scratch` and write it with `payload`.
     fn send(&mut self, kind: u8, flags: u8, stream: u16, payload: &[u8]) -> Result<(), WireError> {
+        self.send_parts(kind, flags, stream, payload, payload.len() as u64)
+    }
+
+    /// As `send`, for a payload of `payload_len` bytes of which `payload` (possibly none) is
+    /// written here; the caller writes the rest right after.
+    pub(crate) fn send_parts(
+        &mut self,
+        kind: u8,
+        flags: u8,
+        stream: u16,
+        payload: &[u8],
+        payload_len: u64,
+    ) -> Result<(), WireError> {
         let header_len = (self.scratch.len() - PREFIX_LEN) as u32;
         let p = &mut self.scratch[..PREFIX_LEN];
         p[0] = kind;
         p[1] = flags;
         p[2..4].copy_from_slice(&stream.to_le_bytes());
         p[4..8].copy_from_slice(&header_len.to_le_bytes());
-        p[8..16].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        p[8..16].copy_from_slice(&payload_len.to_le_bytes());
         write_all_vectored(&mut self.inner, &self.scratch, payload)?;
         self.bytes += (self.scratch.len() + payload.len()) as u64;
         Ok(())
