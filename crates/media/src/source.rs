@@ -6,8 +6,11 @@ use std::time::Duration;
 use av::format::Pixel;
 use av::media::Type as Medium;
 use ffmpeg_next as av;
-use sl_frame::{AudioChunk, FrameInfo, PixelFormat, Rational};
-use sl_wire::{AudioParams, Message, StreamInfo, StreamKind, VideoFormat, VideoParams};
+use sl_frame::{AudioChunk, ColorInfo, FrameInfo, PixelFormat, Rational};
+use sl_wire::{
+    AudioParams, Message, PlaneRef, StreamInfo, StreamKind, VideoFormat, VideoParams, WireError,
+    Writer,
+};
 
 use crate::MediaError;
 use crate::convert::{Converter, Job};
@@ -36,9 +39,79 @@ pub struct SourceOptions {
     pub options: Vec<(String, String)>,
     /// Decoder threads (0: one per core, as ffmpeg does).
     pub threads: usize,
-    /// Emit video frames in memory of their own (`VideoFrame::new_paged`), for a writer
-    /// that hands them to a pipe without a copy (`Writer::write_video_owned`).
+    /// Emit converted video frames in memory of their own (`VideoFrame::new_paged`), for a
+    /// writer that hands them to a pipe without a copy (`Writer::write_video_owned`).
     pub paged: bool,
+    /// From [`Source::next_output`], give frames the decoder made in the wire's format and
+    /// size as [`Output::Video`], written straight from the decoder's memory, instead of
+    /// copying them into messages. ([`Source::next_message`] always copies.)
+    pub decoder_frames: bool,
+}
+
+/// What [`Source::next_output`] yields.
+#[derive(Debug)]
+pub enum Output {
+    Message(Message),
+    Video(DecodedVideo),
+}
+
+/// A decoded video frame still in the decoder's buffers (their reference is held until it
+/// is dropped), already in the wire's pixel format and size.
+pub struct DecodedVideo {
+    pub stream: u16,
+    pub info: FrameInfo,
+    format: PixelFormat,
+    color: ColorInfo,
+    frame: av::frame::Video,
+}
+
+impl std::fmt::Debug for DecodedVideo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedVideo")
+            .field("stream", &self.stream)
+            .field("format", &self.format)
+            .field("size", &(self.frame.width(), self.frame.height()))
+            .finish()
+    }
+}
+
+impl DecodedVideo {
+    /// Bytes of its payload on the wire (tightly packed).
+    pub fn bytes(&self) -> usize {
+        self.format
+            .frame_size(self.frame.width(), self.frame.height())
+    }
+
+    /// Write it as a video message, gathered straight from the decoder's planes.
+    pub fn write<W: std::io::Write>(&self, w: &mut Writer<W>) -> Result<(), WireError> {
+        let f = &self.frame;
+        let planes: Vec<PlaneRef<'_>> = (0..self.format.plane_count())
+            .map(|p| PlaneRef {
+                data: f.data(p),
+                stride: f.stride(p),
+            })
+            .collect();
+        w.write_video_planes(
+            self.stream,
+            &self.info,
+            self.format,
+            f.width(),
+            f.height(),
+            self.color,
+            &planes,
+        )
+    }
+
+    /// As a message of its own (a copy, into `buf`'s allocation).
+    pub fn into_message(self, buf: Vec<u8>) -> Result<Message, MediaError> {
+        let mut frame = frame_from_av(&self.frame, self.format, buf, false)?;
+        frame.color = self.color;
+        frame.info = self.info;
+        Ok(Message::Video {
+            stream: self.stream,
+            frame,
+        })
+    }
 }
 
 struct VideoDec {
@@ -48,7 +121,7 @@ struct VideoDec {
     out_format: PixelFormat,
     out_w: u32,
     out_h: u32,
-    color: sl_frame::ColorInfo,
+    color: ColorInfo,
     /// The last source (format, width, height), to warn when it changes mid-stream.
     last_src: Option<(Pixel, u32, u32)>,
     timing: Timing,
@@ -132,8 +205,8 @@ pub struct Source {
     seekable: bool,
     video: Option<VideoDec>,
     audio: Option<AudioDec>,
-    /// Messages in output order; a `None` is a frame still on a converter thread.
-    pending: VecDeque<Option<Message>>,
+    /// Output in order; a `None` is a frame still on a converter thread.
+    pending: VecDeque<Option<Output>>,
     converter: Option<Converter>,
     spare: Vec<Vec<u8>>,
     opts: SourceOptions,
@@ -362,6 +435,19 @@ impl Source {
 
     /// The next video frame or audio chunk, or `None` at the end of the input.
     pub fn next_message(&mut self) -> Result<Option<Message>, MediaError> {
+        match self.next_output()? {
+            None => Ok(None),
+            Some(Output::Message(m)) => Ok(Some(m)),
+            Some(Output::Video(v)) => {
+                let buf = self.spare.pop().unwrap_or_default();
+                v.into_message(buf).map(Some)
+            }
+        }
+    }
+
+    /// The next video frame or audio chunk, or `None` at the end of the input; with
+    /// [`SourceOptions::decoder_frames`], frames the decoder made come as [`Output::Video`].
+    pub fn next_output(&mut self) -> Result<Option<Output>, MediaError> {
         loop {
             match self.pending.front() {
                 Some(Some(_)) => return Ok(self.pending.pop_front().flatten()),
@@ -372,7 +458,7 @@ impl Source {
                     let block = self.ended || conv.in_flight() >= conv.capacity();
                     if let Some(r) = conv.take(block) {
                         self.pending.pop_front();
-                        return r.map(Some);
+                        return r.map(|m| Some(Output::Message(m)));
                     }
                 }
                 None if self.ended => return Ok(None),
@@ -526,16 +612,22 @@ impl Source {
             };
             v.timing.frames += 1;
             if direct {
-                // Not paged: a fresh mapping costs a page fault and zeroing that a copy into
-                // a recycled buffer does not, and for frames the decoder made (not swscale)
-                // the two came out even on the test machine (1080p i420 into a pipe).
-                let mut frame = frame_from_av(&self.frame, v.out_format, buf, false)?;
-                frame.color = v.color;
-                frame.info = info;
-                self.pending.push_back(Some(Message::Video {
+                // hand the decoded frame over without copying; the decoder fills a new one
+                let frame = std::mem::replace(&mut self.frame, av::frame::Video::empty());
+                let decoded = DecodedVideo {
                     stream: v.wire,
+                    info,
+                    format: v.out_format,
+                    color: v.color,
                     frame,
-                }));
+                };
+                let out = if self.opts.decoder_frames {
+                    self.spare.push(buf);
+                    Output::Video(decoded)
+                } else {
+                    Output::Message(decoded.into_message(buf)?)
+                };
+                self.pending.push_back(Some(out));
             } else {
                 let workers = match self.opts.threads {
                     0 => std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
@@ -617,10 +709,10 @@ impl Source {
                 ..FrameInfo::default()
             };
             a.timing.frames += 1;
-            self.pending.push_back(Some(Message::Audio {
+            self.pending.push_back(Some(Output::Message(Message::Audio {
                 stream: a.wire,
                 chunk,
-            }));
+            })));
         }
     }
 }
@@ -703,10 +795,10 @@ fn open_video(
         color.range = range;
     }
     if !out_format.is_yuv() && out_format != PixelFormat::Gray8 {
-        color = sl_frame::ColorInfo::default_for(out_format);
+        color = ColorInfo::default_for(out_format);
     } else if mapped.is_none_or(|(f, _)| f != out_format) {
         // swscale made these pixels: limited range, BT.601 coefficients
-        color = sl_frame::ColorInfo::default_for(out_format);
+        color = ColorInfo::default_for(out_format);
     }
     let time_base = rational(stream.time_base());
     let fps = rational(stream.avg_frame_rate());

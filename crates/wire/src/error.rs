@@ -33,6 +33,8 @@ pub enum WireError {
     Malformed { kind: &'static str, why: String },
     #[error("invalid frame: {0}")]
     Frame(#[from] sl_frame::FrameError),
+    #[error("cannot write this frame: {0}")]
+    Invalid(String),
     #[error(transparent)]
     Io(#[from] io::Error),
 }

@@ -29,7 +29,7 @@ pub use message::{
 };
 pub use read::{Limits, RawMessage, Reader};
 pub use sniff::describe_foreign;
-pub use write::Writer;
+pub use write::{PlaneRef, Writer};
 
 /// The first 8 bytes of every streamlib byte stream. Like PNG's signature, the high first byte
 /// and the CR LF / LF pair catch 7-bit and newline-translating channels.

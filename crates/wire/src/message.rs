@@ -488,13 +488,34 @@ fn decode_stream_info(d: &mut Dec<'_>) -> Result<StreamInfo, WireError> {
 
 /// Encode the header (not the prefix, not the payload) of a frame-carrying message.
 pub(crate) fn encode_video_header(e: &mut Enc<'_>, f: &VideoFrame) {
-    e.frame_info(&f.info);
-    e.u16(f.format().wire_code());
-    e.u32(f.width());
-    e.u32(f.height());
-    e.u8(f.color.to_byte());
-    e.u8(f.plane_count() as u8);
-    for &s in f.strides() {
+    encode_video_header_parts(
+        e,
+        &f.info,
+        f.format(),
+        f.width(),
+        f.height(),
+        f.color,
+        f.strides(),
+    );
+}
+
+/// [`encode_video_header`] from the parts of a frame.
+pub(crate) fn encode_video_header_parts(
+    e: &mut Enc<'_>,
+    info: &FrameInfo,
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    color: ColorInfo,
+    strides: &[usize],
+) {
+    e.frame_info(info);
+    e.u16(format.wire_code());
+    e.u32(width);
+    e.u32(height);
+    e.u8(color.to_byte());
+    e.u8(strides.len() as u8);
+    for &s in strides {
         e.u32(s as u32);
     }
 }

@@ -2,11 +2,12 @@
 
 use std::io::{self, IoSlice, Write};
 
-use sl_frame::{AudioChunk, Packet, VideoFrame};
+use sl_frame::{AudioChunk, ColorInfo, FrameInfo, Packet, PixelFormat, VideoFrame};
 
 use crate::codec::Enc;
 use crate::message::{
     encode_audio_header, encode_packet_header, encode_stream_info, encode_video_header,
+    encode_video_header_parts,
 };
 use crate::{
     ALL_STREAMS, DataMessage, MAGIC, Message, PREFIX_LEN, RawMessage, StreamInfo, VERSION,
@@ -98,6 +99,74 @@ impl<W: Write> Writer<W> {
         self.send(kind::VIDEO, flags::KEYFRAME, stream, frame.data())
     }
 
+    /// Write a video frame whose planes live somewhere else (a decoder's buffers, with
+    /// their own strides): it goes out tightly packed, gathered with `writev` straight from
+    /// `planes`, so the pixels are not first copied into a frame of our own.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_video_planes(
+        &mut self,
+        stream: u16,
+        info: &FrameInfo,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        color: ColorInfo,
+        planes: &[PlaneRef<'_>],
+    ) -> Result<(), WireError> {
+        if planes.len() != format.plane_count() {
+            return Err(WireError::Invalid(format!(
+                "{} has {} planes, not {}",
+                format.name(),
+                format.plane_count(),
+                planes.len()
+            )));
+        }
+        let mut slices = Vec::with_capacity(planes.len());
+        let mut len = 0u64;
+        for (p, plane) in planes.iter().enumerate() {
+            let (row, rows) = format.plane_dims(p, width, height);
+            let fits = rows == 0
+                || (plane.stride >= row && plane.data.len() >= (rows - 1) * plane.stride + row);
+            if !fits {
+                return Err(WireError::Invalid(format!(
+                    "plane {p} of a {width}x{height} {} frame: {} bytes with stride {} cannot hold {rows} rows of {row}",
+                    format.name(),
+                    plane.data.len(),
+                    plane.stride
+                )));
+            }
+            if plane.stride == row {
+                slices.push(IoSlice::new(&plane.data[..row * rows]));
+            } else {
+                slices.extend(
+                    (0..rows).map(|y| IoSlice::new(&plane.data[y * plane.stride..][..row])),
+                );
+            }
+            len += (row * rows) as u64;
+        }
+        let strides = VideoFrame::packed_strides(format, width);
+        encode_video_header_parts(
+            &mut self.begin(),
+            info,
+            format,
+            width,
+            height,
+            color,
+            &strides[..format.plane_count()],
+        );
+        let header_len = (self.scratch.len() - PREFIX_LEN) as u32;
+        let p = &mut self.scratch[..PREFIX_LEN];
+        p[0] = kind::VIDEO;
+        p[1] = flags::KEYFRAME;
+        p[2..4].copy_from_slice(&stream.to_le_bytes());
+        p[4..8].copy_from_slice(&header_len.to_le_bytes());
+        p[8..16].copy_from_slice(&len.to_le_bytes());
+        slices.insert(0, IoSlice::new(&self.scratch));
+        write_all_slices(&mut self.inner, &mut slices)?;
+        self.bytes += self.scratch.len() as u64 + len;
+        Ok(())
+    }
+
     pub fn write_packet(&mut self, stream: u16, packet: &Packet) -> Result<(), WireError> {
         encode_packet_header(&mut self.begin(), packet);
         let f = if packet.info.keyframe {
@@ -182,6 +251,33 @@ impl<W: Write> Writer<W> {
         self.inner.flush()?;
         Ok(())
     }
+}
+
+/// One plane of a frame held elsewhere: its rows start `stride` bytes apart (the plane's row
+/// and row count follow from the frame's format and size).
+#[derive(Clone, Copy, Debug)]
+pub struct PlaneRef<'a> {
+    pub data: &'a [u8],
+    pub stride: usize,
+}
+
+/// Most buffers one `writev` takes (Linux's IOV_MAX).
+const IOV_MAX: usize = 1024;
+
+/// `write_all` for any number of buffers, with as few `writev` calls as the kernel allows.
+fn write_all_slices(w: &mut impl Write, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut bufs: &mut [IoSlice<'_>] = slices;
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = bufs.len().min(IOV_MAX);
+        match w.write_vectored(&bufs[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(k) => IoSlice::advance_slices(&mut bufs, k),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// `write_all` for two buffers with `writev`, so a message is one system call in the common
