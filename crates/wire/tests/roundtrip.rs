@@ -4,12 +4,12 @@ use std::io::Cursor;
 
 use proptest::prelude::*;
 use sl_frame::{
-    AudioChunk, BBox, ColorInfo, Metadata, Packet, PixelFormat, Rational, SampleFormat, Value,
-    VideoCodec, VideoFrame,
+    AudioChunk, BBox, ColorInfo, FrameInfo, Metadata, Packet, PixelFormat, Rational, SampleFormat,
+    Value, VideoCodec, VideoFrame,
 };
 use sl_wire::{
-    ALL_STREAMS, AudioParams, DataMessage, Limits, Message, Reader, StreamInfo, StreamKind,
-    WireError, Writer,
+    ALL_STREAMS, AudioParams, DataMessage, Limits, Message, PlaneRef, Reader, StreamInfo,
+    StreamKind, WireError, Writer,
 };
 
 /// The stream that `tests/data/golden-v1.slv` holds and docs/wire-format.md walks through.
@@ -296,5 +296,104 @@ proptest! {
         if let Err(e) = decode_hostile(&bytes[..cut]) {
             prop_assert!(!e.to_string().is_empty());
         }
+    }
+}
+
+#[test]
+fn frames_written_from_foreign_planes_arrive_packed() {
+    // an i420 frame whose planes live apart, with padded rows, as a decoder holds them
+    let (w, h) = (1000u32, 6u32); // 6000 + 2 * 1500 bytes; chroma 500 wide
+    let y_stride = 1024;
+    let c_stride = 512;
+    let y: Vec<u8> = (0..y_stride * h as usize)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let u: Vec<u8> = (0..c_stride * 3).map(|i| (i % 7) as u8).collect();
+    let v: Vec<u8> = (0..c_stride * 3).map(|i| (i % 11) as u8).collect();
+    let info = FrameInfo {
+        frame_number: 7,
+        pts: 7,
+        ..FrameInfo::default()
+    };
+    let color = ColorInfo::default_for(PixelFormat::I420);
+    let planes = [
+        PlaneRef {
+            data: &y,
+            stride: y_stride,
+        },
+        PlaneRef {
+            data: &u,
+            stride: c_stride,
+        },
+        PlaneRef {
+            data: &v,
+            stride: c_stride,
+        },
+    ];
+    let mut out = Vec::new();
+    let mut wr = Writer::new(&mut out).unwrap();
+    wr.write_video_planes(3, &info, PixelFormat::I420, w, h, color, &planes)
+        .unwrap();
+    // more rows than one writev takes (1024 buffers): a gray8 plane of 1500 padded rows
+    let tall: Vec<u8> = (0..16 * 1500).map(|i| (i / 16) as u8).collect();
+    wr.write_video_planes(
+        4,
+        &info,
+        PixelFormat::Gray8,
+        10,
+        1500,
+        ColorInfo::default_for(PixelFormat::Gray8),
+        &[PlaneRef {
+            data: &tall,
+            stride: 16,
+        }],
+    )
+    .unwrap();
+    // a plane too short for its rows is refused, and nothing is written
+    let before = wr.bytes_written();
+    let short = PlaneRef {
+        data: &y[..100],
+        stride: y_stride,
+    };
+    assert!(
+        wr.write_video_planes(
+            3,
+            &info,
+            PixelFormat::I420,
+            w,
+            h,
+            color,
+            &[short, planes[1], planes[2]]
+        )
+        .is_err()
+    );
+    assert_eq!(wr.bytes_written(), before);
+    wr.finish().unwrap();
+    drop(wr);
+
+    let got = decode_all(&out).unwrap();
+    let frames: Vec<_> = got
+        .iter()
+        .filter_map(|m| match m {
+            Message::Video { stream, frame } => Some((*stream, frame)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames.len(), 2);
+    let (s, f) = frames[0];
+    assert_eq!(s, 3);
+    assert!(f.is_packed());
+    assert_eq!(f.info.frame_number, 7);
+    for row in 0..h as usize {
+        assert_eq!(f.row(0, row), &y[row * y_stride..][..w as usize]);
+    }
+    for row in 0..3 {
+        assert_eq!(f.row(1, row), &u[row * c_stride..][..500]);
+        assert_eq!(f.row(2, row), &v[row * c_stride..][..500]);
+    }
+    let (s, f) = frames[1];
+    assert_eq!(s, 4);
+    for row in 0..1500 {
+        assert_eq!(f.row(0, row), &tall[row * 16..][..10]);
     }
 }
