@@ -14,6 +14,14 @@ use sl_cli::{Common, FrameLimit, Meter, Pacer, Size, parse_duration, parse_fps, 
 
 mod io;
 use io::WriterThread;
+
+/// mimalloc instead of glibc's malloc: the script call allocates many small objects (Rhai's
+/// maps, strings and caches, recorded paths), and between frames other work evicts the
+/// allocator's bookkeeping from the caches. Measured on the 2-core test machine, 1080p HUD
+/// in `sl-test --fast | sl-draw hud.rhai | sl-info`: the Rhai call from 0.12-0.13 ms to
+/// about 0.10 ms (median), and 64x64 frames at 250 fps from 0.09 to 0.05 ms.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sl_draw_core::pixels;
 use sl_draw_core::{Control, Drawer, FrameContext, FrameTiming, Limits, ScriptError};
 use sl_frame::{ColorInfo, PixelFormat, Rational, VideoFrame, convert, now_ns};
