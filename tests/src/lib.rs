@@ -388,6 +388,24 @@ impl Outcome {
         video_frames(&self.messages())
     }
 
+    /// The video frames on stdout of a stream that must have been left *unfinished*, as a
+    /// failed stage leaves it (no end-of-stream, so the next stage knows). Panics if stdout
+    /// is a finished stream, or not a stream at all.
+    pub fn frames_of_failed_stream(&self) -> Vec<VideoFrame> {
+        let mut r = Reader::new(&self.stdout[..])
+            .unwrap_or_else(|e| panic!("stdout is not a stream at all: {e}"));
+        let mut frames = Vec::new();
+        loop {
+            match r.next_message() {
+                Ok(Some(Message::Video { frame, .. })) => frames.push(frame),
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("stdout is a finished stream: a failed stage must not end it"),
+                Err(WireError::Truncated(_)) => return frames,
+                Err(e) => panic!("stdout is not a valid stream: {e}"),
+            }
+        }
+    }
+
     /// stdout parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.stdout)

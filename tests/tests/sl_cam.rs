@@ -20,7 +20,7 @@ fn has_camera() -> bool {
 }
 
 #[test]
-fn no_camera_is_a_clear_error_and_a_finished_stream() {
+fn no_camera_is_a_clear_error_and_an_unfinished_stream() {
     assert!(
         !has_camera(),
         "this test checks the no-camera path, and this machine has /dev/video*: run it where \
@@ -41,9 +41,17 @@ fn no_camera_is_a_clear_error_and_a_finished_stream() {
             s.stderr
         );
         assert!(!s.stderr.contains("panicked"), "{}", s.stderr);
-        // the output is a complete, empty stream
-        assert!(out.frames().is_empty());
+        // no frames, and no end-of-stream: the next stage knows this one failed
+        assert!(out.frames_of_failed_stream().is_empty());
     }
+    // as the next stage sees it
+    let out = Pipeline::new().sl("sl-cam", &[]).sl("sl-info", &[]).run();
+    assert_eq!(out.stage(1).code, Some(1), "{}", out.stage(1).stderr);
+    assert!(
+        out.stage(1).stderr.contains("truncated"),
+        "{}",
+        out.stage(1).stderr
+    );
     let (code, stdout, stderr) = run_cmd(&bin("sl-cam"), &["--list"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("no cameras found"), "{stdout}");
@@ -122,7 +130,7 @@ fn fake_camera_asked_format_missing_is_reported_and_converted() {
 }
 
 #[test]
-fn unplugged_mid_stream_ends_the_stream_cleanly() {
+fn unplugged_mid_stream_keeps_the_frames_and_leaves_the_stream_unfinished() {
     let out = Pipeline::new()
         .sl("sl-cam", &["--fake", "yuyv:64x48@30;fail-after=5"])
         .run();
@@ -136,8 +144,8 @@ fn unplugged_mid_stream_ends_the_stream_cleanly() {
         s.stderr
     );
     assert!(!s.stderr.contains("panicked"), "{}", s.stderr);
-    // a complete stream with the 5 frames before the failure
-    assert_eq!(out.frames().len(), 5);
+    // the 5 frames before the failure, and no end-of-stream
+    assert_eq!(out.frames_of_failed_stream().len(), 5);
 }
 
 #[test]
@@ -152,7 +160,7 @@ fn busy_camera_is_a_clear_error() {
         "{}",
         s.stderr
     );
-    assert!(out.frames().is_empty());
+    assert!(out.frames_of_failed_stream().is_empty());
 }
 
 #[test]
@@ -167,7 +175,7 @@ fn bad_buffer_is_an_error_not_a_panic() {
         "{}",
         s.stderr
     );
-    assert_eq!(out.frames().len(), 2);
+    assert_eq!(out.frames_of_failed_stream().len(), 2);
 }
 
 #[test]

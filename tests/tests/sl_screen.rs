@@ -214,7 +214,7 @@ fn lists_monitors_with_geometry() {
 }
 
 #[test]
-fn display_gone_mid_stream_ends_the_stream_cleanly() {
+fn display_gone_mid_stream_keeps_the_frames_and_leaves_the_stream_unfinished() {
     let x = Xvfb::start(320, 240);
     let dir = scratch_dir("sl-screen-gone");
     let path = dir.join("out.slv");
@@ -242,14 +242,21 @@ fn display_gone_mid_stream_ends_the_stream_cleanly() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("capture stopped after") && stderr.contains("ended cleanly"),
+        stderr.contains("capture stopped after") && stderr.contains("finalise what they have"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     // the output is a complete stream (it ends with an end-of-stream)
+    // the frames so far, and no end-of-stream: the next stage learns the capture failed
     let bytes = std::fs::read(&path).unwrap();
-    let msgs = decode(&bytes).expect("a complete stream");
-    assert!(video_frames(&msgs).len() >= 3);
+    match decode(&bytes) {
+        Err(sl_wire::WireError::Truncated(_)) => {}
+        other => panic!("expected an unfinished stream, got {other:?}"),
+    }
+    let info = Pipeline::new().stdin(bytes).sl("sl-info", &[]).run();
+    let s = info.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(s.stderr.contains("truncated"), "{}", s.stderr);
 }
 
 #[test]
@@ -262,8 +269,8 @@ fn no_display_is_a_clear_error() {
     let s = out.stage(0);
     assert_eq!(s.code, Some(1), "{}", s.stderr);
     assert!(s.stderr.contains("DISPLAY"), "{}", s.stderr);
-    // the output is still a (finished, empty) stream
-    assert!(out.frames().is_empty());
+    // no frames, and no end-of-stream: the next stage knows this one failed
+    assert!(out.frames_of_failed_stream().is_empty());
 }
 
 #[test]

@@ -81,11 +81,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(FakeSpec(fake)) => Box::new(fake),
         None => match V4lCamera::open(args.device.as_deref()) {
             Ok(c) => Box::new(c),
-            Err(e) => {
-                // the output is still a finished (empty) stream
-                out.finish()?;
-                return Err(e.into());
-            }
+            // the stream stays unfinished: the next stage reports that this one failed
+            Err(e) => return Err(e.into()),
         },
     };
     let req = opts.request;

@@ -13,8 +13,10 @@ use sl_screencap::{Region, Source, Target};
 use sl_wire::StreamInfo;
 
 /// Capture a monitor (default: the primary), a region of one, or a window, at a steady rate.
-/// Frames carry their real capture times. If the capture fails mid-stream (window closed,
-/// display gone) the output stream is ended cleanly. The mouse cursor is drawn in (X11).
+/// Frames carry their real capture times. A window that closes ends the stream cleanly; if
+/// the capture fails (display gone), the frames so far are written and the stream is left
+/// unfinished, so the stages after this one know it failed (and still finalise what they
+/// write). The mouse cursor is drawn in (X11).
 #[derive(Parser, Debug)]
 #[command(
     name = "sl-screen",
@@ -81,10 +83,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut out = sl_cli::frame_output()?;
     let mut source = match Source::open(&target) {
         Ok(s) => s,
-        Err(e) => {
-            out.finish()?;
-            return Err(e.into());
-        }
+        // the stream stays unfinished: the next stage reports that this one failed
+        Err(e) => return Err(e.into()),
     };
     if !source.set_cursor(!args.no_cursor) && !args.no_cursor {
         log::info!("the cursor cannot be captured here (it needs X11 with XFixes)");
@@ -142,14 +142,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         meter.frame(frame.data().len() as u64);
         n += 1;
     };
-    // The output stays a finished stream whatever happened.
-    out.finish()?;
-    meter.finish(args.stats);
     if let Some(e) = failure {
+        // the frames so far are out; the missing end-of-stream tells the next stage it failed
+        let _ = out.flush();
+        meter.finish(args.stats);
         return Err(e).with_context(|| {
-            format!("capture stopped after {n} frames (the output stream was ended cleanly)")
+            format!("capture stopped after {n} frames (the stages after this one finalise what they have)")
         });
     }
+    out.finish()?;
+    meter.finish(args.stats);
     Ok(())
 }
 

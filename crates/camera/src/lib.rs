@@ -130,9 +130,12 @@ pub fn describe_choice(req: &Request, choice: &Choice) -> String {
     }
 }
 
-/// Run the stage: capture from `cam` into `out` until a limit, `stop()`, or an error. The
-/// output stream is ended (end-of-stream written) whatever happens; a camera error is
-/// returned after that. `on_choice` hears which mode was chosen, before the first frame.
+/// Run the stage: capture from `cam` into `out` until a limit, `stop()`, or an error. A
+/// capture that stops at a limit or when asked ends the stream (end-of-stream written); one
+/// that fails leaves it unfinished, as every streamlib stage does, so the next stage knows
+/// the frames stopped because of a failure (it still finalises what it writes). The frames
+/// before the failure are all written. `on_choice` hears which mode was chosen, before the
+/// first frame.
 pub fn capture<C: Camera + ?Sized, W: Write>(
     cam: &mut C,
     opts: &Options,
@@ -140,12 +143,17 @@ pub fn capture<C: Camera + ?Sized, W: Write>(
     stop: &dyn Fn() -> bool,
     on_choice: &mut dyn FnMut(&Choice),
 ) -> Result<Report, CamError> {
-    let result = start_and_stream(cam, opts, out, stop, on_choice);
-    // End the stream cleanly whatever happened, so downstream sees a finished stream.
-    let finished = out.finish();
-    let report = result?;
-    finished?;
-    Ok(report)
+    match start_and_stream(cam, opts, out, stop, on_choice) {
+        Ok(report) => {
+            out.finish()?;
+            Ok(report)
+        }
+        Err(e) => {
+            // what was captured reaches the next stage; the missing end says it failed
+            let _ = out.flush();
+            Err(e)
+        }
+    }
 }
 
 fn start_and_stream<C: Camera + ?Sized, W: Write>(
@@ -272,9 +280,20 @@ mod tests {
         let bytes = out.get_ref().clone();
         let mut rd = Reader::new(&bytes[..]).unwrap();
         let mut msgs = Vec::new();
-        // the stream must be complete (end-of-stream) in every case
-        while let Some(m) = rd.next_message().expect("a complete stream") {
-            msgs.push(m);
+        // a successful capture ends its stream; a failed one leaves it unfinished
+        loop {
+            match rd.next_message() {
+                Ok(Some(m)) => msgs.push(m),
+                Ok(None) => {
+                    assert!(r.is_ok(), "a failed capture must not end its stream");
+                    break;
+                }
+                Err(sl_wire::WireError::Truncated(_)) => {
+                    assert!(r.is_err(), "a successful capture must end its stream");
+                    break;
+                }
+                Err(e) => panic!("not a valid stream: {e}"),
+            }
         }
         (r, msgs)
     }
@@ -363,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_camera_ends_the_stream_cleanly() {
+    fn a_lost_camera_keeps_its_frames_and_leaves_the_stream_unfinished() {
         let mut cam = FakeCamera::new(vec![Mode {
             fourcc: FourCc::Gray,
             width: 8,
