@@ -81,11 +81,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
     };
     let mut out = sl_cli::frame_output()?;
-    let mut source = match Source::open(&target) {
-        Ok(s) => s,
-        // the stream stays unfinished: the next stage reports that this one failed
-        Err(e) => return Err(e.into()),
-    };
+    // on failure the stream stays unfinished: the next stage reports that this one failed
+    let mut source = Source::open(&target)?;
     if !source.set_cursor(!args.no_cursor) && !args.no_cursor {
         log::info!("the cursor cannot be captured here (it needs X11 with XFixes)");
     }
