@@ -288,7 +288,7 @@ mod tests {
                     assert!(r.is_ok(), "a failed capture must not end its stream");
                     break;
                 }
-                Err(sl_wire::WireError::Truncated(_)) => {
+                Err(WireError::Truncated(_)) => {
                     assert!(r.is_err(), "a successful capture must end its stream");
                     break;
                 }
