@@ -28,9 +28,7 @@ pub fn stdin_is_terminal() -> bool {
 /// Whether stdout is a pipe (where frames in their own pages go without a copy: see
 /// `sl_frame::pages`).
 pub fn stdout_is_pipe() -> bool {
-    rustix::fs::fstat(io::stdout().as_fd()).is_ok_and(|st| {
-        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
-    })
+    sl_wire::is_pipe(io::stdout().as_fd())
 }
 
 /// Try to enlarge the pipe behind `fd`; not a pipe, or not allowed, is fine.

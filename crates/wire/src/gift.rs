@@ -14,7 +14,9 @@ use sl_frame::VideoFrame;
 use crate::message::encode_video_header;
 use crate::{WireError, Writer, flags, kind};
 
-fn is_pipe(fd: impl AsFd) -> bool {
+/// Whether `fd` is a pipe (or FIFO): where [`Writer::write_video_owned`] hands paged frames
+/// over without a copy, and where `splice` works.
+pub fn is_pipe(fd: impl AsFd) -> bool {
     rustix::fs::fstat(fd).is_ok_and(|st| {
         rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
     })

@@ -23,6 +23,7 @@ mod splice;
 mod write;
 
 pub use error::WireError;
+pub use gift::is_pipe;
 pub use message::{
     AudioParams, DataMessage, Message, MessageHead, StreamInfo, StreamKind, VideoFormat,
     VideoParams,
