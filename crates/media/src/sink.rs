@@ -687,7 +687,7 @@ fn open_video_encoder(
     }
     // Closed GOPs: every keyframe is a point a player, a seek or an HLS segment can start
     // from. (Through this API libx264 in FFmpeg 5.1 otherwise makes open GOPs, which the
-    // ffmpeg command line does not, and which cost it more time.)
+    // ffmpeg command line does not: its x264 option string said open_gop=1.)
     let mut flags = av::codec::Flags::CLOSED_GOP;
     if global_header {
         flags |= av::codec::Flags::GLOBAL_HEADER;
