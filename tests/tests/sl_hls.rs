@@ -445,6 +445,265 @@ fn ladder_writes_a_master_playlist_and_renditions() {
     }
 }
 
+/// One `#EXT-X-STREAM-INF` of a master playlist, as the test reads it.
+#[derive(Debug)]
+struct StreamInf {
+    attrs: Vec<(String, String)>,
+    uri: String,
+}
+
+impl StreamInf {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The variants of a master playlist; attribute values keep no quotes (commas inside quotes
+/// stay in the value).
+fn read_master(path: &Path) -> Vec<StreamInf> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        let Some(list) = l.strip_prefix("#EXT-X-STREAM-INF:") else {
+            continue;
+        };
+        let mut attrs = Vec::new();
+        let mut rest = list;
+        while !rest.is_empty() {
+            let (key, r) = rest.split_once('=').expect("NAME=value");
+            let (value, r) = match r.strip_prefix('"') {
+                Some(q) => {
+                    let (v, r) = q.split_once('"').expect("closing quote");
+                    (v, r.strip_prefix(',').unwrap_or(r))
+                }
+                None => r.split_once(',').unwrap_or((r, "")),
+            };
+            attrs.push((key.to_string(), value.to_string()));
+            rest = r;
+        }
+        let uri = lines
+            .next()
+            .expect("URI after EXT-X-STREAM-INF")
+            .to_string();
+        out.push(StreamInf { attrs, uri });
+    }
+    assert!(
+        !out.is_empty(),
+        "no variant in the master playlist:\n{text}"
+    );
+    out
+}
+
+/// ffprobe's `profile` and `level` of a file's first video stream, and whether it has an
+/// audio stream with `profile=LC`.
+fn probe_profile(file: &Path) -> (String, u32, Option<String>) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "compact"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe {}: {out:?}", file.display());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |line: &str, name: &str| -> Option<String> {
+        line.split('|')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let video = text
+        .lines()
+        .find(|l| l.contains("codec_type=video"))
+        .unwrap_or_else(|| panic!("no video stream in {}: {text}", file.display()));
+    let audio = text.lines().find(|l| l.contains("codec_type=audio"));
+    (
+        field(video, "profile").expect("profile"),
+        field(video, "level")
+            .and_then(|l| l.parse().ok())
+            .expect("level"),
+        audio.map(|a| {
+            format!(
+                "{}/{}",
+                field(a, "codec_name").unwrap_or_default(),
+                field(a, "profile").unwrap_or_default()
+            )
+        }),
+    )
+}
+
+/// Every variant of the master playlist in `dir`: CODECS agrees with ffprobe's view of its
+/// first segment (avc1.PPCCLL: profile_idc 66/77/100 for Baseline/Main/High, level*10 in
+/// hex; mp4a.40.2 exactly when there is AAC-LC audio), FRAME-RATE is there, and a finished
+/// stream's BANDWIDTH is at least every segment's bit rate (RFC 8216 4.3.4.2) and its
+/// AVERAGE-BANDWIDTH is the measured average.
+fn check_master(dir: &Path, audio: bool) {
+    for v in read_master(&dir.join("index.m3u8")) {
+        let rdir = dir.join(v.uri.trim_end_matches("/index.m3u8"));
+        let pl = read_playlist(&dir.join(&v.uri));
+        let first = rdir.join(&pl.segments[0].1);
+        let file = match &pl.map {
+            Some(init) => {
+                let joined = rdir.join("probe-codecs.mp4");
+                let mut bytes = std::fs::read(rdir.join(init)).unwrap();
+                bytes.extend(std::fs::read(&first).unwrap());
+                std::fs::write(&joined, bytes).unwrap();
+                joined
+            }
+            None => first,
+        };
+        let (profile, level, probed_audio) = probe_profile(&file);
+        let codecs = v
+            .get("CODECS")
+            .unwrap_or_else(|| panic!("no CODECS: {v:?}"));
+        let list: Vec<&str> = codecs.split(',').collect();
+        let avc = list[0]
+            .strip_prefix("avc1.")
+            .unwrap_or_else(|| panic!("video is not avc1: {codecs}"));
+        assert_eq!(avc.len(), 6, "{codecs}");
+        let byte = |i: usize| u8::from_str_radix(&avc[i..i + 2], 16).unwrap();
+        let want_profile = match profile.as_str() {
+            "Constrained Baseline" | "Baseline" => 66,
+            "Main" => 77,
+            "High" => 100,
+            other => panic!("unexpected profile {other}"),
+        };
+        assert_eq!(
+            byte(0),
+            want_profile,
+            "{}: {codecs} vs ffprobe {profile}",
+            v.uri
+        );
+        assert_eq!(
+            u32::from(byte(4)),
+            level,
+            "{}: {codecs} vs ffprobe level {level}",
+            v.uri
+        );
+        if profile == "Constrained Baseline" {
+            assert_ne!(byte(2) & 0x40, 0, "constraint_set1 in {codecs}");
+        }
+        assert_eq!(probed_audio.is_some(), audio, "{probed_audio:?}");
+        if let Some(a) = probed_audio {
+            assert_eq!(a, "aac/LC");
+            assert_eq!(list[1..], ["mp4a.40.2"], "{codecs}");
+        } else {
+            assert_eq!(list.len(), 1, "{codecs}");
+        }
+        let fps: f64 = v.get("FRAME-RATE").expect("FRAME-RATE").parse().unwrap();
+        assert!((fps - 30.0).abs() < 0.01, "{v:?}");
+        // the stream is finished: BANDWIDTH must be at least the peak segment bit rate
+        let bandwidth: f64 = v.get("BANDWIDTH").unwrap().parse().unwrap();
+        let average: f64 = v
+            .get("AVERAGE-BANDWIDTH")
+            .expect("AVERAGE-BANDWIDTH")
+            .parse()
+            .unwrap();
+        let (mut bytes, mut secs) = (0u64, 0.0);
+        for (d, uri) in &pl.segments {
+            let size = std::fs::metadata(rdir.join(uri)).unwrap().len();
+            bytes += size;
+            secs += d;
+            if *d >= 0.5 * pl.target {
+                let rate = size as f64 * 8.0 / d;
+                assert!(rate <= bandwidth, "{uri}: {rate} bit/s over {v:?}");
+            }
+        }
+        let measured = bytes as f64 * 8.0 / secs;
+        assert!(
+            (average - measured).abs() <= measured * 0.01,
+            "{v:?}: measured {measured}"
+        );
+        assert!(bandwidth >= average, "{v:?}");
+    }
+}
+
+#[test]
+fn master_playlist_codecs_match_the_segments() {
+    require("ffprobe");
+    require("ffmpeg");
+    let dir = scratch_dir("hls-codecs");
+    // no audio, Main profile via -x: the CODECS string follows the encoder, not a constant
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-p", "box", "-n", "150", "-s", "640x360"],
+        )
+        .sl(
+            "sl-hls",
+            &hls_args(
+                &dir.join("video"),
+                &[
+                    "--playlist-type",
+                    "vod",
+                    "--ladder",
+                    "360p,240p@300k",
+                    "-x",
+                    "profile=main",
+                ],
+            ),
+        )
+        .timeout(Duration::from_secs(120))
+        .run();
+    out.assert_success();
+    check_master(&dir.join("video"), false);
+    let master = std::fs::read_to_string(dir.join("video/index.m3u8")).unwrap();
+    assert!(master.contains("CODECS=\"avc1.4d"), "{master}");
+    // with audio (AAC-LC), in TS and fMP4
+    let input = dir.join("in.mp4");
+    let (code, _, err) = run_cmd(
+        Path::new("ffmpeg"),
+        &[
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "5",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-shortest",
+            input.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "ffmpeg: {err}");
+    for seg in ["ts", "fmp4"] {
+        let out_dir = dir.join(seg);
+        let out = Pipeline::new()
+            .sl("sl-file", &[input.to_str().unwrap()])
+            .sl(
+                "sl-hls",
+                &hls_args(
+                    &out_dir,
+                    &[
+                        "--playlist-type",
+                        "event",
+                        "--segment-type",
+                        seg,
+                        "--ladder",
+                        "360p,240p",
+                    ],
+                ),
+            )
+            .timeout(Duration::from_secs(120))
+            .run();
+        out.assert_success();
+        check_master(&out_dir, true);
+    }
+}
+
 /// One raw HTTP/1.1 request; returns (status, headers, body).
 fn http(port: u16, method: &str, target: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -755,7 +1014,9 @@ fn browser_plays_a_ladder_through_its_master_playlist() {
         &["--playlist-type", "event", "--ladder", "360p,240p"],
     );
     let master = std::fs::read_to_string(dir.join("index.m3u8")).unwrap();
+    // what players read while it is written: CODECS (hls.js sets up its decoders from it)
     assert!(master.contains("#EXT-X-STREAM-INF"), "{master}");
+    assert!(master.contains(",CODECS=\"avc1."), "{master}");
     let r = play(s.port, "hlsjs");
     assert!(r.contains("\"engine\":\"hls.js\""), "{r}");
     let r = play(s.port, "native");

@@ -6,7 +6,9 @@
 //!   glass-to-playlist latency by watching the playlists it writes.
 //! - [`Server`] serves the output folder over HTTP with a player page, and nothing outside it.
 //! - [`playlist`] parses media playlists and writes master playlists atomically.
+//! - [`codecs`] makes the master playlist's RFC 6381 `CODECS` strings from the encoders.
 
+pub mod codecs;
 pub mod playlist;
 mod serve;
 mod writer;

@@ -83,8 +83,14 @@ fn attribute(list: &str, name: &str) -> Option<String> {
 /// One variant of a master playlist.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
-    /// Peak bit rate in bits per second (video and audio).
+    /// Peak segment bit rate in bits per second (video, audio and container), as RFC 8216
+    /// 4.3.4.2 defines it: the highest rate of any run of segments lasting 0.5 to 1.5 times
+    /// the target duration.
     pub bandwidth: u64,
+    /// Average segment bit rate in bits per second, if known.
+    pub average_bandwidth: Option<u64>,
+    /// RFC 6381 codec strings, comma-separated (`avc1.64001f,mp4a.40.2`), if known.
+    pub codecs: Option<String>,
     pub width: u32,
     pub height: u32,
     /// Frame rate, if known.
@@ -98,10 +104,14 @@ pub struct Variant {
 pub fn master_playlist(variants: &[Variant]) -> String {
     let mut s = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     for v in variants {
-        s.push_str(&format!(
-            "#EXT-X-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{}",
-            v.bandwidth, v.width, v.height
-        ));
+        s.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={}", v.bandwidth));
+        if let Some(a) = v.average_bandwidth {
+            s.push_str(&format!(",AVERAGE-BANDWIDTH={a}"));
+        }
+        if let Some(c) = &v.codecs {
+            s.push_str(&format!(",CODECS=\"{c}\""));
+        }
+        s.push_str(&format!(",RESOLUTION={}x{}", v.width, v.height));
         if let Some(f) = v.frame_rate {
             s.push_str(&format!(",FRAME-RATE={f:.3}"));
         }
@@ -158,15 +168,25 @@ mod tests {
 
     #[test]
     fn master_lists_variants() {
-        let m = master_playlist(&[Variant {
+        let mut v = Variant {
             bandwidth: 3_000_000,
+            average_bandwidth: None,
+            codecs: None,
             width: 1280,
             height: 720,
             frame_rate: Some(30.0),
             uri: "720p/index.m3u8".into(),
-        }]);
+        };
+        let m = master_playlist(std::slice::from_ref(&v));
         assert!(m.contains(
             "BANDWIDTH=3000000,RESOLUTION=1280x720,FRAME-RATE=30.000\n720p/index.m3u8\n"
+        ));
+        v.average_bandwidth = Some(1_500_000);
+        v.codecs = Some("avc1.64001f,mp4a.40.2".into());
+        let m = master_playlist(&[v]);
+        assert!(m.contains(
+            "#EXT-X-STREAM-INF:BANDWIDTH=3000000,AVERAGE-BANDWIDTH=1500000,\
+             CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000\n"
         ));
     }
 

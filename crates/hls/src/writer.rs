@@ -9,7 +9,14 @@
 //! - playlists are replaced atomically (the muxer's `temp_file` flag: written to `.tmp`, then
 //!   renamed) and so are segments (a segment file appears only once it is complete);
 //! - [`HlsWriter::finish`] (also run on drop) flushes the encoders and writes the trailers,
-//!   which closes the last segment and ends event and VOD playlists with `#EXT-X-ENDLIST`.
+//!   which closes the last segment and ends event and VOD playlists with `#EXT-X-ENDLIST`;
+//! - the master playlist of a ladder gives each variant `CODECS` read from its encoders (the
+//!   H.264 SPS, the AAC profile), `FRAME-RATE`, and a `BANDWIDTH` that is a bound on the peak
+//!   segment bit rate: at open, from the encoder's rate cap (VBV: `maxrate` plus `bufsize`
+//!   spread over one segment, plus audio and 10% for the container); raised (master rewritten)
+//!   if a listed segment measures higher; at finish, replaced by the measured peak, with the
+//!   measured `AVERAGE-BANDWIDTH` (RFC 8216 4.3.4.2: once all segments exist, BANDWIDTH is
+//!   their measured peak).
 
 use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
@@ -21,6 +28,7 @@ use sl_media::{Sink, SinkOptions};
 use sl_wire::{StreamInfo, StreamKind};
 
 use crate::HlsError;
+use crate::codecs;
 use crate::playlist::{MediaPlaylist, Variant, master_playlist, write_atomically};
 
 /// How the media playlist grows.
@@ -297,6 +305,66 @@ struct Watch {
     /// Frames not yet in a listed segment: (seconds from the first frame, when it entered).
     pending: VecDeque<(f64, Instant)>,
     log: Vec<Listed>,
+    /// Bit rates of the listed segments (sizes read from disk as they are listed).
+    rates: Rates,
+}
+
+/// Segment bit rates of a media playlist as RFC 8216 4.3.4.2 defines them: the peak is the
+/// highest rate of any contiguous run of segments lasting 0.5 to 1.5 times the target
+/// duration (so a short last segment holding one keyframe does not count alone); the
+/// average is all bytes over all seconds.
+#[derive(Debug, Default)]
+pub(crate) struct Rates {
+    /// (duration, bytes) of the last segments that can still be in a run with a later one.
+    recent: VecDeque<(f64, u64)>,
+    peak: Option<f64>,
+    bytes: u64,
+    secs: f64,
+}
+
+impl Rates {
+    /// Add the next segment of a playlist with target duration `target` seconds.
+    pub(crate) fn add(&mut self, duration: f64, bytes: u64, target: f64) {
+        self.bytes += bytes;
+        self.secs += duration;
+        self.recent.push_back((duration, bytes));
+        // the new runs are those ending with this segment
+        let (mut d, mut b) = (0.0, 0u64);
+        for &(sd, sb) in self.recent.iter().rev() {
+            d += sd;
+            b += sb;
+            if d > 1.5 * target {
+                break;
+            }
+            if d >= 0.5 * target && d > 0.0 {
+                let rate = b as f64 * 8.0 / d;
+                self.peak = Some(self.peak.map_or(rate, |p| p.max(rate)));
+            }
+        }
+        // a later run that takes the oldest segment spans all of `recent` and more
+        while !self.recent.is_empty()
+            && self.recent.iter().map(|r| r.0).sum::<f64>() >= 1.5 * target
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The peak segment bit rate in bits per second; for a stream too short for any run of
+    /// half a target duration, its average.
+    pub(crate) fn peak(&self) -> Option<u64> {
+        self.peak
+            .or_else(|| self.average_f64())
+            .map(|r| r.ceil() as u64)
+    }
+
+    /// The average segment bit rate in bits per second.
+    pub(crate) fn average(&self) -> Option<u64> {
+        self.average_f64().map(|r| r.ceil() as u64)
+    }
+
+    fn average_f64(&self) -> Option<f64> {
+        (self.secs > 0.0).then(|| self.bytes as f64 * 8.0 / self.secs)
+    }
 }
 
 impl Watch {
@@ -308,6 +376,7 @@ impl Watch {
             listed_end: 0.0,
             pending: VecDeque::new(),
             log: Vec::new(),
+            rates: Rates::default(),
         }
     }
 
@@ -333,7 +402,17 @@ impl Watch {
             return;
         }
         let new = (total - self.listed).min(pl.segments.len() as u64) as usize;
+        let target = pl.target_duration.max(1) as f64;
         for seg in &pl.segments[pl.segments.len() - new..] {
+            // listed segments are complete (the muxer renames them into place first)
+            match self
+                .path
+                .parent()
+                .map(|d| std::fs::metadata(d.join(&seg.uri)))
+            {
+                Some(Ok(m)) => self.rates.add(seg.duration, m.len(), target),
+                _ => log::debug!("{name}{}: listed but not found; not measured", seg.uri),
+            }
             self.listed_end += seg.duration;
             // frames within a millisecond of the boundary belong to the next segment
             let end = self.listed_end - 0.001;
@@ -372,6 +451,8 @@ struct Rendition {
     label: String,
     sink: Sink,
     watch: Watch,
+    /// Its entry in the master playlist, for a ladder.
+    variant: Option<usize>,
 }
 
 impl std::fmt::Debug for Rendition {
@@ -396,6 +477,8 @@ pub struct Summary {
 pub struct HlsWriter {
     dir: PathBuf,
     renditions: Vec<Rendition>,
+    /// A ladder's master playlist and what it lists.
+    master: Option<(PathBuf, Vec<Variant>)>,
     origin: Option<f64>,
     finished: bool,
 }
@@ -514,15 +597,34 @@ impl HlsWriter {
                 Some(r) => format!("{}/", r.name),
                 None => String::new(),
             };
+            let mut variant = None;
             if let (Some(r), Some(v)) = (rung, vparams) {
                 let audio_rate = if sink.has_audio() {
                     opts.encode.audio_bitrate.unwrap_or(128_000)
                 } else {
                     0
                 };
+                let (maxrate, bufsize) = rate_cap(&enc.codec_options, r.bitrate);
+                // Over any stretch of t seconds a VBV-capped encoder emits at most
+                // maxrate * t + bufsize bits: over one segment, maxrate + bufsize / segment.
+                // Audio on top, and about 10% for the container.
+                let video_peak = maxrate + (bufsize as f64 / opts.segment_time).ceil() as u64;
+                let codecs =
+                    codecs::codecs(sink.video_encoded().as_ref(), sink.audio_encoded().as_ref());
+                if codecs.is_none() {
+                    log::warn!(
+                        "{}: cannot tell the RFC 6381 codec strings of {:?} and {:?}: the master \
+                         playlist leaves CODECS out",
+                        r.name,
+                        sink.video_encoded().map(|e| e.codec),
+                        sink.audio_encoded().map(|e| e.codec),
+                    );
+                }
+                variant = Some(variants.len());
                 variants.push(Variant {
-                    // peak: the capped video rate plus audio plus about 10% of container
-                    bandwidth: (r.bitrate + audio_rate) * 11 / 10,
+                    bandwidth: (video_peak + audio_rate) * 11 / 10,
+                    average_bandwidth: Some((r.bitrate.min(maxrate) + audio_rate) * 11 / 10),
+                    codecs,
                     width: r.width,
                     height: r.height,
                     frame_rate: v.fps.is_valid().then(|| v.fps.as_f64()),
@@ -533,16 +635,20 @@ impl HlsWriter {
                 label,
                 sink,
                 watch: Watch::new(playlist),
+                variant,
             });
         }
+        let mut master = None;
         if !variants.is_empty() {
-            let master = opts.dir.join(PLAYLIST);
-            write_atomically(&master, &master_playlist(&variants))
-                .map_err(|e| HlsError::io(&master, e))?;
+            let path = opts.dir.join(PLAYLIST);
+            write_atomically(&path, &master_playlist(&variants))
+                .map_err(|e| HlsError::io(&path, e))?;
+            master = Some((path, variants));
         }
         Ok(HlsWriter {
             dir: opts.dir.clone(),
             renditions,
+            master,
             origin: None,
             finished: false,
         })
@@ -568,7 +674,64 @@ impl HlsWriter {
             r.sink.write_video(frame)?;
             r.watch.poll(&r.label);
         }
+        self.raise_bandwidth()
+    }
+
+    /// Raise a variant's BANDWIDTH (and rewrite the master playlist) if its segments so far
+    /// measure above it. Players that already read the master keep the old value; new ones
+    /// get the measured one.
+    fn raise_bandwidth(&mut self) -> Result<(), HlsError> {
+        let Some((path, variants)) = self.master.as_mut() else {
+            return Ok(());
+        };
+        let mut raised = false;
+        for r in &self.renditions {
+            let (Some(i), Some(peak)) = (r.variant, r.watch.rates.peak()) else {
+                continue;
+            };
+            let v = &mut variants[i];
+            if peak > v.bandwidth {
+                log::info!(
+                    "{}: a segment run measured {peak} bit/s, over the BANDWIDTH={} announced: \
+                     raising it in the master playlist",
+                    r.label,
+                    v.bandwidth
+                );
+                v.bandwidth = peak;
+                raised = true;
+            }
+        }
+        if raised {
+            write_atomically(path, &master_playlist(variants))
+                .map_err(|e| HlsError::io(path, e))?;
+        }
         Ok(())
+    }
+
+    /// Once every segment exists: the master playlist with each variant's measured peak as
+    /// BANDWIDTH and its measured average as AVERAGE-BANDWIDTH.
+    fn measured_master(&mut self) -> Result<(), HlsError> {
+        let Some((path, variants)) = self.master.as_mut() else {
+            return Ok(());
+        };
+        for r in &self.renditions {
+            let Some(i) = r.variant else { continue };
+            let (Some(peak), Some(average)) = (r.watch.rates.peak(), r.watch.rates.average())
+            else {
+                continue;
+            };
+            let v = &mut variants[i];
+            log::info!(
+                "{}: measured peak segment bit rate {peak} bit/s, average {average} bit/s \
+                 (announced at start: BANDWIDTH={}, AVERAGE-BANDWIDTH={})",
+                r.label,
+                v.bandwidth,
+                v.average_bandwidth.unwrap_or(0)
+            );
+            v.bandwidth = peak;
+            v.average_bandwidth = Some(average);
+        }
+        write_atomically(path, &master_playlist(variants)).map_err(|e| HlsError::io(path, e))
     }
 
     /// Encode one audio chunk into every rendition.
@@ -589,15 +752,20 @@ impl HlsWriter {
             if !self.finished
                 && let Err(e) = r.sink.finish()
             {
-                first_err.get_or_insert(e);
+                first_err.get_or_insert(HlsError::from(e));
             }
             r.watch.poll(&r.label);
             summary.video_frames = summary.video_frames.max(r.sink.video_frames());
             summary.listed.extend(r.watch.log.iter().copied());
         }
+        if !self.finished
+            && let Err(e) = self.measured_master()
+        {
+            first_err.get_or_insert(e);
+        }
         self.finished = true;
         match first_err {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(e),
             None => Ok(summary),
         }
     }
@@ -611,6 +779,21 @@ impl Drop for HlsWriter {
             log::warn!("{e}");
         }
     }
+}
+
+/// The effective VBV cap of a rendition: the last `maxrate` and `bufsize` in the encoder
+/// options (later options win, as in libavcodec's dictionary), `bitrate` and twice it if
+/// absent or unreadable.
+fn rate_cap(codec_options: &[(String, String)], bitrate: u64) -> (u64, u64) {
+    let last = |key: &str| {
+        codec_options
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| parse_bitrate(v).ok())
+    };
+    let maxrate = last("maxrate").unwrap_or(bitrate);
+    (maxrate, last("bufsize").unwrap_or(maxrate * 2))
 }
 
 /// A live playlist with no segment: what players find before the first segment is listed
@@ -735,6 +918,55 @@ mod tests {
         ] {
             assert!(!is_ours(n), "{n}");
         }
+    }
+
+    #[test]
+    fn peak_is_the_fastest_run_of_half_to_one_and_a_half_targets() {
+        let mut r = Rates::default();
+        assert_eq!((r.peak(), r.average()), (None, None));
+        // 2 s segments of 250 kB (1 Mbit/s), one of 500 kB (2 Mbit/s), then a 0.2 s tail of
+        // 100 kB (4 Mbit/s alone, but shorter than half the target: only runs count)
+        for (d, b) in [
+            (2.0, 250_000),
+            (2.0, 500_000),
+            (2.0, 250_000),
+            (0.2, 100_000),
+        ] {
+            r.add(d, b, 2.0);
+        }
+        assert_eq!(r.peak(), Some(2_000_000));
+        assert_eq!(
+            r.average(),
+            Some(((1_100_000.0 * 8.0) / 6.2f64).ceil() as u64)
+        );
+        // 1 s segments against a 2 s target: runs of one to three segments
+        let mut r = Rates::default();
+        for b in [100_000, 400_000, 100_000, 100_000] {
+            r.add(1.0, b, 2.0);
+        }
+        assert_eq!(r.peak(), Some(3_200_000));
+        assert!(r.recent.len() <= 2, "{:?}", r.recent);
+        // too short for any run: the average
+        let mut r = Rates::default();
+        r.add(0.5, 10_000, 2.0);
+        assert_eq!(r.peak(), Some(160_000));
+    }
+
+    #[test]
+    fn rate_cap_reads_the_last_options() {
+        let o = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(rate_cap(&[], 1_000_000), (1_000_000, 2_000_000));
+        assert_eq!(
+            rate_cap(
+                &o(&[("maxrate", "1M"), ("bufsize", "2M"), ("maxrate", "1500k")]),
+                1_000_000
+            ),
+            (1_500_000, 2_000_000)
+        );
     }
 
     #[test]

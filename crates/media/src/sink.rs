@@ -138,6 +138,50 @@ struct AudioEnc {
     next_pts: Option<i64>,
 }
 
+/// What an opened encoder makes, as manifests that describe a stream need it (HLS's
+/// `CODECS`, DASH's `codecs`): read back from the encoder after it opened, never assumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// libavcodec's codec name (`h264`, `hevc`, `aac`, `mp3`...), whichever encoder made it.
+    pub codec: String,
+    /// The encoder's profile (`AVCodecContext.profile`, e.g. 1 for AAC-LC), if it set one.
+    pub profile: Option<i32>,
+    /// The encoder's global header (`extradata`): for H.264 the SPS and PPS (Annex B or
+    /// avcC), for AAC the AudioSpecificConfig. Empty if the encoder wrote none.
+    pub extradata: Vec<u8>,
+}
+
+impl Encoded {
+    fn of(ctx: &av::codec::Context) -> Encoded {
+        let (profile, extradata) = profile_and_extradata(ctx);
+        Encoded {
+            codec: ctx.id().name().to_string(),
+            profile,
+            extradata,
+        }
+    }
+}
+
+/// `profile` and `extradata` of an opened codec context (ffmpeg-next has no accessor for
+/// either on an encoder).
+#[allow(unsafe_code)]
+fn profile_and_extradata(ctx: &av::codec::Context) -> (Option<i32>, Vec<u8>) {
+    // SAFETY: `ctx` owns a valid AVCodecContext for the duration of the borrow; libavcodec
+    // sets `extradata` and `extradata_size` together when the encoder opens (and pads the
+    // buffer), and nothing mutates them while we hold a shared borrow.
+    unsafe {
+        let c = &*ctx.as_ptr();
+        let extradata = if c.extradata.is_null() || c.extradata_size <= 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(c.extradata, c.extradata_size as usize).to_vec()
+        };
+        // FF_PROFILE_UNKNOWN is -99
+        let profile = (c.profile >= 0).then_some(c.profile);
+        (profile, extradata)
+    }
+}
+
 /// An open output: encoders, muxer and its I/O. Frames go in with [`Sink::write_video`] and
 /// [`Sink::write_audio`]; [`Sink::finish`] flushes the encoders and writes the trailer. If it
 /// is dropped without `finish` (an error path), the trailer is still written.
@@ -329,6 +373,16 @@ impl Sink {
 
     pub fn has_video(&self) -> bool {
         self.video.is_some()
+    }
+
+    /// What the video encoder makes (codec, profile, SPS/PPS), if there is video.
+    pub fn video_encoded(&self) -> Option<Encoded> {
+        self.video.as_ref().map(|v| Encoded::of(&v.encoder))
+    }
+
+    /// What the audio encoder makes (codec, profile, AudioSpecificConfig), if there is audio.
+    pub fn audio_encoded(&self) -> Option<Encoded> {
+        self.audio.as_ref().map(|a| Encoded::of(&a.encoder))
     }
 
     /// Force a keyframe on every multiple of `secs` of stream time (from the first frame),
