@@ -135,15 +135,18 @@ struct AudioDec {
 }
 
 /// Per-stream timing: frame numbers from 0, and an offset that keeps timestamps increasing
-/// across `--loop` rewinds.
+/// across `--loop` rewinds and after a frame that came without a timestamp.
 struct Timing {
     time_base: Rational,
     frames: u64,
     offset: i64,
     first_raw: Option<i64>,
     last_pts: Option<i64>,
+    /// The last frame had no timestamp of its own: its pts is a guess.
+    last_guessed: bool,
     last_end: i64,
     default_duration: i64,
+    rewound: bool,
 }
 
 impl Timing {
@@ -154,17 +157,30 @@ impl Timing {
             offset: 0,
             first_raw: None,
             last_pts: None,
+            last_guessed: false,
             last_end: 0,
             default_duration,
+            rewound: false,
         }
     }
 
     /// Timestamp and duration for a frame with libav's `raw` pts and `duration`.
     fn stamp(&mut self, raw: Option<i64>, duration: i64) -> (i64, i64) {
         let pts = match raw {
-            Some(p) => p + self.offset,
+            Some(p) => {
+                // A frame without a timestamp was placed right after the one before it (a
+                // guess). If the next real timestamp is not later than that guess, time would
+                // run backwards: shift this and every later timestamp to follow the guess.
+                // Met reading RTSP (FFmpeg 5.1): the first frame, a keyframe, comes without a
+                // pts (stamped 0) and the next with -1320, then -1320 + 3000n.
+                if self.last_guessed && self.last_pts.is_some_and(|last| p + self.offset <= last) {
+                    self.offset = self.last_end - p;
+                }
+                p + self.offset
+            }
             None => self.last_end,
         };
+        self.last_guessed = raw.is_none();
         let duration = if duration > 0 {
             duration
         } else {
@@ -186,6 +202,8 @@ impl Timing {
             self.offset = self.last_end - first;
         }
         self.last_pts = None;
+        self.last_guessed = false;
+        self.rewound = true;
     }
 }
 
@@ -573,7 +591,7 @@ impl Source {
             let raw = self.frame.timestamp().or(self.frame.pts());
             let tb = v.timing.time_base;
             if self.start_secs > 0.0
-                && v.timing.offset == 0
+                && !v.timing.rewound
                 && let Some(r) = raw
                 && tb.ticks_to_secs(r) < self.start_secs - 1e-6
             {
@@ -681,7 +699,7 @@ impl Source {
             let raw = f.timestamp().or(f.pts());
             let tb = a.timing.time_base;
             if self.start_secs > 0.0
-                && a.timing.offset == 0
+                && !a.timing.rewound
                 && let Some(r) = raw
                 && tb.ticks_to_secs(r) < self.start_secs - 1e-6
             {
@@ -871,6 +889,13 @@ fn codec_name(id: av::codec::Id) -> String {
 fn open_error(ctx: &str, e: av::Error) -> MediaError {
     let err = MediaError::av(ctx, e);
     match e {
+        // the interrupt callback said stop (SIGINT/SIGTERM), typically while a listener
+        // (`srt://...?mode=listener`, `rtsp_flags=listen`) waited for its peer; libav words
+        // it "Immediate exit requested"
+        av::Error::Exit => MediaError {
+            reason: "interrupted before it opened (no stream had arrived)".into(),
+            ..err
+        },
         av::Error::InvalidData => err.hint(
             "it is not a media file this FFmpeg can read, or it is damaged: check it with ffprobe",
         ),
@@ -915,6 +940,22 @@ mod tests {
         t.rewound();
         // the first frame again: placed right after the last one
         assert_eq!(t.stamp(Some(1000), 3000), (10000, 3000));
+    }
+
+    #[test]
+    fn a_real_timestamp_never_goes_back_before_a_guessed_one() {
+        // what FFmpeg 5.1's RTSP demuxer gives: a first frame without pts, then -1320 + 3000n
+        let mut t = Timing::new(Rational::new(1, 90000), 3000);
+        assert_eq!(t.stamp(None, 0), (0, 3000));
+        assert_eq!(t.stamp(Some(-1320), 0), (3000, 3000));
+        assert_eq!(t.stamp(Some(1680), 0), (6000, 3000));
+        // a guess that a later real timestamp does follow changes nothing
+        let mut t = Timing::new(Rational::new(1, 90000), 3000);
+        assert_eq!(t.stamp(Some(1000), 3000), (1000, 3000));
+        assert_eq!(t.stamp(None, 0), (4000, 3000));
+        assert_eq!(t.stamp(Some(7000), 0), (7000, 3000));
+        // nor does a real timestamp going back after a real one (reordering is reported)
+        assert_eq!(t.stamp(Some(5000), 0), (5000, 3000));
     }
 
     #[test]
