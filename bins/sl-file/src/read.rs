@@ -220,11 +220,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                 }
             }
             Out::Record(rec) => match m {
-                Output::Message(m) => rec.handle(m),
+                Output::Message(m) => rec.handle(m).map(drop),
                 Output::Video(v) => v
                     .into_message(Vec::new())
                     .map_err(Into::into)
-                    .and_then(|m| rec.handle(m)),
+                    .and_then(|m| rec.handle(m).map(drop)),
             },
         };
         if let Err(e) = sent {

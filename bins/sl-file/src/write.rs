@@ -1,11 +1,10 @@
 //! Writing: frames from stdin (or from a source in this process) into a file or URL.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use sl_cli::Meter;
+use sl_cli::{Meter, Next};
 use sl_media::{Sink, SinkOptions};
 use sl_wire::{Message, StreamInfo};
 
@@ -64,7 +63,8 @@ impl Recorder {
     }
 
     /// Take one message. Errors are encoding or writing failures.
-    pub(crate) fn handle(&mut self, m: Message) -> anyhow::Result<()> {
+    /// Take one message; a video frame's buffer comes back for reuse.
+    pub(crate) fn handle(&mut self, m: Message) -> anyhow::Result<Option<Vec<u8>>> {
         match m {
             Message::Stream { stream, info } => {
                 if self.sink.is_some() && !self.streams.contains_key(&stream) {
@@ -86,6 +86,7 @@ impl Recorder {
                     sink.write_video(&frame)?;
                     self.meter.frame(frame.data().len() as u64);
                 }
+                return Ok(Some(frame.into_data()));
             }
             Message::Audio { stream, chunk } => {
                 self.open_if_needed()?;
@@ -102,7 +103,7 @@ impl Recorder {
             }
             Message::Data { .. } | Message::End { .. } => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     fn open_if_needed(&mut self) -> anyhow::Result<()> {
@@ -188,18 +189,8 @@ impl Recorder {
 /// `sl-file -o OUTPUT`: read the wire format from stdin. The reading happens on its own
 /// thread so that SIGINT/SIGTERM finalise the output even while upstream is silent.
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
-    let mut reader = sl_cli::frame_input()?;
+    let input = sl_cli::ReadAhead::spawn(sl_cli::frame_input()?);
     let mut rec = Recorder::new(args);
-    let (tx, rx) = sync_channel(4);
-    std::thread::spawn(move || {
-        loop {
-            let r = reader.next_message();
-            let last = !matches!(r, Ok(Some(_)));
-            if tx.send(r).is_err() || last {
-                break;
-            }
-        }
-    });
     let mut failure = None;
     let mut first_video: Option<f64> = None;
     let mut video_frames = 0u64;
@@ -207,8 +198,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         if sl_cli::interrupted() {
             break;
         }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Ok(Some(m))) => {
+        match input.next(Duration::from_millis(100)) {
+            Ok(Next::Message(m)) => {
                 if let Message::Video { frame, .. } = &m {
                     let secs = frame.info.pts_secs();
                     let rel = secs - *first_video.get_or_insert(secs);
@@ -217,18 +208,21 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                     }
                     video_frames += 1;
                 }
-                if let Err(e) = rec.handle(m) {
-                    failure = Some(e);
-                    break;
+                match rec.handle(m) {
+                    Ok(Some(buf)) => input.recycle(buf),
+                    Ok(None) => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
             }
-            Ok(Ok(None)) => break,
-            Ok(Err(e)) => {
+            Ok(Next::End) => break,
+            Ok(Next::Idle) => {}
+            Err(e) => {
                 failure = Some(anyhow::Error::from(e).context("reading stdin"));
                 break;
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     rec.finish(failure, args.stats)

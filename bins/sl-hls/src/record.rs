@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use sl_cli::Meter;
+use sl_cli::{Meter, Next};
 use sl_hls_core::{HlsOptions, HlsWriter, Server, Summary};
 use sl_media::SinkOptions;
 use sl_wire::{Message, StreamInfo};
@@ -60,7 +59,8 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn handle(&mut self, m: Message) -> anyhow::Result<()> {
+    /// Take one message; a video frame's buffer comes back for reuse.
+    fn handle(&mut self, m: Message) -> anyhow::Result<Option<Vec<u8>>> {
         match m {
             Message::Stream { stream, info } => {
                 if self.writer.is_some() && !self.streams.contains_key(&stream) {
@@ -81,6 +81,7 @@ impl Recorder {
                     self.writer.as_mut().expect("opened").write_video(&frame)?;
                     self.meter.frame(frame.data().len() as u64);
                 }
+                return Ok(Some(frame.into_data()));
             }
             Message::Audio { stream, chunk } => {
                 self.open_if_needed()?;
@@ -96,7 +97,7 @@ impl Recorder {
             }
             Message::Data { .. } | Message::End { .. } => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     fn open_if_needed(&mut self) -> anyhow::Result<()> {
@@ -189,7 +190,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         ));
     };
     let opts = options(&args, &outdir)?;
-    let mut reader = sl_cli::frame_input()?;
+    let input = sl_cli::ReadAhead::spawn(sl_cli::frame_input()?);
     let server = match &args.serve {
         Some(addr) => {
             std::fs::create_dir_all(&outdir)
@@ -210,35 +211,26 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         warned_late: false,
         meter: Meter::new("sl-hls", args.progress),
     };
-    let (tx, rx) = sync_channel(4);
-    std::thread::spawn(move || {
-        loop {
-            let r = reader.next_message();
-            let last = !matches!(r, Ok(Some(_)));
-            if tx.send(r).is_err() || last {
-                break;
-            }
-        }
-    });
     let mut failure = None;
     loop {
         if sl_cli::interrupted() {
             break;
         }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Ok(Some(m))) => {
-                if let Err(e) = rec.handle(m) {
+        match input.next(Duration::from_millis(100)) {
+            Ok(Next::Message(m)) => match rec.handle(m) {
+                Ok(Some(buf)) => input.recycle(buf),
+                Ok(None) => {}
+                Err(e) => {
                     failure = Some(e);
                     break;
                 }
-            }
-            Ok(Ok(None)) => break,
-            Ok(Err(e)) => {
+            },
+            Ok(Next::End) => break,
+            Ok(Next::Idle) => {}
+            Err(e) => {
                 failure = Some(anyhow::Error::from(e).context("reading stdin"));
                 break;
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     let result = rec.finish(failure, args.stats);

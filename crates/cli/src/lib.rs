@@ -23,6 +23,7 @@ mod io;
 mod pace;
 mod policy;
 mod progress;
+mod readahead;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdou
 pub use pace::Pacer;
 pub use policy::{Policy, Receiver, Sender, channel};
 pub use progress::{Meter, human_bytes};
+pub use readahead::{Next, ReadAhead};
 
 /// The exit codes every stage uses.
 pub mod exit {
