@@ -1,10 +1,9 @@
 //! Writing: frames from stdin (or from a source in this process) into a file or URL.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::anyhow;
-use sl_cli::{Meter, Next};
+use sl_cli::{Meter, Step};
 use sl_media::{Sink, SinkOptions};
 use sl_wire::{Message, StreamInfo};
 
@@ -191,39 +190,18 @@ impl Recorder {
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let input = sl_cli::ReadAhead::spawn(sl_cli::frame_input()?);
     let mut rec = Recorder::new(args);
-    let mut failure = None;
     let mut first_video: Option<f64> = None;
     let mut video_frames = 0u64;
-    loop {
-        if sl_cli::interrupted() {
-            break;
-        }
-        match input.next(Duration::from_millis(100)) {
-            Ok(Next::Message(m)) => {
-                if let Message::Video { frame, .. } = &m {
-                    let secs = frame.info.pts_secs();
-                    let rel = secs - *first_video.get_or_insert(secs);
-                    if args.limit.reached(video_frames, rel) {
-                        break;
-                    }
-                    video_frames += 1;
-                }
-                match rec.handle(m) {
-                    Ok(Some(buf)) => input.recycle(buf),
-                    Ok(None) => {}
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
+    let failure = input.run(|m| {
+        if let Message::Video { frame, .. } = &m {
+            let secs = frame.info.pts_secs();
+            let rel = secs - *first_video.get_or_insert(secs);
+            if args.limit.reached(video_frames, rel) {
+                return Ok(Step::Stop);
             }
-            Ok(Next::End) => break,
-            Ok(Next::Idle) => {}
-            Err(e) => {
-                failure = Some(anyhow::Error::from(e).context("reading stdin"));
-                break;
-            }
+            video_frames += 1;
         }
-    }
+        rec.handle(m).map(Step::from)
+    });
     rec.finish(failure, args.stats)
 }

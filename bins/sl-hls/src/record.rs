@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use sl_cli::{Meter, Next};
+use sl_cli::{Meter, Step};
 use sl_hls_core::{HlsOptions, HlsWriter, Server, Summary};
 use sl_media::SinkOptions;
 use sl_wire::{Message, StreamInfo};
@@ -211,28 +211,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         warned_late: false,
         meter: Meter::new("sl-hls", args.progress),
     };
-    let mut failure = None;
-    loop {
-        if sl_cli::interrupted() {
-            break;
-        }
-        match input.next(Duration::from_millis(100)) {
-            Ok(Next::Message(m)) => match rec.handle(m) {
-                Ok(Some(buf)) => input.recycle(buf),
-                Ok(None) => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            },
-            Ok(Next::End) => break,
-            Ok(Next::Idle) => {}
-            Err(e) => {
-                failure = Some(anyhow::Error::from(e).context("reading stdin"));
-                break;
-            }
-        }
-    }
+    let failure = input.run(|m| rec.handle(m).map(Step::from));
     let result = rec.finish(failure, args.stats);
     if let Some(s) = server
         && result.is_ok()

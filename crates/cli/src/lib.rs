@@ -35,7 +35,7 @@ pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdou
 pub use pace::Pacer;
 pub use policy::{Policy, Receiver, Sender, channel};
 pub use progress::{Meter, human_bytes};
-pub use readahead::{Next, ReadAhead};
+pub use readahead::{Next, ReadAhead, Step};
 
 /// The exit codes every stage uses.
 pub mod exit {

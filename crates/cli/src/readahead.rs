@@ -63,4 +63,43 @@ impl ReadAhead {
     pub fn recycle(&self, buf: Vec<u8>) {
         let _ = self.back.try_send(buf);
     }
+
+    /// Give every message to `take` until the stream ends, `take` says [`Step::Stop`] or
+    /// fails, or SIGINT/SIGTERM arrives (checked at least every 100 ms, even while upstream
+    /// is silent). Returns the failure, if any: `take`'s, or the input's (truncated,
+    /// malformed).
+    pub fn run(
+        &self,
+        mut take: impl FnMut(Message) -> anyhow::Result<Step>,
+    ) -> Option<anyhow::Error> {
+        while !crate::interrupted() {
+            match self.next(Duration::from_millis(100)) {
+                Ok(Next::Message(m)) => match take(m) {
+                    Ok(Step::Continue) => {}
+                    Ok(Step::Recycle(buf)) => self.recycle(buf),
+                    Ok(Step::Stop) => return None,
+                    Err(e) => return Some(e),
+                },
+                Ok(Next::End) => return None,
+                Ok(Next::Idle) => {}
+                Err(e) => return Some(anyhow::Error::from(e).context("reading stdin")),
+            }
+        }
+        None
+    }
+}
+
+/// What to do after a message, for [`ReadAhead::run`].
+#[derive(Debug)]
+pub enum Step {
+    Continue,
+    /// Go on, and read into this frame buffer again.
+    Recycle(Vec<u8>),
+    Stop,
+}
+
+impl From<Option<Vec<u8>>> for Step {
+    fn from(buf: Option<Vec<u8>>) -> Step {
+        buf.map_or(Step::Continue, Step::Recycle)
+    }
 }
