@@ -1,11 +1,9 @@
 //! Writing: frames from stdin (or from a source in this process) into a file or URL.
 
-use std::collections::BTreeMap;
-
 use anyhow::anyhow;
 use sl_cli::{Meter, Step};
-use sl_media::{Sink, SinkOptions};
-use sl_wire::{Message, StreamInfo};
+use sl_media::{Routes, Sink, SinkOptions};
+use sl_wire::Message;
 
 use crate::Args;
 
@@ -37,11 +35,8 @@ pub(crate) struct Recorder {
     output: String,
     opts: SinkOptions,
     no_audio: bool,
-    streams: BTreeMap<u16, StreamInfo>,
+    routes: Routes,
     sink: Option<Sink>,
-    video_stream: Option<u16>,
-    audio_stream: Option<u16>,
-    warned_late: bool,
     pub(crate) meter: Meter,
 }
 
@@ -52,35 +47,20 @@ impl Recorder {
             output,
             opts: sink_options(args),
             no_audio: args.no_audio,
-            streams: BTreeMap::new(),
+            routes: Routes::default(),
             sink: None,
-            video_stream: None,
-            audio_stream: None,
-            warned_late: false,
             meter: Meter::new("sl-file", args.progress),
         }
     }
 
-    /// Take one message. Errors are encoding or writing failures.
-    /// Take one message; a video frame's buffer comes back for reuse.
+    /// Take one message; a video frame's buffer comes back for reuse. Errors are encoding
+    /// or writing failures.
     pub(crate) fn handle(&mut self, m: Message) -> anyhow::Result<Option<Vec<u8>>> {
         match m {
-            Message::Stream { stream, info } => {
-                if self.sink.is_some() && !self.streams.contains_key(&stream) {
-                    if !self.warned_late {
-                        log::warn!(
-                            "stream {stream} ({}) started after the output was opened: ignored",
-                            info.kind_name()
-                        );
-                        self.warned_late = true;
-                    }
-                } else {
-                    self.streams.insert(stream, info);
-                }
-            }
+            Message::Stream { stream, info } => self.routes.describe(stream, info),
             Message::Video { stream, frame } => {
                 self.open_if_needed()?;
-                if Some(stream) == self.video_stream {
+                if self.routes.is_video(stream) {
                     let sink = self.sink.as_mut().expect("opened");
                     sink.write_video(&frame)?;
                     self.meter.frame(frame.data().len() as u64);
@@ -89,7 +69,7 @@ impl Recorder {
             }
             Message::Audio { stream, chunk } => {
                 self.open_if_needed()?;
-                if Some(stream) == self.audio_stream {
+                if self.routes.is_audio(stream) {
                     let sink = self.sink.as_mut().expect("opened");
                     sink.write_audio(&chunk)?;
                     self.meter.bytes(chunk.data().len() as u64);
@@ -109,23 +89,15 @@ impl Recorder {
         if self.sink.is_some() {
             return Ok(());
         }
-        let Some((video, audio)) = sl_media::choose_streams(&self.streams, self.no_audio) else {
+        let Some((video, audio)) = self.routes.choose(self.no_audio) else {
             return Err(anyhow!(
                 "a frame arrived before any raw video or audio stream description: nothing to write"
             ));
         };
-        self.video_stream = video.map(|(i, _)| i);
-        self.audio_stream = audio.map(|(i, _)| i);
-        let opened = Sink::open(
-            &self.output,
-            video.map(|(_, s)| s),
-            audio.map(|(_, s)| s),
-            &self.opts,
-        );
-        match opened {
+        match Sink::open(&self.output, video.as_ref(), audio.as_ref(), &self.opts) {
             Ok(sink) => {
                 if !sink.has_audio() {
-                    self.audio_stream = None;
+                    self.routes.drop_audio();
                 }
                 self.sink = Some(sink);
                 Ok(())

@@ -2,15 +2,14 @@
 //! even while upstream is silent), open the writer at the first frame, finalise whatever
 //! happens.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use sl_cli::{Meter, Step};
 use sl_hls_core::{HlsOptions, HlsWriter, Server, Summary};
-use sl_media::SinkOptions;
-use sl_wire::{Message, StreamInfo};
+use sl_media::{Routes, SinkOptions};
+use sl_wire::Message;
 
 use crate::Args;
 
@@ -50,11 +49,8 @@ fn options(args: &Args, outdir: &Path) -> anyhow::Result<HlsOptions> {
 struct Recorder {
     opts: HlsOptions,
     no_audio: bool,
-    streams: BTreeMap<u16, StreamInfo>,
+    routes: Routes,
     writer: Option<HlsWriter>,
-    video_stream: Option<u16>,
-    audio_stream: Option<u16>,
-    warned_late: bool,
     meter: Meter,
 }
 
@@ -62,22 +58,10 @@ impl Recorder {
     /// Take one message; a video frame's buffer comes back for reuse.
     fn handle(&mut self, m: Message) -> anyhow::Result<Option<Vec<u8>>> {
         match m {
-            Message::Stream { stream, info } => {
-                if self.writer.is_some() && !self.streams.contains_key(&stream) {
-                    if !self.warned_late {
-                        log::warn!(
-                            "stream {stream} ({}) started after the output was opened: ignored",
-                            info.kind_name()
-                        );
-                        self.warned_late = true;
-                    }
-                } else {
-                    self.streams.insert(stream, info);
-                }
-            }
+            Message::Stream { stream, info } => self.routes.describe(stream, info),
             Message::Video { stream, frame } => {
                 self.open_if_needed()?;
-                if Some(stream) == self.video_stream {
+                if self.routes.is_video(stream) {
                     self.writer.as_mut().expect("opened").write_video(&frame)?;
                     self.meter.frame(frame.data().len() as u64);
                 }
@@ -85,7 +69,7 @@ impl Recorder {
             }
             Message::Audio { stream, chunk } => {
                 self.open_if_needed()?;
-                if Some(stream) == self.audio_stream {
+                if self.routes.is_audio(stream) {
                     self.writer.as_mut().expect("opened").write_audio(&chunk)?;
                     self.meter.bytes(chunk.data().len() as u64);
                 }
@@ -104,18 +88,19 @@ impl Recorder {
         if self.writer.is_some() {
             return Ok(());
         }
-        let Some((video, audio)) = sl_media::choose_streams(&self.streams, self.no_audio) else {
+        let Some((video, audio)) = self.routes.choose(self.no_audio) else {
             return Err(anyhow!(
                 "a frame arrived before any raw video or audio stream description: nothing to encode"
             ));
         };
-        let writer = HlsWriter::open(&self.opts, video.map(|(_, s)| s), audio.map(|(_, s)| s))
+        let writer = HlsWriter::open(&self.opts, video.as_ref(), audio.as_ref())
             .with_context(|| format!("writing HLS into {}", self.opts.dir.display()))?;
-        self.video_stream = video.map(|(i, _)| i);
-        self.audio_stream = audio.map(|(i, _)| i).filter(|_| writer.has_audio());
+        if !writer.has_audio() {
+            self.routes.drop_audio();
+        }
         log::info!(
             "writing {} into {}",
-            if self.audio_stream.is_some() {
+            if self.routes.has_audio() {
                 "H.264 + AAC"
             } else {
                 "H.264"
@@ -204,11 +189,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut rec = Recorder {
         opts,
         no_audio: args.no_audio,
-        streams: BTreeMap::new(),
+        routes: Routes::default(),
         writer: None,
-        video_stream: None,
-        audio_stream: None,
-        warned_late: false,
         meter: Meter::new("sl-hls", args.progress),
     };
     let failure = input.run(|m| rec.handle(m).map(Step::from));

@@ -25,7 +25,7 @@ mod stdin;
 
 pub use error::MediaError;
 pub use pixels::{from_av_pixel, to_av_pixel};
-pub use select::{Chosen, choose_streams};
+pub use select::{Chosen, Routes, choose_streams};
 pub use sink::{Encoded, Sink, SinkOptions, SinkStream, container_for};
 pub use source::{DecodedVideo, Output, Source, SourceOptions};
 

@@ -30,3 +30,67 @@ pub fn choose_streams(
     };
     (video.is_some() || audio.is_some()).then_some((video, audio))
 }
+
+/// Which input streams an encoding stage writes: stream descriptions are collected until the
+/// first frame, then [`Routes::choose`] fixes the video and audio stream for good (a stream
+/// described after that is ignored, with one warning). Shared by sl-file -o and sl-hls.
+#[derive(Debug, Default)]
+pub struct Routes {
+    streams: BTreeMap<u16, StreamInfo>,
+    chosen: bool,
+    video: Option<u16>,
+    audio: Option<u16>,
+    warned_late: bool,
+}
+
+impl Routes {
+    /// A stream description arrived (a repeated one updates its stream until the choice).
+    pub fn describe(&mut self, stream: u16, info: StreamInfo) {
+        if self.chosen && !self.streams.contains_key(&stream) {
+            if !self.warned_late {
+                log::warn!(
+                    "stream {stream} ({}) started after the output was opened: ignored",
+                    info.kind_name()
+                );
+                self.warned_late = true;
+            }
+        } else {
+            self.streams.insert(stream, info);
+        }
+    }
+
+    /// Whether [`Routes::choose`] has been called.
+    pub fn is_chosen(&self) -> bool {
+        self.chosen
+    }
+
+    /// Choose the streams to encode ([`choose_streams`]) and return their descriptions, or
+    /// None if there is neither video nor audio to encode.
+    pub fn choose(&mut self, no_audio: bool) -> Option<(Option<StreamInfo>, Option<StreamInfo>)> {
+        let (video, audio) = choose_streams(&self.streams, no_audio)?;
+        self.chosen = true;
+        self.video = video.map(|(i, _)| i);
+        self.audio = audio.map(|(i, _)| i);
+        Some((video.map(|(_, s)| s.clone()), audio.map(|(_, s)| s.clone())))
+    }
+
+    /// The output cannot take the chosen audio: its chunks are dropped from now on.
+    pub fn drop_audio(&mut self) {
+        self.audio = None;
+    }
+
+    /// Whether `stream` is the video stream being written.
+    pub fn is_video(&self, stream: u16) -> bool {
+        self.video == Some(stream)
+    }
+
+    /// Whether `stream` is the audio stream being written.
+    pub fn is_audio(&self, stream: u16) -> bool {
+        self.audio == Some(stream)
+    }
+
+    /// Whether audio is being written.
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+}

@@ -569,20 +569,28 @@ impl Source {
         Ok(())
     }
 
+    /// Whether a decoder's `receive_frame` gave a frame. No frame for now (it wants more
+    /// input) or ever (drained) is false; so is a decoding error, which is counted.
+    fn received(&mut self, r: Result<(), av::Error>) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(av::Error::Other { errno }) if errno == av::util::error::EAGAIN => false,
+            Err(av::Error::Eof) => false,
+            Err(e) => {
+                self.decode_error(e);
+                false
+            }
+        }
+    }
+
     fn receive_video(&mut self) -> Result<(), MediaError> {
         loop {
             let v = self.video.as_mut().expect("video decoder");
-            match v.decoder.receive_frame(&mut self.frame) {
-                Ok(()) => {}
-                Err(av::Error::Other { errno }) if errno == av::util::error::EAGAIN => {
-                    return Ok(());
-                }
-                Err(av::Error::Eof) => return Ok(()),
-                Err(e) => {
-                    self.decode_error(e);
-                    return Ok(());
-                }
+            let got = v.decoder.receive_frame(&mut self.frame);
+            if !self.received(got) {
+                return Ok(());
             }
+            let v = self.video.as_mut().expect("video decoder");
             if self.frame.format() == Pixel::None || self.frame.width() == 0 {
                 // swscale aborts the process on Pixel::None: never hand it one
                 self.decode_error(av::Error::InvalidData);
@@ -676,17 +684,11 @@ impl Source {
     fn receive_audio(&mut self) -> Result<(), MediaError> {
         loop {
             let a = self.audio.as_mut().expect("audio decoder");
-            match a.decoder.receive_frame(&mut self.audio_frame) {
-                Ok(()) => {}
-                Err(av::Error::Other { errno }) if errno == av::util::error::EAGAIN => {
-                    return Ok(());
-                }
-                Err(av::Error::Eof) => return Ok(()),
-                Err(e) => {
-                    self.decode_error(e);
-                    return Ok(());
-                }
+            let got = a.decoder.receive_frame(&mut self.audio_frame);
+            if !self.received(got) {
+                return Ok(());
             }
+            let a = self.audio.as_mut().expect("audio decoder");
             let f = &self.audio_frame;
             let Some((format, planar)) = sample_from_av(f.format()) else {
                 continue;
