@@ -9,4 +9,4 @@ scripts/setup.sh
 PROFILE=(--release)
 cargo fmt --all -- --check
 cargo build --workspace --bins "${PROFILE[@]}"
-cargo test --workspace "${PROFILE[@]}" -- --test-threads "${SL_TEST_THREADS:-2}"
+cargo test --workspace --no-fail-fast "${PROFILE[@]}" -- --test-threads "${SL_TEST_THREADS:-2}"

@@ -44,11 +44,30 @@ fn runtime_deps(meta: &Value, root: &str) -> BTreeSet<String> {
     seen
 }
 
+/// The triple this test was built for, as rustc names it (`x86_64-unknown-linux-gnu`).
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .expect("run rustc -vV");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn each_desktop_stage_has_only_its_own_heavy_dependency() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Only this platform's graph: a plain `--offline` resolve wants the crates other platforms
+    // use (anstyle-wincon, windows-sys...), which a new machine's build never downloaded.
+    let host = host_triple();
     let out = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
