@@ -1,5 +1,6 @@
 //! Typed, extensible per-frame metadata: what a model found, a scoreboard's value, a tag.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// A labelled box, in pixels of the frame it is attached to (`x`, `y` the top-left corner).
@@ -91,14 +92,47 @@ impl From<Vec<BBox>> for Value {
 
 /// Ordered key/value metadata. Keys are unique; inserting an existing key replaces its value.
 /// Kept as a small vector: frames carry a handful of entries, and order is preserved on the wire.
+///
+/// [`Metadata::insert`] scans for the key, which is right for a handful of entries; building
+/// from many entries at once (a decoder, [`FromIterator`]) goes through
+/// [`Metadata::from_entries`], which is linear in the total key length.
 #[derive(Clone, PartialEq, Default)]
 pub struct Metadata {
     entries: Vec<(String, Value)>,
 }
 
 impl Metadata {
+    /// Most entries one frame or stream description may carry on the wire. Readers refuse a
+    /// message that declares more (a hostile one declaring 65,535 used to cost seconds of CPU);
+    /// writers send the first `MAX_ENTRIES`.
+    pub const MAX_ENTRIES: usize = 1024;
+
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Build from entries in order, a later duplicate key replacing the earlier value in the
+    /// earlier position (as repeated [`Metadata::insert`]s would), in linear time.
+    pub fn from_entries(entries: Vec<(String, Value)>) -> Self {
+        if entries.len() <= 8 {
+            let mut m = Metadata::new();
+            for (k, v) in entries {
+                m.insert(k, v);
+            }
+            return m;
+        }
+        let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(entries.len());
+        for (k, v) in entries {
+            match index.get(&k) {
+                Some(&i) => out[i].1 = v,
+                None => {
+                    index.insert(k.clone(), out.len());
+                    out.push((k, v));
+                }
+            }
+        }
+        Metadata { entries: out }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -144,11 +178,11 @@ impl fmt::Debug for Metadata {
 
 impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Metadata {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        let mut m = Metadata::new();
-        for (k, v) in iter {
-            m.insert(k, v);
-        }
-        m
+        Metadata::from_entries(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -167,5 +201,20 @@ mod tests {
         assert_eq!(m.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(m.remove("a"), Some(Value::Float(2.5)));
         assert!(m.get("a").is_none());
+    }
+
+    #[test]
+    fn from_entries_keeps_first_position_and_last_value() {
+        let mut entries: Vec<(String, Value)> =
+            (0..20).map(|i| (format!("k{i}"), Value::Int(i))).collect();
+        entries.push(("k3".into(), Value::Str("late".into())));
+        entries.push(("k0".into(), Value::Bool(true)));
+        let m = Metadata::from_entries(entries);
+        assert_eq!(m.len(), 20);
+        assert_eq!(m.iter().next().map(|(k, _)| k), Some("k0"));
+        assert_eq!(m.get("k0"), Some(&Value::Bool(true)));
+        assert_eq!(m.get("k3"), Some(&Value::Str("late".into())));
+        let small: Metadata = [("a", 1i64), ("a", 2i64)].into_iter().collect();
+        assert_eq!((small.len(), small.get("a")), (1, Some(&Value::Int(2))));
     }
 }

@@ -67,8 +67,9 @@ impl Enc<'_> {
     }
 
     pub fn metadata(&mut self, m: &Metadata) {
-        self.u16(m.len().min(u16::MAX as usize) as u16);
-        for (key, value) in m.iter().take(u16::MAX as usize) {
+        let n = m.len().min(Metadata::MAX_ENTRIES);
+        self.u16(n as u16);
+        for (key, value) in m.iter().take(n) {
             self.str(key);
             let (ty, start) = (value_type(value), self.0.len());
             self.u8(ty);
@@ -207,10 +208,18 @@ impl<'a> Dec<'a> {
         })
     }
 
-    /// Metadata entries; entries of unknown types are skipped, as the spec requires.
+    /// Metadata entries; entries of unknown types are skipped, as the spec requires. More than
+    /// [`Metadata::MAX_ENTRIES`] is malformed; duplicate keys are resolved in linear time
+    /// (the last value wins), so a hostile header costs time in proportion to its length.
     pub fn metadata(&mut self) -> Result<Metadata, WireError> {
-        let count = self.u16("metadata count")?;
-        let mut m = Metadata::new();
+        let count = self.u16("metadata count")? as usize;
+        if count > Metadata::MAX_ENTRIES {
+            return Err(self.err(format!(
+                "{count} metadata entries; at most {} are allowed",
+                Metadata::MAX_ENTRIES
+            )));
+        }
+        let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
             let key = self.str("metadata key")?;
             let ty = self.u8("metadata type")?;
@@ -248,8 +257,8 @@ impl<'a> Dec<'a> {
                 }
                 _ => continue,
             };
-            m.insert(key, value);
+            entries.push((key, value));
         }
-        Ok(m)
+        Ok(Metadata::from_entries(entries))
     }
 }
