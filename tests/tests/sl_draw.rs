@@ -926,3 +926,101 @@ fn fonts_load_from_the_script_folder() {
         stderr_of(&out, 1)
     );
 }
+
+#[test]
+fn a_second_sl_draw_cannot_take_over_a_control_socket() {
+    let dir = scratch_dir("draw-control-twice");
+    let s = write_script(&dir, "level.rhai", LEVEL);
+    let sock = dir.join("ctl.sock");
+    let (s, sock) = (path_str(&s), path_str(&sock));
+    let args = [
+        s.as_str(),
+        "--size",
+        "8x8",
+        "--fps",
+        "100",
+        "--control",
+        &sock,
+    ];
+    let mut first = Live::start(&dir, &args);
+    assert_eq!(red(&first.next_frame()), 10);
+    let second = Pipeline::new()
+        .sl("sl-draw", &[args.as_slice(), &["-n", "1"]].concat())
+        .timeout(Duration::from_secs(30))
+        .run();
+    assert_eq!(second.stage(0).code, Some(1), "{}", second.stage(0).stderr);
+    assert!(
+        second
+            .stage(0)
+            .stderr
+            .contains("another process is listening"),
+        "{}",
+        second.stage(0).stderr
+    );
+    // the first one still owns its socket
+    let mut conn = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+    conn.write_all(b"level=200\n").unwrap();
+    first.wait_for("level 200", |f| red(f) == 200);
+}
+
+#[test]
+fn a_script_that_is_a_fifo_is_refused_at_once() {
+    let dir = scratch_dir("draw-script-fifo");
+    let fifo = dir.join("script.rhai");
+    let _ = std::fs::remove_file(&fifo);
+    let ok = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mkfifo");
+    let out = Pipeline::new()
+        .sl(
+            "sl-draw",
+            &[&path_str(&fifo), "--size", "8x8", "--fast", "-n", "1"],
+        )
+        .timeout(Duration::from_secs(30))
+        .run();
+    assert_eq!(out.stage(0).code, Some(2), "{}", out.stage(0).stderr);
+    assert!(
+        out.stage(0).stderr.contains("not a regular file"),
+        "{}",
+        out.stage(0).stderr
+    );
+}
+
+#[test]
+fn an_empty_progress_bar_draws_nothing_without_a_warning_per_frame() {
+    let dir = scratch_dir("draw-zero-width");
+    // a progress bar at 0%, a zero-height line of a chart, a clip to nothing
+    let s = write_script(
+        &dir,
+        "bar.rhai",
+        r##"fn draw(canvas, ctx) {
+  canvas.fill_rect(2, 2, 0, 10, "#ff0000");
+  canvas.fill_rect(2, 2, 10, 0.0, "#ff0000");
+  canvas.save();
+  canvas.scale(0.0, 1.0);
+  canvas.fill_rect(0, 0, 30, 20, "#ff0000");
+  canvas.restore();
+  canvas.save();
+  canvas.clip_rect(0, 0, 0, 0);
+  canvas.fill_rect(0, 0, 30, 20, "#ff0000");
+  canvas.restore();
+}
+"##,
+    );
+    let out = overlay(&s, &["--strict"]);
+    out.assert_success();
+    let frames = out.frames();
+    assert_eq!(frames.len(), 6);
+    assert!(
+        frames
+            .iter()
+            .all(|f| pixel(f, 3, 3) == [0x10, 0x20, 0x30, 255]),
+        "nothing is drawn"
+    );
+    let err = stderr_of(&out, 1);
+    assert!(!err.contains("cannot be filled"), "{err}");
+    assert!(err.trim().is_empty(), "no warnings: {err}");
+}

@@ -20,8 +20,11 @@ use io::WriterThread;
 /// allocator's bookkeeping from the caches. Measured on the 2-core test machine, 1080p HUD
 /// in `sl-test --fast | sl-draw hud.rhai | sl-info`: the Rhai call from 0.12-0.13 ms to
 /// about 0.10 ms (median), and 64x64 frames at 250 fps from 0.09 to 0.05 ms.
+///
+/// Wrapped in a per-thread allocation counter, which bounds a script's memory (--max-memory).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: sl_draw_core::memory::Counting<mimalloc::MiMalloc> =
+    sl_draw_core::memory::Counting(mimalloc::MiMalloc);
 use sl_draw_core::pixels;
 use sl_draw_core::{Control, Drawer, FrameContext, FrameTiming, Limits, ScriptError};
 use sl_frame::{ColorInfo, PixelFormat, Rational, VideoFrame, convert, now_ns};
@@ -79,9 +82,14 @@ struct Args {
     /// Most Rhai operations one script call may run (0: no limit).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_operations)]
     max_ops: u64,
-    /// Longest one script call may take (e.g. 250ms, 1s).
+    /// Longest one script call may take (e.g. 250ms, 1s). The drawing a frame records is
+    /// budgeted to fit this too: a frame over budget passes undrawn.
     #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
     time_limit: Duration,
+    /// Most memory, in MB, one script call may allocate and the script's state may keep
+    /// (0: no limit).
+    #[arg(long, value_name = "MB", default_value_t = Limits::default().max_memory >> 20)]
+    max_memory: usize,
     /// Source id of made frames.
     #[arg(long, default_value = "sl-draw")]
     source_id: String,
@@ -261,11 +269,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     let limits = Limits {
         max_operations: args.max_ops,
         time_limit: args.time_limit,
+        max_memory: args.max_memory.saturating_mul(1 << 20),
         ..Limits::default()
     };
     if !args.script.exists() {
         return Err(usage(format!(
             "no script at {}: give the path of a .rhai file (examples/ has some)",
+            args.script.display()
+        )));
+    }
+    if !args.script.is_file() {
+        return Err(usage(format!(
+            "{} is not a regular file (a FIFO, device or folder?): give the path of a .rhai file",
             args.script.display()
         )));
     }

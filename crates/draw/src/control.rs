@@ -2,7 +2,8 @@
 //!
 //! `--control PATH`: if PATH is an existing FIFO it is read (and reopened whenever its writer
 //! closes it); otherwise a Unix socket is created at PATH (replacing a stale socket, never
-//! another kind of file) and every connection may send lines. Lines are parsed by
+//! another kind of file, nor a socket another process still listens on) and every connection
+//! may send lines. Lines are parsed by
 //! [`crate::vars::parse_line`]; the assignments arrive on a channel the drawing loop drains
 //! before each frame, so a value sent is seen by the next frame drawn.
 
@@ -39,6 +40,17 @@ impl Control {
         }
         if let Some(m) = meta {
             if m.file_type().is_socket() {
+                // A socket someone still accepts on belongs to a running process (another
+                // sl-draw, say): taking it over would silently cut that one off.
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!(
+                            "another process is listening on {} (a second sl-draw with the same --control?): stop it, or give this one another path",
+                            path.display()
+                        ),
+                    ));
+                }
                 std::fs::remove_file(path)?;
             } else {
                 return Err(std::io::Error::new(

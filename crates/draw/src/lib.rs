@@ -9,10 +9,12 @@
 //! - [`assets`]: fonts (DejaVu built in) and images, confined to the script's folder.
 //! - [`pixels`]: frames of any pixel format as premultiplied RGBA pixmaps.
 //! - [`vars`], [`control`]: `--set key=value` and the control socket/FIFO.
+//! - [`memory`]: the allocation counter that bounds a script's memory.
 
 pub mod api;
 pub mod assets;
 pub mod control;
+pub mod memory;
 pub mod paint;
 pub mod pixels;
 pub mod record;

@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Instant;
 
 use tiny_skia::{
-    ColorU8, FillRule, FilterQuality, IntSize, Mask, Paint, Pixmap, PixmapMut, PixmapPaint,
+    ColorU8, FillRule, FilterQuality, IntSize, Mask, Paint, Path, Pixmap, PixmapMut, PixmapPaint,
     Transform,
 };
 
@@ -13,8 +14,19 @@ use crate::paint::{Color, PaintSpec};
 use crate::record::Op;
 use crate::text;
 
-/// Glyph pixmaps kept between frames; cleared when it grows past this many entries.
+/// Glyph pixmaps kept between frames; cleared when it would grow past this many entries...
 const GLYPH_CACHE_MAX: usize = 8192;
+/// ...or past this many bytes of pixels. Each new text size rasterises new glyphs: a script
+/// cycling through sizes grew the cache by about 290 MB/s before it was bounded by bytes.
+pub const GLYPH_CACHE_BYTES: usize = 32 << 20;
+
+/// Why rendering stopped before the last operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overrun {
+    /// Operations drawn before the deadline passed.
+    pub drawn: usize,
+    pub total: usize,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct GlyphKey {
@@ -31,18 +43,38 @@ struct Glyph {
     top: i32,
 }
 
-/// Replays [`Op`]s. Keeps a glyph cache between frames.
+/// Replays [`Op`]s. Keeps a glyph cache between frames, bounded in entries and bytes.
 #[derive(Default)]
 pub struct Renderer {
     glyphs: HashMap<GlyphKey, Glyph>,
+    glyph_bytes: usize,
 }
 
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Renderer")
             .field("cached_glyphs", &self.glyphs.len())
+            .field("cached_glyph_bytes", &self.glyph_bytes)
             .finish()
     }
+}
+
+/// Whether filling `path` under `t` would cover nothing because its transformed bounds have
+/// no width or height (a 0-width progress bar, say). tiny-skia logs a warning for each such
+/// fill, which would repeat on every frame; skipping it draws exactly the same.
+pub fn fills_nothing(path: &Path, t: &Transform) -> bool {
+    let (mut x0, mut y0) = (f32::INFINITY, f32::INFINITY);
+    let (mut x1, mut y1) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for p in path.points() {
+        let x = p.x * t.sx + p.y * t.kx + t.tx;
+        let y = p.x * t.ky + p.y * t.sy + t.ty;
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    // tiny-skia's own test: either side "nearly zero" (1/4096)
+    !(x1 - x0 > 1.0 / 4096.0 && y1 - y0 > 1.0 / 4096.0)
 }
 
 fn is_translate(t: &Transform) -> bool {
@@ -72,12 +104,33 @@ impl Renderer {
         Renderer::default()
     }
 
-    /// Draw `ops` onto `pm`.
-    pub fn render(&mut self, ops: &[Op], assets: &Assets, pm: &mut PixmapMut<'_>) {
+    /// Bytes of glyph pixels cached now.
+    pub fn glyph_cache_bytes(&self) -> usize {
+        self.glyph_bytes
+    }
+
+    /// Draw `ops` onto `pm`. If `deadline` passes, the remaining operations are skipped (the
+    /// recorder's work budget should stop such frames first; this is the backstop).
+    pub fn render(
+        &mut self,
+        ops: &[Op],
+        assets: &Assets,
+        pm: &mut PixmapMut<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Overrun> {
         let (w, h) = (pm.width(), pm.height());
         let mut clip: Option<Rc<Mask>> = None;
         let mut saved: Vec<Option<Rc<Mask>>> = Vec::new();
-        for op in ops {
+        for (i, op) in ops.iter().enumerate() {
+            if i % 16 == 15
+                && let Some(d) = deadline
+                && Instant::now() > d
+            {
+                return Err(Overrun {
+                    drawn: i,
+                    total: ops.len(),
+                });
+            }
             let mask = clip.as_deref();
             match op {
                 Op::Clear(c) => pm.fill(c.to_skia()),
@@ -89,6 +142,9 @@ impl Renderer {
                     alpha,
                     rule,
                 } => {
+                    if fills_nothing(path, transform) {
+                        continue;
+                    }
                     if let Some(p) = paint_for(paint, *alpha, *anti_alias) {
                         pm.fill_path(path, &p, *rule, *transform, mask);
                     }
@@ -173,6 +229,11 @@ impl Renderer {
                     transform,
                     anti_alias,
                 } => {
+                    if fills_nothing(path, transform) {
+                        // a clip with no area hides everything after it
+                        clip = Mask::new(w, h).map(Rc::new);
+                        continue;
+                    }
                     let m = match &clip {
                         Some(m) => {
                             let mut m = (**m).clone();
@@ -188,6 +249,7 @@ impl Renderer {
                 }
             }
         }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -204,19 +266,26 @@ impl Renderer {
         transform: &Transform,
         mask: Option<&Mask>,
     ) {
-        if self.glyphs.len() > GLYPH_CACHE_MAX {
-            self.glyphs.clear();
-        }
         let key = GlyphKey {
             font: font_id,
             glyph,
             size_bits: size.to_bits(),
             color,
         };
-        let g = self
-            .glyphs
-            .entry(key)
-            .or_insert_with(|| rasterize(font, glyph, size, color));
+        if !self.glyphs.contains_key(&key) {
+            let g = rasterize(font, glyph, size, color);
+            let bytes = g.pixmap.as_ref().map_or(0, |p| p.data().len()) + 64;
+            // Clearing before the insert keeps the cache under its bound plus one glyph;
+            // each glyph is drawn right after it is cached, so nothing in use is lost.
+            if self.glyphs.len() >= GLYPH_CACHE_MAX || self.glyph_bytes + bytes > GLYPH_CACHE_BYTES
+            {
+                self.glyphs.clear();
+                self.glyph_bytes = 0;
+            }
+            self.glyph_bytes += bytes;
+            self.glyphs.insert(key, g);
+        }
+        let g = &self.glyphs[&key];
         let Some(pixmap) = &g.pixmap else { return };
         let paint = PixmapPaint::default();
         if is_translate(transform) {

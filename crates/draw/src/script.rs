@@ -23,6 +23,7 @@ use sl_frame::{FrameInfo, Value};
 use tiny_skia::PixmapMut;
 
 use crate::assets::Assets;
+use crate::memory;
 use crate::record::{Canvas, Recorder};
 use crate::render::Renderer;
 
@@ -30,6 +31,12 @@ use crate::render::Renderer;
 const MAX_SCRIPT_BYTES: u64 = 1 << 20;
 /// How often the script file is checked for changes.
 const RELOAD_POLL: Duration = Duration::from_millis(200);
+/// Most custom variables (`--set`, the control channel) kept; later new names are ignored.
+pub const MAX_VARS: usize = 1000;
+/// The time limit the drawing budget is sized for ([`crate::record::DRAW_AREAS_PER_FRAME`]).
+const DEFAULT_TIME_LIMIT: Duration = Duration::from_millis(250);
+/// What `on_progress` returns to stop a call that allocated past the memory limit.
+const MEMORY_STOP: &str = "memory limit";
 
 /// Sandbox limits for one script call.
 #[derive(Clone, Debug)]
@@ -42,6 +49,9 @@ pub struct Limits {
     pub max_array_size: usize,
     pub max_map_size: usize,
     pub max_call_levels: usize,
+    /// Bytes one call may allocate (and keep), and the most the script's state (`this`,
+    /// map keys included) may hold between calls. 0: no limit.
+    pub max_memory: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +63,7 @@ impl Default for Limits {
             max_array_size: 100_000,
             max_map_size: 10_000,
             max_call_levels: 64,
+            max_memory: 256 << 20,
         }
     }
 }
@@ -126,6 +137,8 @@ pub struct Drawer {
     canvas: Canvas,
     renderer: Renderer,
     deadline: Rc<Cell<Option<Instant>>>,
+    /// The thread's allocation counter when the current call started.
+    mem_base: Rc<Cell<i64>>,
     limits: Limits,
     started: Instant,
 }
@@ -140,7 +153,12 @@ impl fmt::Debug for Drawer {
 }
 
 /// The sandboxed engine, without the drawing API.
-fn sandboxed_engine(limits: &Limits, deadline: Rc<Cell<Option<Instant>>>, name: &str) -> Engine {
+fn sandboxed_engine(
+    limits: &Limits,
+    deadline: Rc<Cell<Option<Instant>>>,
+    mem_base: Rc<Cell<i64>>,
+    name: &str,
+) -> Engine {
     let mut e = Engine::new();
     // No modules from disk (or anywhere): `import` fails with "module not found".
     e.set_module_resolver(DummyModuleResolver::new());
@@ -154,8 +172,14 @@ fn sandboxed_engine(limits: &Limits, deadline: Rc<Cell<Option<Instant>>>, name: 
     e.set_max_expr_depths(64, 32);
     e.set_max_variables(1000);
     e.set_max_functions(1000);
-    // Checking the clock on every operation would cost more than the operation itself.
+    // Checking the clock on every operation would cost more than the operation itself; the
+    // allocation counter is a thread-local read, and one operation can allocate a whole
+    // string-limit's worth, so it is checked every time.
+    let max_memory = limits.max_memory as i64;
     e.on_progress(move |ops| {
+        if max_memory > 0 && memory::thread_net_bytes() - mem_base.get() > max_memory {
+            return Some(Dynamic::from(MEMORY_STOP));
+        }
         if ops % 1024 == 0
             && let Some(d) = deadline.get()
             && Instant::now() > d
@@ -192,18 +216,20 @@ impl Drawer {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let deadline = Rc::new(Cell::new(None));
+        let mem_base = Rc::new(Cell::new(0));
         let mut assets = Assets::new(base);
         assets.set_deadline(Rc::clone(&deadline));
+        assets.set_mem_base(Rc::clone(&mem_base));
         // the default font is parsed now, not in the first frame's time budget
         let _ = assets.font(0);
         let assets = Rc::new(assets);
-        let mut engine = sandboxed_engine(&limits, Rc::clone(&deadline), &name);
+        let mut engine =
+            sandboxed_engine(&limits, Rc::clone(&deadline), Rc::clone(&mem_base), &name);
         crate::api::register(&mut engine, &assets);
-        let canvas = Canvas(Rc::new(RefCell::new(Recorder::new(
-            1,
-            1,
-            Rc::clone(&assets),
-        ))));
+        let mut recorder = Recorder::new(1, 1, Rc::clone(&assets));
+        recorder
+            .set_budget_scale(limits.time_limit.as_secs_f64() / DEFAULT_TIME_LIMIT.as_secs_f64());
+        let canvas = Canvas(Rc::new(RefCell::new(recorder)));
         let mut d = Drawer {
             engine,
             path: path.to_path_buf(),
@@ -218,6 +244,7 @@ impl Drawer {
             canvas,
             renderer: Renderer::new(),
             deadline,
+            mem_base,
             limits,
             started: Instant::now(),
         };
@@ -250,9 +277,17 @@ impl Drawer {
 
     fn compile(&self) -> Result<AST, ScriptError> {
         let none = Position::NONE;
-        let len = std::fs::metadata(&self.path)
-            .map_err(|e| self.error_at(none, format!("cannot read the script: {e}"), true))?
-            .len();
+        let meta = std::fs::metadata(&self.path)
+            .map_err(|e| self.error_at(none, format!("cannot read the script: {e}"), true))?;
+        // Reading a FIFO or a device would block (or never end) before the first frame.
+        if !meta.is_file() {
+            return Err(self.error_at(
+                none,
+                "the script is not a regular file (a FIFO, device or folder?): give the path of a .rhai file".into(),
+                true,
+            ));
+        }
+        let len = meta.len();
         if len > MAX_SCRIPT_BYTES {
             return Err(self.error_at(
                 none,
@@ -292,13 +327,19 @@ impl Drawer {
     fn run_top_level(&mut self) -> Result<(), ScriptError> {
         self.deadline
             .set(Some(Instant::now() + self.limits.time_limit));
+        self.mem_base.set(memory::thread_net_bytes());
         let r = self.engine.run_ast_with_scope(&mut Scope::new(), &self.ast);
         self.deadline.set(None);
         r.map_err(|e| self.runtime_error(&e))
     }
 
     /// Set a custom variable (`ctx.vars.NAME`, `ctx.get_var("NAME", default)`).
+    /// At most [`MAX_VARS`] names are kept: a new name past that is ignored, with a warning.
     pub fn set_var(&mut self, key: &str, value: &serde_json::Value) {
+        if self.vars.len() >= MAX_VARS && !self.vars.contains_key(key) {
+            log::warn!("variable `{key}` ignored: at most {MAX_VARS} variables are kept");
+            return;
+        }
         self.vars.insert(key.into(), json_to_dynamic(value));
     }
 
@@ -396,6 +437,17 @@ impl Drawer {
                 "the script ran more than {} operations in one call (an endless loop?): it was stopped; raise --max-ops if it really needs more",
                 l.max_operations
             ),
+            EvalAltResult::ErrorTerminated(token, _)
+                if token
+                    .clone()
+                    .into_immutable_string()
+                    .is_ok_and(|t| t == MEMORY_STOP) =>
+            {
+                format!(
+                    "the script allocated more than {} MB in one call: it was stopped; keep less (map keys count too), or raise --max-memory",
+                    l.max_memory >> 20
+                )
+            }
             EvalAltResult::ErrorTerminated(..) => format!(
                 "the script took longer than {} ms in one call: it was stopped; raise --time-limit if it really needs more",
                 l.time_limit.as_millis()
@@ -427,6 +479,7 @@ impl Drawer {
     ) -> Result<T, ScriptError> {
         self.deadline
             .set(Some(Instant::now() + self.limits.time_limit));
+        self.mem_base.set(memory::thread_net_bytes());
         let r = catch_unwind(AssertUnwindSafe(|| f(self)));
         self.deadline.set(None);
         match r {
@@ -470,7 +523,37 @@ impl Drawer {
         r.map(|()| t0.elapsed())
     }
 
+    /// Keep the script's state within the memory limit: state that grew past it (across
+    /// calls, each within its own limit) is dropped, and `init` runs again.
+    fn check_state(&mut self) -> Result<(), ScriptError> {
+        let max = self.limits.max_memory;
+        if max == 0 {
+            return Ok(());
+        }
+        let mut visits = 0usize;
+        let bytes = data_bytes(&self.this, 0, &mut visits);
+        if bytes <= max {
+            return Ok(());
+        }
+        self.this = Dynamic::from_map(Map::new());
+        self.needs_init = true;
+        Err(self.error_at(
+            Position::NONE,
+            format!(
+                "the script keeps more than {} MB in `this` (map keys count too): its state was cleared and init runs again; keep less, or raise --max-memory",
+                max >> 20
+            ),
+            false,
+        ))
+    }
+
     fn record_inner(&mut self, fc: &FrameContext<'_>) -> Result<(), ScriptError> {
+        let r = self.record_calls(fc);
+        let state = self.check_state();
+        r.and(state)
+    }
+
+    fn record_calls(&mut self, fc: &FrameContext<'_>) -> Result<(), ScriptError> {
         let ctx = self.ctx_map(fc);
         self.canvas.0.borrow_mut().reset(fc.width, fc.height);
         if self.needs_init && self.has_init() {
@@ -515,17 +598,58 @@ impl Drawer {
         let t0 = Instant::now();
         let rec = self.canvas.0.borrow();
         let (renderer, assets) = (&mut self.renderer, &self.assets);
-        let r = catch_unwind(AssertUnwindSafe(|| renderer.render(&rec.ops, assets, pm)));
+        let deadline = Some(t0 + self.limits.time_limit);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            renderer.render(&rec.ops, assets, pm, deadline)
+        }));
         drop(rec);
-        if r.is_err() {
-            return Err(self.error_at(
+        match r {
+            Ok(Ok(())) => Ok(t0.elapsed()),
+            Ok(Err(o)) => Err(self.error_at(
+                Position::NONE,
+                format!(
+                    "rasterising took longer than {} ms: {} of {} drawing operations were skipped, so this frame is partly drawn; draw less, or raise --time-limit",
+                    self.limits.time_limit.as_millis(),
+                    o.total - o.drawn,
+                    o.total
+                ),
+                false,
+            )),
+            Err(_) => Err(self.error_at(
                 Position::NONE,
                 "internal error while rasterising (please report it); the frame may be partly drawn".into(),
                 false,
-            ));
+            )),
         }
-        Ok(t0.elapsed())
     }
+}
+
+/// Bytes a script value holds, map keys included (Rhai's own size limits leave keys out),
+/// with a fixed overhead per value. Stops counting after a million values.
+fn data_bytes(d: &Dynamic, depth: usize, visits: &mut usize) -> usize {
+    *visits += 1;
+    if depth > 64 || *visits > 1_000_000 {
+        return 0;
+    }
+    if let Some(m) = d.read_lock::<Map>() {
+        return m
+            .iter()
+            .map(|(k, v)| 32 + k.len() + data_bytes(v, depth + 1, visits))
+            .sum();
+    }
+    if let Some(a) = d.read_lock::<Array>() {
+        return a
+            .iter()
+            .map(|v| 16 + data_bytes(v, depth + 1, visits))
+            .sum();
+    }
+    if let Some(b) = d.read_lock::<rhai::Blob>() {
+        return b.len();
+    }
+    if let Some(s) = d.read_lock::<rhai::ImmutableString>() {
+        return s.len();
+    }
+    16
 }
 
 fn box_map(b: &sl_frame::BBox) -> Dynamic {
