@@ -1,7 +1,9 @@
 //! sl-info: report on a stream, or pass it through with a live meter.
 
-use std::io::Write;
-use std::process::ExitCode;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
@@ -18,11 +20,15 @@ use sl_wire::{MessageHead, WireError};
     version,
     after_help = "Examples:\n  \
       sl-test -n 90 --fast | sl-info                 # report on stdout\n  \
+      sl-info capture.slv                            # a stream file (a media file goes through sl-file)\n  \
       sl-file talk.mp4 | sl-info --json | jq .streams\n  \
       sl-cam | sl-info --pass | sl-hls out/          # a meter in the middle of a pipe\n\n\
       Exit status: 0 for a complete stream, 1 for a truncated or invalid one."
 )]
 struct Args {
+    /// Read this file instead of stdin: a streamlib stream (`.slv`), or a media file, which
+    /// is read through `sl-file FILE`.
+    input: Option<PathBuf>,
     /// Copy the stream to stdout unchanged; the meter and the final report go to stderr.
     #[arg(long)]
     pass: bool,
@@ -40,8 +46,46 @@ fn main() -> ExitCode {
     sl_cli::run(|a: &Args| &a.common, run)
 }
 
+/// The stream to inspect: stdin, a stream file, or a media file decoded by `sl-file` (the
+/// child is returned to be waited for).
+fn open_input(path: Option<&Path>) -> anyhow::Result<(sl_wire::Reader<File>, Option<Child>)> {
+    let Some(path) = path else {
+        return Ok((sl_cli::frame_input()?, None));
+    };
+    let mut head = [0u8; 8];
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .with_context(|| format!("opening {}", path.display()))?;
+    if n == 8 && head == sl_wire::MAGIC {
+        let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        return Ok((sl_wire::Reader::new(f)?, None));
+    }
+    // not our format: let sl-file decode it, as `sl-file FILE | sl-info` would
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("sl-file")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("sl-file"));
+    let mut child = std::process::Command::new(&sibling)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            sl_cli::usage(format!(
+                "{} is not a streamlib stream and sl-file could not be started to read it ({e}): \
+                 run `sl-file {} | sl-info`",
+                path.display(),
+                path.display()
+            ))
+        })?;
+    let out = child.stdout.take().expect("piped stdout");
+    let file = File::from(std::os::fd::OwnedFd::from(out));
+    Ok((sl_wire::Reader::new(file)?, Some(child)))
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
-    let mut reader = sl_cli::frame_input()?;
+    let (mut reader, child) = open_input(args.input.as_deref())?;
     let mut writer = if args.pass {
         Some(sl_cli::frame_output()?)
     } else {
@@ -102,9 +146,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             w.finish()?;
         }
     }
+    if let Some(mut c) = child {
+        let _ = c.wait();
+    }
     let report = inspector.report();
     let text = if args.json {
         report.to_json() + "\n"
+    } else if args.pass {
+        // on stderr, next to other stages' output (and maybe another sl-info's report)
+        report.to_text_labelled("sl-info (pass)")
     } else {
         report.to_text()
     };

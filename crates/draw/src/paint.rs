@@ -20,15 +20,17 @@ impl Color {
         Color { r, g, b, a }
     }
 
-    /// Parse `#rgb`, `#rrggbb`, `#rrggbbaa` or a name (`red`, `transparent`...).
+    /// Parse `#rgb`, `#rrggbb`, `#rrggbbaa` or a CSS colour name (`red`, `rebeccapurple`,
+    /// `transparent`...).
     pub fn parse(s: &str) -> Result<Color, String> {
         let hex = s.strip_prefix('#').unwrap_or(s);
         if hex.len() == 3 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             let d = |i: usize| u8::from_str_radix(&hex[i..i + 1], 16).unwrap_or(0) * 17;
             return Ok(Color::rgba(d(0), d(1), d(2), 255));
         }
+        // the shared parser's error lists every CSS name (and suggests near ones)
         let [r, g, b, a] = sl_pattern::parse_colour(s)
-            .map_err(|_| format!("`{s}` is not a colour: use \"#rrggbb\", \"#rrggbbaa\", \"#rgb\", a name like \"red\", or rgba(r, g, b, a)"))?;
+            .map_err(|e| format!("{e}; or rgba(r, g, b, a) in a script"))?;
         Ok(Color::rgba(r, g, b, a))
     }
 

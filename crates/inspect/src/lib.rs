@@ -49,6 +49,75 @@ struct Stream {
     last_arrival: Option<Instant>,
     ended: bool,
     audio_samples: u64,
+    /// ffprobe-style fields of the first format seen.
+    shape: Option<Shape>,
+}
+
+/// What a stream carries, as ffprobe names it.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Shape {
+    codec_name: String,
+    width: Option<u32>,
+    height: Option<u32>,
+    pix_fmt: Option<String>,
+    sample_fmt: Option<String>,
+    sample_rate: Option<u32>,
+    channels: Option<u16>,
+}
+
+/// FFmpeg's name for one of our pixel formats (`pix_fmt`).
+fn ffmpeg_pix_fmt(name: &str) -> String {
+    match name {
+        "i420" => "yuv420p",
+        "gray8" => "gray",
+        other => other,
+    }
+    .to_string()
+}
+
+fn video_shape(format: &str, coded: Option<&str>, width: u32, height: u32) -> Shape {
+    Shape {
+        codec_name: coded.unwrap_or("rawvideo").to_string(),
+        width: Some(width),
+        height: Some(height),
+        pix_fmt: coded.is_none().then(|| ffmpeg_pix_fmt(format)),
+        ..Shape::default()
+    }
+}
+
+fn audio_shape(format: sl_frame::SampleFormat, planar: bool, rate: u32, channels: u16) -> Shape {
+    let f = format.to_string();
+    // FFmpeg's sample formats: s16, s16p, flt, fltp, dbl...
+    let base = match f.as_str() {
+        "f32" => "flt",
+        "f64" => "dbl",
+        other => other,
+    };
+    Shape {
+        codec_name: "pcm".into(),
+        sample_fmt: Some(format!("{base}{}", if planar { "p" } else { "" })),
+        sample_rate: Some(rate),
+        channels: Some(channels),
+        ..Shape::default()
+    }
+}
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// `num/den` in lowest terms, as ffprobe writes rates (`30/1`, `30000/1001`).
+fn rational_string(num: u128, den: u128) -> Option<String> {
+    if den == 0 {
+        return None;
+    }
+    let g = gcd(num, den).max(1);
+    Some(format!("{}/{}", num / g, den / g))
+}
+
+/// Round to a microunit, so a rate computed as 30.000000000000004 reads 30.
+fn tidy(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
 }
 
 /// Accumulates statistics from message headers.
@@ -96,6 +165,20 @@ pub struct StreamReport {
     pub reordered: u64,
     pub ended: bool,
     pub audio_samples: Option<u64>,
+    /// As ffprobe: `rawvideo`, `h264`, `mjpeg`, `pcm`.
+    pub codec_name: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// FFmpeg's name of the pixel format (`rgba`, `yuv420p`, `nv12`, `gray`...).
+    pub pix_fmt: Option<String>,
+    /// FFmpeg's name of the sample format (`s16`, `fltp`...).
+    pub sample_fmt: Option<String>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u16>,
+    /// The nominal frame rate as a rational (`30/1`, `30000/1001`), as ffprobe's.
+    pub r_frame_rate: Option<String>,
+    /// The rate the timestamps imply, as an exact rational in lowest terms.
+    pub avg_frame_rate: Option<String>,
 }
 
 /// Everything `sl-info` reports.
@@ -155,6 +238,22 @@ impl Inspector {
                 if s.formats.last() != Some(&d) {
                     s.formats.push(d);
                 }
+                if s.shape.is_none() {
+                    s.shape = match &info.kind {
+                        StreamKind::Video(v) => Some(match v.format {
+                            sl_wire::VideoFormat::Raw(p) => {
+                                video_shape(p.name(), None, v.width, v.height)
+                            }
+                            sl_wire::VideoFormat::Coded(c) => {
+                                video_shape("", Some(codec_name(c.name())), v.width, v.height)
+                            }
+                        }),
+                        StreamKind::Audio(a) => {
+                            Some(audio_shape(a.format, a.planar, a.sample_rate, a.channels))
+                        }
+                        StreamKind::Data => None,
+                    };
+                }
                 s.info = Some(info.clone());
             }
             MessageHead::Unknown { .. } => {}
@@ -169,13 +268,23 @@ impl Inspector {
                         width,
                         height,
                         ..
-                    } => ("video", Some(format!("{} {width}x{height}", format.name()))),
+                    } => {
+                        s.shape.get_or_insert_with(|| {
+                            video_shape(format.name(), None, *width, *height)
+                        });
+                        ("video", Some(format!("{} {width}x{height}", format.name())))
+                    }
                     MessageHead::Packet {
                         codec,
                         width,
                         height,
                         ..
-                    } => ("video", Some(format!("{} {width}x{height}", codec.name()))),
+                    } => {
+                        s.shape.get_or_insert_with(|| {
+                            video_shape("", Some(codec_name(codec.name())), *width, *height)
+                        });
+                        ("video", Some(format!("{} {width}x{height}", codec.name())))
+                    }
                     MessageHead::Audio {
                         format,
                         sample_rate,
@@ -185,6 +294,9 @@ impl Inspector {
                         ..
                     } => {
                         s.audio_samples += *samples as u64;
+                        s.shape.get_or_insert_with(|| {
+                            audio_shape(*format, *planar, *sample_rate, *channels)
+                        });
                         let p = if *planar { " planar" } else { "" };
                         (
                             "audio",
@@ -272,10 +384,19 @@ impl Inspector {
                     }
                     _ => None,
                 };
-                let nominal_fps = s.info.as_ref().and_then(|i| match &i.kind {
-                    StreamKind::Video(v) if v.fps.is_valid() => Some(v.fps.as_f64()),
+                let nominal = s.info.as_ref().and_then(|i| match &i.kind {
+                    StreamKind::Video(v) if v.fps.is_valid() => Some(v.fps),
                     _ => None,
                 });
+                let nominal_fps = nominal.map(|r| tidy(r.as_f64()));
+                let avg_frame_rate = match (tb, s.first_pts, s.last_pts) {
+                    (Some(tb), Some(a), Some(b)) if b > a && s.kind == "video" => rational_string(
+                        (s.frames - 1) as u128 * tb.den as u128,
+                        (b - a) as u128 * tb.num as u128,
+                    ),
+                    _ => None,
+                };
+                let shape = s.shape.clone().unwrap_or_default();
                 StreamReport {
                     index,
                     kind: if s.kind.is_empty() { "unknown" } else { s.kind },
@@ -293,16 +414,26 @@ impl Inspector {
                     first_pts: s.first_pts,
                     last_pts: s.last_pts,
                     duration,
-                    fps,
-                    arrival_fps,
+                    fps: fps.map(tidy),
+                    arrival_fps: arrival_fps.map(tidy),
                     bitrate: duration
                         .filter(|d| *d > 0.0)
-                        .map(|d| s.bytes as f64 * 8.0 / d),
+                        .map(|d| (s.bytes as f64 * 8.0 / d).round()),
                     dropped: s.dropped,
                     gaps: s.gaps,
                     reordered: s.reordered,
                     ended: s.ended,
                     audio_samples: (s.kind == "audio").then_some(s.audio_samples),
+                    codec_name: s.shape.as_ref().map(|sh| sh.codec_name.clone()),
+                    width: shape.width,
+                    height: shape.height,
+                    pix_fmt: shape.pix_fmt,
+                    sample_fmt: shape.sample_fmt,
+                    sample_rate: shape.sample_rate,
+                    channels: shape.channels,
+                    r_frame_rate: nominal
+                        .and_then(|r| rational_string(r.num as u128, r.den as u128)),
+                    avg_frame_rate,
                 }
             })
             .collect();
@@ -327,9 +458,28 @@ fn nominal_frame_ticks(info: Option<&StreamInfo>, tb: Rational) -> Option<i64> {
     Some(v.fps.inverse().rescale(1, tb)).filter(|&t| t > 0)
 }
 
+/// FFmpeg's codec name for one of ours.
+fn codec_name(ours: &str) -> &'static str {
+    match ours {
+        "h264" => "h264",
+        "jpeg" => "mjpeg",
+        _ => "unknown",
+    }
+}
+
 impl Report {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("report serialises")
+    }
+
+    /// The human-readable report with every line under a heading naming who reports it, for
+    /// a report that shares stderr with others (`sl-info --pass` in a pipe of stages).
+    pub fn to_text_labelled(&self, label: &str) -> String {
+        let mut o = format!("{label}:\n");
+        for line in self.to_text().lines() {
+            let _ = writeln!(o, "  {line}");
+        }
+        o
     }
 
     /// The human-readable report.
@@ -450,5 +600,34 @@ mod tests {
         assert_eq!(r.ending, Ending::Clean);
         assert!(r.to_text().contains("2 dropped, 2 gaps, 1 reordered"));
         assert!(r.to_json().contains("\"ending\": \"clean\""));
+    }
+
+    #[test]
+    fn json_reads_like_ffprobe() {
+        let mut i = Inspector::new();
+        let info = StreamInfo::raw_video(PixelFormat::I420, 64, 48, Rational::new(30000, 1001));
+        i.observe(&MessageHead::Stream { stream: 0, info }, 0, 16);
+        // 10 frames at 1001/30000 s each, in a 1/90000 time base (3003 ticks apart)
+        for n in 0..10u64 {
+            let mut h = video(n, 0);
+            if let MessageHead::Video { info, format, .. } = &mut h {
+                info.time_base = Rational::new(1, 90000);
+                info.pts = n as i64 * 3003;
+                info.duration = 3003;
+                *format = PixelFormat::I420;
+            }
+            i.observe(&h, 64, 200);
+        }
+        let j: serde_json::Value = serde_json::from_str(&i.report().to_json()).unwrap();
+        let s = &j["streams"][0];
+        assert_eq!(s["width"], 64);
+        assert_eq!(s["height"], 48);
+        assert_eq!(s["pix_fmt"], "yuv420p");
+        assert_eq!(s["codec_name"], "rawvideo");
+        assert_eq!(s["r_frame_rate"], "30000/1001");
+        assert_eq!(s["avg_frame_rate"], "30000/1001");
+        assert_eq!(s["fps"], 29.97003);
+        let t = i.report().to_text_labelled("sl-info (pass)");
+        assert!(t.starts_with("sl-info (pass):\n  stream 0: video"), "{t}");
     }
 }

@@ -4,6 +4,7 @@
 //! format); each frame copies it and draws the moving parts with format-aware fills, so a
 //! 1080p pattern costs about one memcpy per frame.
 
+pub mod colours;
 mod font;
 
 use std::fmt;
@@ -76,27 +77,34 @@ pub const BAR_COLOURS: [[u8; 3]; 7] = [
     [0, 0, 191],
 ];
 
-/// Parse a colour: `#rrggbb`, `#rrggbbaa`, `rrggbb`, or a name (black, white, red, green,
-/// blue, yellow, cyan, magenta, grey, transparent).
+/// Parse a colour: `#rgb`, `#rrggbb`, `#rrggbbaa` (the `#` optional for the last two), or
+/// one of the 148 CSS names ([`colours::CSS_COLOURS`]; `green` is CSS's `#008000`, `lime` is
+/// `#00ff00`) or `transparent`.
 pub fn parse_colour(s: &str) -> Result<[u8; 4], String> {
-    let named = match s.to_ascii_lowercase().as_str() {
-        "black" => Some([0, 0, 0, 255]),
-        "white" => Some([255, 255, 255, 255]),
-        "red" => Some([255, 0, 0, 255]),
-        "green" => Some([0, 255, 0, 255]),
-        "blue" => Some([0, 0, 255, 255]),
-        "yellow" => Some([255, 255, 0, 255]),
-        "cyan" => Some([0, 255, 255, 255]),
-        "magenta" => Some([255, 0, 255, 255]),
-        "grey" | "gray" => Some([128, 128, 128, 255]),
-        "transparent" => Some([0, 0, 0, 0]),
-        _ => None,
-    };
-    if let Some(c) = named {
+    if let Some(c) = colours::named(s.trim()) {
         return Ok(c);
     }
     let hex = s.strip_prefix('#').unwrap_or(s);
-    let bad = || format!("`{s}` is not a colour: use #rrggbb, #rrggbbaa or a name like red");
+    let bad = || {
+        let near = colours::similar(s);
+        let hint = if near.is_empty() {
+            String::new()
+        } else {
+            format!(" (did you mean {}?)", near.join(", "))
+        };
+        format!(
+            "`{s}` is not a colour{hint}: use #rrggbb, #rrggbbaa, #rgb or a CSS colour name: {}",
+            colours::CSS_COLOURS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    };
+    if hex.len() == 3 && s.starts_with('#') && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let d = |i: usize| u8::from_str_radix(&hex[i..i + 1], 16).unwrap_or(0) * 17;
+        return Ok([d(0), d(1), d(2), 255]);
+    }
     if !(hex.len() == 6 || hex.len() == 8) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
@@ -209,7 +217,7 @@ impl Generator {
             }
             Pattern::Counter => {
                 out.data_mut().copy_from_slice(self.base.data());
-                let h = out.height() as i64;
+                let (w, h) = (out.width() as i64, out.height() as i64);
                 let scale = (h / 40).max(1);
                 let ms = (secs * 1000.0).round() as i64;
                 let clock = format!(
@@ -219,15 +227,24 @@ impl Generator {
                     ms / 1000 % 60,
                     ms % 1000
                 );
+                // Each text is as large as the height allows, but never wider than the frame
+                // between its margins (the clock's 12 characters used to run off the right
+                // edge at every size): the counter is sized for 6 digits, the clock for its
+                // length.
+                let margin = scale * 2;
+                let fit = |chars: i64, want: i64| want.min((w - 2 * margin) / (chars * 6)).max(1);
+                let count = format!("{n}");
+                let count_scale = fit((count.len() as i64).max(6), scale * 2);
                 draw_text(
                     out,
-                    &format!("{n}"),
-                    scale * 2,
-                    scale * 2,
-                    scale * 2,
+                    &count,
+                    margin,
+                    margin,
+                    count_scale,
                     [255, 255, 255, 255],
                 );
-                draw_text(out, &clock, scale * 2, h / 2, scale, [0, 255, 0, 255]);
+                let clock_scale = fit(clock.chars().count() as i64, scale);
+                draw_text(out, &clock, margin, h / 2, clock_scale, [0, 255, 0, 255]);
             }
         }
     }
@@ -282,11 +299,55 @@ mod tests {
     }
 
     #[test]
+    fn the_counter_clock_fits_the_frame_at_every_size() {
+        for (w, h) in [(320, 240), (480, 270), (640, 480), (960, 540), (1280, 720)] {
+            let mut g =
+                Generator::new(Pattern::Counter, PixelFormat::Rgba, w, h, [0; 4], 1).unwrap();
+            let mut f = g.blank();
+            // the widest clock and a long counter
+            g.render(123_456, 35_999.999, &mut f);
+            let (mut left, mut right) = (usize::MAX, 0);
+            for y in 0..h as usize {
+                for (x, px) in f.row(0, y).chunks_exact(4).enumerate() {
+                    if px[..3] == [0, 255, 0] {
+                        left = left.min(x);
+                        right = right.max(x);
+                    }
+                }
+            }
+            assert!(right > left, "{w}x{h}: no clock drawn");
+            // the clock ends inside the frame, with a right margin no smaller than a pixel,
+            // and its last digit is whole: it is as wide as 12 glyphs (minus the gap after
+            // the last one)
+            let scale = (right - left + 1 + 1) / (12 * 6 - 1).max(1);
+            assert!(
+                right + 1 < w as usize,
+                "{w}x{h}: the clock reaches the right edge"
+            );
+            assert_eq!(
+                (right - left + 1) as i64,
+                text_width("000000000000", scale as i64) - scale as i64,
+                "{w}x{h}: the clock is cut"
+            );
+        }
+    }
+
+    #[test]
     fn colours_parse() {
         assert_eq!(parse_colour("#ff8000").unwrap(), [255, 128, 0, 255]);
         assert_eq!(parse_colour("00ff0080").unwrap(), [0, 255, 0, 128]);
         assert_eq!(parse_colour("red").unwrap(), [255, 0, 0, 255]);
         assert!(parse_colour("#12").is_err());
+        assert_eq!(parse_colour("#f80").unwrap(), [255, 136, 0, 255]);
+        assert_eq!(
+            parse_colour("CornflowerBlue").unwrap(),
+            [100, 149, 237, 255]
+        );
+        let e = parse_colour("cornflower").unwrap_err();
+        assert!(
+            e.contains("cornflowerblue") && e.contains("rebeccapurple"),
+            "{e}"
+        );
         assert!("plaid".parse::<Pattern>().is_err());
     }
 }

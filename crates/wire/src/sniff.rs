@@ -29,6 +29,14 @@ pub fn describe_foreign(head: &[u8]) -> String {
         "an H.264/H.265 elementary stream"
     } else if head.starts_with(&crate::MAGIC[..4]) {
         "a damaged streamlib stream header"
+    } else if !head.is_empty() && head.iter().all(|b| b.is_ascii_whitespace()) {
+        // `echo | sl-draw x.rhai`: nothing but a line break came in
+        return format!(
+            "blank text ({} byte{} of whitespace: {}, as `echo` writes), not frames",
+            head.len(),
+            if head.len() == 1 { "" } else { "s" },
+            hex(head)
+        );
     } else if !head.is_empty()
         && head
             .iter()
@@ -66,6 +74,11 @@ mod tests {
         assert!(describe_foreign(b"YUV4MPEG2 W64 H48 F25:1").contains("y4m"));
         assert!(describe_foreign(b"\0\0\0\x20ftypisom").contains("MP4"));
         assert!(describe_foreign(b"hello world\n").contains("text"));
+        let blank = describe_foreign(b"\n");
+        assert!(
+            blank.contains("blank text (1 byte of whitespace: 0a"),
+            "{blank}"
+        );
         assert!(describe_foreign(&[0xde, 0xad, 0xbe, 0xef]).contains("de ad be ef"));
     }
 }
