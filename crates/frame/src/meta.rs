@@ -104,7 +104,7 @@ pub struct Metadata {
 impl Metadata {
     /// Most entries one frame or stream description may carry on the wire. Readers refuse a
     /// message that declares more (a hostile one declaring 65,535 used to cost seconds of CPU);
-    /// writers send the first `MAX_ENTRIES`.
+    /// writers refuse to send more.
     pub const MAX_ENTRIES: usize = 1024;
 
     pub fn new() -> Self {

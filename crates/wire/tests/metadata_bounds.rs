@@ -78,13 +78,16 @@ fn entries_up_to_the_bound_decode_and_duplicates_collapse() {
 }
 
 #[test]
-fn a_writer_sends_at_most_the_bound() {
+fn a_writer_refuses_more_than_the_bound() {
     let mut f = sl_frame::VideoFrame::new(sl_frame::PixelFormat::Gray8, 2, 2).unwrap();
-    f.info.metadata = (0..Metadata::MAX_ENTRIES as i64 + 10)
+    f.info.metadata = (0..Metadata::MAX_ENTRIES as i64)
         .map(|i| (format!("k{i}"), i))
         .collect();
     let mut w = Writer::new(Vec::new()).unwrap();
     w.write_video(0, &f).unwrap();
+    f.info.metadata.insert("one too many", 1i64);
+    let err = w.write_video(0, &f).unwrap_err().to_string();
+    assert!(err.contains("1025") && err.contains("1024"), "{err}");
     w.finish().unwrap();
     let bytes = w.get_ref().clone();
     let Some(Message::Video { frame, .. }) = first_message(&bytes).unwrap() else {
