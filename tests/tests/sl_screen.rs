@@ -402,3 +402,76 @@ fn the_cursor_is_drawn_unless_asked_not_to() {
         not_red(&with)
     );
 }
+
+#[test]
+fn finds_a_window_titled_only_by_wm_name_and_says_when_no_window_manager_runs() {
+    require("convert");
+    require("display");
+    // without a window manager: the error says so
+    let bare = Xvfb::start(320, 240);
+    let out = bare
+        .env(Pipeline::new().sl("sl-screen", &["--window", "nope", "-n", "1"]))
+        .run();
+    let s = out.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(
+        s.stderr.contains("no window manager is running"),
+        "{}",
+        s.stderr
+    );
+    drop(bare);
+
+    // ImageMagick's `display` names its window with a plain STRING WM_NAME only
+    let x = Xvfb::start(640, 480).with_window_manager();
+    let dir = scratch_dir("screen-wm-name");
+    let png = dir.join("blue.png");
+    let ok = std::process::Command::new("convert")
+        .args(["-size", "200x150", "xc:blue", png.to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "convert failed");
+    let mut shown = x
+        .command("display")
+        .args(["-title", "only-wm-name", png.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start display");
+    let listed = wait_for(
+        PATIENCE,
+        "sl-screen --list to show the window by title",
+        || {
+            let out = x
+                .command(bin("sl-screen").to_str().unwrap())
+                .arg("--list")
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .find(|l| l.contains("only-wm-name"))
+                .map(str::to_string)
+        },
+    );
+    assert!(listed.contains("200x150"), "{listed}");
+    let out = x
+        .env(Pipeline::new().sl(
+            "sl-screen",
+            &["--window", "only-wm", "-n", "1", "--no-cursor"],
+        ))
+        .run();
+    let _ = shown.kill();
+    let _ = shown.wait();
+    out.assert_success();
+    let frames = out.frames();
+    assert_eq!(frames.len(), 1);
+    assert_eq!((frames[0].width(), frames[0].height()), (200, 150));
+    assert!(close(rgb_at(&frames[0], 100, 75), BLUE, 8));
+    // a title that matches nothing, with a window manager: the windows are named, and no
+    // claim that there is no window manager
+    let out = x
+        .env(Pipeline::new().sl("sl-screen", &["--window", "nope", "-n", "1"]))
+        .run();
+    let s = out.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(!s.stderr.contains("no window manager"), "{}", s.stderr);
+}

@@ -35,11 +35,13 @@ pub enum ScreenError {
     NoMonitor { wanted: String, found: String },
     #[error("the display reports no monitors")]
     NoMonitors,
-    #[error(
-        "no window matches `{wanted}`; windows: {found}. `sl-screen --list` shows them \
-         (windows are found through the window manager: none are listed without one)"
-    )]
+    #[error("no window matches `{wanted}`; windows: {found}. `sl-screen --list` shows them")]
     NoWindow { wanted: String, found: String },
+    #[error(
+        "no window matches `{wanted}`: no window manager is running, and windows are found \
+         through it. Start one (openbox, say), or capture the screen or a --region instead"
+    )]
+    NoWindowManager { wanted: String },
     #[error("region {region} is outside {monitor} ({w}x{h})")]
     Region {
         region: Region,
@@ -154,10 +156,98 @@ fn monitor_info(m: &Monitor) -> Result<MonitorInfo, xcap::XCapError> {
     })
 }
 
+/// A window's title: xcap's (`_NET_WM_NAME`, or `WM_NAME` typed COMPOUND_TEXT), else the
+/// plain `WM_NAME` of any type. Programs that set only a STRING `WM_NAME` (ImageMagick's
+/// `display`, xterm without a UTF-8 title) have no title for xcap alone.
+fn title(w: &Window) -> String {
+    let t = w.title().unwrap_or_default();
+    if !t.is_empty() {
+        return t;
+    }
+    w.id().ok().and_then(x11_names::wm_name).unwrap_or_default()
+}
+
+/// Titles and the window manager, asked of the X server directly.
+mod x11_names {
+    use xcb::{Connection, XidNew, x};
+
+    fn connect() -> Option<Connection> {
+        Connection::connect(None).ok().map(|(c, _)| c)
+    }
+
+    fn atom(conn: &Connection, name: &[u8]) -> Option<x::Atom> {
+        let cookie = conn.send_request(&x::InternAtom {
+            only_if_exists: true,
+            name,
+        });
+        let a = conn.wait_for_reply(cookie).ok()?.atom();
+        (a != x::ATOM_NONE).then_some(a)
+    }
+
+    fn property(conn: &Connection, window: x::Window, property: x::Atom) -> Option<Vec<u8>> {
+        let cookie = conn.send_request(&x::GetProperty {
+            delete: false,
+            window,
+            property,
+            r#type: x::ATOM_ANY,
+            long_offset: 0,
+            long_length: 1024,
+        });
+        let r = conn.wait_for_reply(cookie).ok()?;
+        // xcb asserts the element size matches the property's format: read it as it is
+        let v: Vec<u8> = match r.format() {
+            8 => r.value::<u8>().to_vec(),
+            16 => r
+                .value::<u16>()
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+            32 => r
+                .value::<u32>()
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+            _ => Vec::new(),
+        };
+        (!v.is_empty()).then_some(v)
+    }
+
+    /// `_NET_WM_NAME` or `WM_NAME` of window `id`, whatever their type.
+    pub fn wm_name(id: u32) -> Option<String> {
+        let conn = connect()?;
+        // an id the server gave xcap; a stale one only makes the requests fail
+        let window = x::Window::new(id);
+        let net = atom(&conn, b"_NET_WM_NAME");
+        for prop in net.into_iter().chain([x::ATOM_WM_NAME]) {
+            if let Some(v) = property(&conn, window, prop) {
+                let t = String::from_utf8_lossy(&v)
+                    .trim_end_matches('\0')
+                    .to_string();
+                if !t.is_empty() {
+                    return Some(t);
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether an EWMH window manager runs (it sets `_NET_SUPPORTING_WM_CHECK` on the root).
+    pub fn window_manager_runs() -> bool {
+        let Some(conn) = connect() else { return false };
+        let Some(root) = conn.get_setup().roots().next().map(|s| s.root()) else {
+            return false;
+        };
+        let Some(check) = atom(&conn, b"_NET_SUPPORTING_WM_CHECK") else {
+            return false;
+        };
+        property(&conn, root, check).is_some_and(|v| v.len() >= 4)
+    }
+}
+
 fn window_info(w: &Window) -> Result<WindowInfo, xcap::XCapError> {
     Ok(WindowInfo {
         id: w.id()?,
-        title: w.title().unwrap_or_default(),
+        title: title(w),
         app: w.app_name().unwrap_or_default(),
         x: w.x()?,
         y: w.y()?,
@@ -303,11 +393,14 @@ impl Source {
                     .iter()
                     .position(|win| win.id().ok() == id)
                     .or_else(|| {
-                        windows.iter().position(|win| {
-                            win.title().is_ok_and(|t| t.to_lowercase().contains(&lower))
-                        })
+                        windows
+                            .iter()
+                            .position(|win| title(win).to_lowercase().contains(&lower))
                     });
                 let Some(i) = found else {
+                    if windows.is_empty() && !x11_names::window_manager_runs() {
+                        return Err(ScreenError::NoWindowManager { wanted: w.clone() });
+                    }
                     return Err(ScreenError::NoWindow {
                         wanted: w.clone(),
                         found: if windows.is_empty() {
@@ -323,11 +416,7 @@ impl Source {
                     });
                 };
                 let win = windows.into_iter().nth(i).expect("index");
-                let what = format!(
-                    "window {:#x} \"{}\"",
-                    win.id().unwrap_or(0),
-                    win.title().unwrap_or_default()
-                );
+                let what = format!("window {:#x} \"{}\"", win.id().unwrap_or(0), title(&win));
                 Ok(Source {
                     grabber: Grabber::Window(win),
                     what,
