@@ -546,7 +546,7 @@ fn flat_jpeg(w: u16, h: u16) -> Vec<u8> {
     let blocks = (w as usize / 8) * (h as usize / 8);
     let bytes = (blocks * 2).div_ceil(8);
     j.extend(std::iter::repeat_n(0u8, bytes));
-    if (blocks * 2) % 8 != 0 {
+    if !(blocks * 2).is_multiple_of(8) {
         let last = j.len() - 1;
         j[last] = 0xff >> ((blocks * 2) % 8);
     }

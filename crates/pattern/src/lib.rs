@@ -319,7 +319,7 @@ mod tests {
             // the clock ends inside the frame, with a right margin no smaller than a pixel,
             // and its last digit is whole: it is as wide as 12 glyphs (minus the gap after
             // the last one)
-            let scale = (right - left + 1 + 1) / (12 * 6 - 1).max(1);
+            let scale = (right - left + 1 + 1) / (12 * 6 - 1);
             assert!(
                 right + 1 < w as usize,
                 "{w}x{h}: the clock reaches the right edge"
