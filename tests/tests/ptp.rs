@@ -374,8 +374,8 @@ fn two_sources_stamped_by_their_own_sl_ptp_line_up() {
         wait_state(s, "slave", d, Duration::from_secs(90));
     }
     let mut offsets = Vec::new();
-    for k in 0..2 {
-        let sock = sockets[k].to_str().unwrap();
+    for (k, socket) in sockets.iter().enumerate() {
+        let sock = socket.to_str().unwrap();
         let id = format!("cam{k}");
         let sl_test = bin("sl-test");
         let run = |extra: &[&str]| {

@@ -126,6 +126,17 @@ impl ClockArgs {
     /// ptp_time (warned once); in holdover they get its extrapolated time.
     pub fn stamp(&self, info: &mut FrameInfo) -> Result<(), ClockError> {
         let (real, mono) = real_and_mono();
+        self.stamp_with(info, real, mono)
+    }
+
+    /// Stamp a frame captured at system time `capture_ns` (a driver's timestamp, or a time
+    /// read before a slow grab), with the PTP time of that same instant.
+    pub fn stamp_at(&self, info: &mut FrameInfo, capture_ns: i64) -> Result<(), ClockError> {
+        let (real, mono) = real_and_mono();
+        self.stamp_with(info, capture_ns, mono - (real - capture_ns))
+    }
+
+    fn stamp_with(&self, info: &mut FrameInfo, real: i64, mono: i64) -> Result<(), ClockError> {
         info.capture_time_ns = Some(real);
         info.ptp_time_ns = match self.kind()? {
             ClockKind::System => None,
@@ -186,5 +197,103 @@ impl ClockArgs {
             Ok(c) => Ok(c),
             Err(e) => Err(ClockError::Net(e.clone())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        clock: ClockArgs,
+    }
+
+    #[test]
+    fn system_stamps_capture_time_only_and_system_ptp_adds_the_offset() {
+        let cli = Cli::parse_from(["x", "--clock", "system"]);
+        let mut info = FrameInfo::default();
+        let before = real_ns();
+        cli.clock.stamp(&mut info).unwrap();
+        let c = info.capture_time_ns.unwrap();
+        assert!(c >= before && c <= real_ns());
+        assert_eq!(info.ptp_time_ns, None);
+
+        let cli = Cli::parse_from(["x", "--clock", "system-ptp", "--tai-offset", "37"]);
+        cli.clock.stamp_at(&mut info, 1_000).unwrap();
+        assert_eq!(info.capture_time_ns, Some(1_000));
+        assert_eq!(info.ptp_time_ns, Some(37_000_001_000));
+    }
+
+    #[test]
+    fn ptp_without_a_daemon_is_a_clear_error() {
+        let cli = Cli::parse_from(["x", "--clock", "ptp", "--ptp-socket", "/nonexistent/sl-ptp"]);
+        let err = cli.clock.stamp(&mut FrameInfo::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("no sl-ptp daemon answers at /nonexistent/sl-ptp"),
+            "{msg}"
+        );
+        assert!(msg.contains("--clock system"), "{msg}");
+    }
+
+    #[test]
+    fn stages_read_a_daemon_mapping() {
+        let dir = std::env::temp_dir().join(format!("sl-clock-test-{}", std::process::id()));
+        let path = dir.join("ptp.sock");
+        let publisher = Publisher::bind(&path).unwrap();
+        let mono = mono_ns();
+        let snap = Snapshot {
+            state: State::Slave,
+            domain: 0,
+            master: Some("x".into()),
+            grandmaster: None,
+            mapping: Some(Mapping {
+                anchor_mono_ns: mono,
+                anchor_ptp_ns: 5_000_000_000,
+                rate_ppb: 0.0,
+                error_ns: 100.0,
+                growth_ppb: 0.0,
+            }),
+            delay_ns: Some(1.0),
+            utc_offset: None,
+            ptp_timescale: None,
+            counters: Default::default(),
+            pid: 1,
+        };
+        publisher.publish(&snap);
+        // a second daemon on the same socket is refused
+        assert!(matches!(
+            Publisher::bind(&path),
+            Err(ClockError::AlreadyRunning(_))
+        ));
+        let cli = Cli::parse_from([
+            "x",
+            "--clock",
+            "ptp",
+            "--ptp-socket",
+            path.to_str().unwrap(),
+        ]);
+        let mut info = FrameInfo::default();
+        cli.clock.stamp(&mut info).unwrap();
+        let p = info.ptp_time_ns.unwrap();
+        assert!(
+            p >= 5_000_000_000 && p - 5_000_000_000 < 1_000_000_000,
+            "{p}"
+        );
+        // the daemon goes away: its last mapping goes on, as holdover
+        let client = PtpClient::connect(&path).unwrap();
+        drop(publisher);
+        let t = std::time::Instant::now();
+        while client.now().daemon {
+            assert!(t.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let r = client.now();
+        assert_eq!(r.state, State::Holdover);
+        assert!(r.ptp_ns.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

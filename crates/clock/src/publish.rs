@@ -110,6 +110,10 @@ impl Publisher {
 impl Drop for Publisher {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        // stages see the end at once and hold over
+        for s in self.clients.lock().expect("lock").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
