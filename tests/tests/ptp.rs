@@ -75,7 +75,19 @@ impl Net {
         };
         ip(&["netns", "add", &master]);
         ip(&["-n", &master, "link", "set", "lo", "up"]);
-        ip(&["-n", &master, "link", "add", "br0", "type", "bridge"]);
+        // no IGMP snooping: like a plain switch, the bridge floods multicast to every port,
+        // so delivery never depends on which join reports the bridge happened to see
+        ip(&[
+            "-n",
+            &master,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
         ip(&["-n", &master, "link", "set", "br0", "up"]);
         ip(&[
             "-n", &master, "link", "add", "gm0", "type", "veth", "peer", "name", "gm1",
@@ -182,25 +194,37 @@ impl Drop for Proc {
 }
 
 fn ptp4l(net: &Net, dir: &Path, name: &str) -> Proc {
+    ptp4l_args(net, dir, name, &[])
+}
+
+fn ptp4l_args(net: &Net, dir: &Path, name: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["-i", "gm0", "-S", "-4", "-E", "-m", "--masterOnly", "1"];
+    args.extend_from_slice(extra);
     Proc::start(
         &net.master,
         Path::new("/usr/sbin/ptp4l"),
-        &["-i", "gm0", "-S", "-4", "-E", "-m", "--masterOnly", "1"],
+        &args,
         dir.join(name),
     )
 }
 
 fn sl_ptp(net: &Net, k: usize, socket: &Path, dir: &Path) -> Proc {
+    sl_ptp_args(net, k, socket, dir, &[])
+}
+
+fn sl_ptp_args(net: &Net, k: usize, socket: &Path, dir: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "-i",
+        &net.ifaces[k],
+        "--socket",
+        socket.to_str().expect("utf-8 path"),
+        "-v",
+    ];
+    args.extend_from_slice(extra);
     Proc::start(
         &net.slaves[k],
         &bin("sl-ptp"),
-        &[
-            "-i",
-            &net.ifaces[k],
-            "--socket",
-            socket.to_str().expect("utf-8 path"),
-            "-v",
-        ],
+        &args,
         dir.join(format!("sl-ptp-{k}.log")),
     )
 }
@@ -438,6 +462,61 @@ fn two_sources_stamped_by_their_own_sl_ptp_line_up() {
         "the two sources disagree by {} ms",
         offsets[0] - offsets[1]
     );
+}
+
+#[test]
+fn sl_ptp_follows_only_its_own_domain() {
+    require_root();
+    let dir = scratch_dir("ptp-domain");
+    let net = Net::new(2);
+    let _master = ptp4l_args(&net, &dir, "ptp4l.log", &["--domainNumber", "7"]);
+    let (other, same) = (dir.join("d0.sock"), dir.join("d7.sock"));
+    let d0 = sl_ptp(&net, 0, &other, &dir);
+    let d7 = sl_ptp_args(&net, 1, &same, &dir, &["--domain", "7"]);
+    wait_state(&same, "slave", &d7, Duration::from_secs(90));
+    // the domain-0 daemon hears the same packets and ignores them: counted, never a master
+    let t = Instant::now();
+    loop {
+        let s = status(&other).expect("daemon answers");
+        assert_eq!(s["state"], "listening", "{s}");
+        assert!(s["master"].is_null(), "{s}");
+        if s["counters"]["other_domain"].as_u64().unwrap() >= 3 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no domain-7 packet counted: {s}\n{}",
+            d0.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // a stage on the unlocked daemon stamps capture time and no PTP time, and says why
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &[
+                "-n",
+                "3",
+                "--fast",
+                "-s",
+                "16x16",
+                "--clock",
+                "ptp",
+                "--ptp-socket",
+                other.to_str().unwrap(),
+            ],
+        )
+        .run();
+    out.assert_success();
+    assert!(
+        out.stage(0).stderr.contains("has not locked yet"),
+        "{}",
+        out.stage(0).stderr
+    );
+    for f in out.frames() {
+        assert!(f.info.capture_time_ns.is_some());
+        assert_eq!(f.info.ptp_time_ns, None);
+    }
 }
 
 // ---- no master needed ----

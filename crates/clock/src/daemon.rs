@@ -50,7 +50,7 @@ pub fn run(
     );
     let mut slave = Slave::new(domain, me);
     let mut last_state = slave.state();
-    let mut last_publish = i64::MIN;
+    let mut last_publish = mono_ns();
     let mut bad = 0u64;
     publisher.publish(&snapshot(&slave, domain));
     while !stop() {
