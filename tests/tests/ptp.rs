@@ -202,7 +202,7 @@ fn ptp4l_args(net: &Net, dir: &Path, name: &str, extra: &[&str]) -> Proc {
     args.extend_from_slice(extra);
     Proc::start(
         &net.master,
-        Path::new("/usr/sbin/ptp4l"),
+        Path::new("ptp4l"),
         &args,
         dir.join(name),
     )
