@@ -200,12 +200,7 @@ fn ptp4l(net: &Net, dir: &Path, name: &str) -> Proc {
 fn ptp4l_args(net: &Net, dir: &Path, name: &str, extra: &[&str]) -> Proc {
     let mut args = vec!["-i", "gm0", "-S", "-4", "-E", "-m", "--masterOnly", "1"];
     args.extend_from_slice(extra);
-    Proc::start(
-        &net.master,
-        Path::new("ptp4l"),
-        &args,
-        dir.join(name),
-    )
+    Proc::start(&net.master, Path::new("ptp4l"), &args, dir.join(name))
 }
 
 fn sl_ptp(net: &Net, k: usize, socket: &Path, dir: &Path) -> Proc {

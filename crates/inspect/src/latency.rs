@@ -81,6 +81,13 @@ impl Histogram {
             return None;
         }
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        // the ends are known exactly
+        if rank == 1 {
+            return Some(self.min as f64);
+        }
+        if rank == self.count {
+            return Some(self.max as f64);
+        }
         let mut seen = 0;
         // most negative first
         for k in (0..BUCKETS).rev() {
