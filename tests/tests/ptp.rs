@@ -53,8 +53,8 @@ struct Net {
     slaves: Vec<String>,
     /// Slave-side interface name in each slave namespace.
     ifaces: Vec<String>,
-    /// MAC of ptp4l's interface (its clock identity is made from it).
-    master_mac: String,
+    /// MACs of the masters' interfaces gm0 and gm2 (ptp4l's clock identity is made from it).
+    master_macs: Vec<String>,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -71,7 +71,7 @@ impl Net {
             master: master.clone(),
             slaves: Vec::new(),
             ifaces: Vec::new(),
-            master_mac: String::new(),
+            master_macs: Vec::new(),
         };
         ip(&["netns", "add", &master]);
         ip(&["-n", &master, "link", "set", "lo", "up"]);
@@ -89,13 +89,19 @@ impl Net {
             "0",
         ]);
         ip(&["-n", &master, "link", "set", "br0", "up"]);
-        ip(&[
-            "-n", &master, "link", "add", "gm0", "type", "veth", "peer", "name", "gm1",
-        ]);
-        ip(&["-n", &master, "link", "set", "gm1", "master", "br0"]);
-        ip(&["-n", &master, "link", "set", "gm1", "up"]);
-        ip(&["-n", &master, "addr", "add", "10.99.0.1/24", "dev", "gm0"]);
-        ip(&["-n", &master, "link", "set", "gm0", "up"]);
+        // two interfaces for masters: gm0 (10.99.0.1) and gm2 (10.99.0.2)
+        for (gm, port, addr) in [
+            ("gm0", "gm1", "10.99.0.1/24"),
+            ("gm2", "gm3", "10.99.0.2/24"),
+        ] {
+            ip(&[
+                "-n", &master, "link", "add", gm, "type", "veth", "peer", "name", port,
+            ]);
+            ip(&["-n", &master, "link", "set", port, "master", "br0"]);
+            ip(&["-n", &master, "link", "set", port, "up"]);
+            ip(&["-n", &master, "addr", "add", addr, "dev", gm]);
+            ip(&["-n", &master, "link", "set", gm, "up"]);
+        }
         for k in 0..n {
             let ns = format!("slptp-{id}-s{k}");
             let (a, b) = (format!("p{id}m{k}"), format!("p{id}s{k}"));
@@ -112,23 +118,27 @@ impl Net {
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
             net.ifaces.push(b);
         }
-        let out = Command::new("ip")
-            .args(["-n", &master, "-o", "link", "show", "gm0"])
-            .output()
-            .expect("ip link show");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        net.master_mac = text
-            .split("link/ether ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .expect("gm0's MAC")
-            .to_string();
+        for gm in ["gm0", "gm2"] {
+            let out = Command::new("ip")
+                .args(["-n", &master, "-o", "link", "show", gm])
+                .output()
+                .expect("ip link show");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mac = text
+                .split("link/ether ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .expect("a master interface's MAC")
+                .to_string();
+            net.master_macs.push(mac);
+        }
         net
     }
 
-    /// ptp4l's clock identity as sl-ptp prints it: EUI-64 from the MAC, port 1.
-    fn master_identity(&self) -> String {
-        let m: Vec<&str> = self.master_mac.split(':').collect();
+    /// The clock identity of ptp4l on gm0 (`k` 0) or gm2 (`k` 1) as sl-ptp prints it:
+    /// EUI-64 from the MAC, port 1.
+    fn master_identity(&self, k: usize) -> String {
+        let m: Vec<&str> = self.master_macs[k].split(':').collect();
         format!("{}{}{}.fffe.{}{}{}-1", m[0], m[1], m[2], m[3], m[4], m[5])
     }
 }
@@ -194,11 +204,22 @@ impl Drop for Proc {
 }
 
 fn ptp4l(net: &Net, dir: &Path, name: &str) -> Proc {
-    ptp4l_args(net, dir, name, &[])
+    ptp4l_args(net, dir, name, &["-i", "gm0"])
 }
 
+/// ptp4l as a master only, with software timestamps, never steering the system clock
+/// (`--free_running 1` on top of `--masterOnly 1`: the namespaces share that clock).
 fn ptp4l_args(net: &Net, dir: &Path, name: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["-i", "gm0", "-S", "-4", "-E", "-m", "--masterOnly", "1"];
+    let mut args = vec![
+        "-S",
+        "-4",
+        "-E",
+        "-m",
+        "--masterOnly",
+        "1",
+        "--free_running",
+        "1",
+    ];
     args.extend_from_slice(extra);
     Proc::start(&net.master, Path::new("ptp4l"), &args, dir.join(name))
 }
@@ -321,7 +342,7 @@ fn sl_ptp_locks_to_ptp4l_within_the_bound_and_never_touches_the_system_clock() {
     let daemon = sl_ptp(&net, 0, &socket, &dir);
     let locked = wait_state(&socket, "slave", &daemon, Duration::from_secs(90));
     let lock_time = started.elapsed();
-    assert_eq!(locked["master"], net.master_identity());
+    assert_eq!(locked["master"], net.master_identity(0));
     assert_eq!(
         locked["ptp_timescale"], false,
         "ptp4l -S sends an arbitrary timescale"
@@ -464,7 +485,12 @@ fn sl_ptp_follows_only_its_own_domain() {
     require_root();
     let dir = scratch_dir("ptp-domain");
     let net = Net::new(2);
-    let _master = ptp4l_args(&net, &dir, "ptp4l.log", &["--domainNumber", "7"]);
+    let _master = ptp4l_args(
+        &net,
+        &dir,
+        "ptp4l.log",
+        &["-i", "gm0", "--domainNumber", "7"],
+    );
     let (other, same) = (dir.join("d0.sock"), dir.join("d7.sock"));
     let d0 = sl_ptp(&net, 0, &other, &dir);
     let d7 = sl_ptp_args(&net, 1, &same, &dir, &["--domain", "7"]);
@@ -512,6 +538,61 @@ fn sl_ptp_follows_only_its_own_domain() {
         assert!(f.info.capture_time_ns.is_some());
         assert_eq!(f.info.ptp_time_ns, None);
     }
+}
+
+#[test]
+fn sl_ptp_follows_the_best_of_two_masters_and_the_other_when_it_goes() {
+    require_root();
+    let dir = scratch_dir("ptp-two-masters");
+    let socket = dir.join("ptp.sock");
+    let net = Net::new(1);
+    // gm2's master is worse (priority1 200 against 100)
+    let mut best = ptp4l_args(&net, &dir, "best.log", &["-i", "gm0", "--priority1", "100"]);
+    let _worse = ptp4l_args(
+        &net,
+        &dir,
+        "worse.log",
+        &["-i", "gm2", "--priority1", "200"],
+    );
+    let daemon = sl_ptp(&net, 0, &socket, &dir);
+    let s = wait_state(&socket, "slave", &daemon, Duration::from_secs(90));
+    // if the worse master's Announce came first, sl-ptp moves on when it hears the better one
+    let t = Instant::now();
+    let mut s = s;
+    while s["master"] != net.master_identity(0) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "never chose the best master: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        s = status(&socket).unwrap();
+    }
+    let errors = sample_errors(&socket, 10);
+    assert!(
+        errors.iter().all(|e| e.abs() < ERROR_BOUND_NS),
+        "{errors:?}"
+    );
+    assert!(s["counters"]["not_our_master"].as_u64().unwrap() > 0, "{s}");
+    best.stop();
+    // the best master goes: sl-ptp holds over, then follows the other one
+    let t = Instant::now();
+    loop {
+        let s = status(&socket).unwrap();
+        if s["state"] == "slave" && s["master"] == net.master_identity(1) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "never moved to the other master: {s}\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let errors = sample_errors(&socket, 10);
+    assert!(
+        errors.iter().all(|e| e.abs() < ERROR_BOUND_NS),
+        "{errors:?}"
+    );
 }
 
 // ---- no master needed ----
