@@ -3,7 +3,8 @@
 # quickly when it is already there: a virtual environment under target/ (so nothing touches
 # the system's Python), numpy, pytest, and the package itself (editable, from ./python).
 # The round-trip tests run the Rust stages in target/release: scripts/test.sh builds them
-# first. Extra arguments go to pytest (e.g. `scripts/test-python.sh -k golden`).
+# first. Extra arguments go to pytest (e.g. `scripts/test-python.sh -k golden`);
+# `--install-only` installs and prints the environment's python (for scripts/bench-python.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -27,8 +28,12 @@ sys.exit(os.path.dirname(os.path.realpath(streamlib.__file__)) != os.path.realpa
 PY
   echo "test-python: installing numpy, pytest and ./python into $venv" >&2
   export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
-  "$venv/bin/python" -m pip install -q "numpy>=1.20" "pytest>=7" "setuptools>=64" wheel
-  "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e ./python
+  "$venv/bin/python" -m pip install -q "numpy>=1.20" "pytest>=7" "setuptools>=64" wheel >&2
+  "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e ./python >&2
 fi
 
+if [ "${1:-}" = --install-only ]; then
+  echo "$venv/bin/python"
+  exit 0
+fi
 exec "$venv/bin/python" -m pytest python/tests -q -p no:cacheprovider "$@"

@@ -101,11 +101,14 @@ class Reader:
     :class:`NotAStream`, :class:`EmptyStream`, :class:`MalformedStream` or :class:`TooLarge`.
 
     Frames are views of payload buffers that the reader reuses once nothing else refers to
-    them: keep a frame (or any view of its pixels) and its buffer is left alone.
+    them: keep a frame (or any view of its pixels) and its buffer is left alone
+    (``reuse_buffers=False``: a new buffer for every payload).
     """
 
-    def __init__(self, stream: BinaryIO, *, max_header: int = MAX_HEADER, max_payload: int = MAX_PAYLOAD) -> None:
+    def __init__(self, stream: BinaryIO, *, max_header: int = MAX_HEADER, max_payload: int = MAX_PAYLOAD,
+                 reuse_buffers: bool = True) -> None:
         self._stream = stream
+        self._reuse = reuse_buffers and _FREE is not None
         if hasattr(stream, "readinto"):
             self._readinto = stream.readinto
         else:
@@ -161,7 +164,7 @@ class Reader:
         counts see them). Reusing saves the page faults of a fresh 8 MB allocation per 1080p
         frame. Interpreters without reference counts never reuse.
         """
-        if _FREE is not None:
+        if self._reuse:
             counts = _refcounts(self._pool)
             for i, buf in enumerate(self._pool):
                 if counts[i] == _FREE and buf.nbytes >= n:

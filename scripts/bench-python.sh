@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# A Python pass-through of 1080p RGBA (reading and writing every frame) against `cat` and
+# `sl-info --pass`, in the same run, each between the same source and sink:
+#   sl-test --fast -n N -s 1920x1080 -f rgba | MIDDLE | cat >/dev/null
+#
+#   scripts/bench-python.sh [FRAMES]    (default 150 frames, ~1.2 GB; RUNS=3 runs, best kept)
+#
+# The Python middles, from the most copies to the fewest:
+#   naive     the plugins.md sketch done the obvious way: read(n) gives a new bytes object per
+#             header and payload, and prefix + header + payload are joined into one more
+#             before write()
+#   reader    streamlib.Reader/Writer with a new payload buffer per frame (reuse_buffers=False)
+#   stage     @streamlib.filter (identity): readinto reused buffers, frames as numpy views,
+#             one os.writev per message, 1 MiB pipes
+#   invert    python/examples/sl-invert: the same, plus numpy touching every pixel
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-150}
+RUNS=${RUNS:-3}
+T=target/release
+if [ ! -x $T/sl-test ] || [ ! -x $T/sl-info ]; then
+  cargo build --release -q -p sl-test -p sl-info
+fi
+PY=$(scripts/test-python.sh --install-only)
+SRC="$T/sl-test --fast -n $N -s 1920x1080 -f rgba -p bars"
+FRAME_BYTES=$((1920 * 1080 * 4))
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+cat >"$tmp/naive.py" <<'PY'
+import struct, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+head = inp.read(16)
+out.write(head)
+while True:
+    prefix = inp.read(16)
+    if len(prefix) < 16:
+        sys.exit("truncated stream")
+    kind, flags, stream, hlen, plen = struct.unpack("<BBHIQ", prefix)
+    header, payload = inp.read(hlen), inp.read(plen)
+    out.write(prefix + header + payload)
+    if kind == 6 and stream == 0xFFFF:
+        break
+out.flush()
+PY
+cat >"$tmp/reader.py" <<'PY'
+import sys, streamlib
+w = streamlib.Writer(sys.stdout.buffer)
+for m in streamlib.Reader(sys.stdin.buffer, reuse_buffers=False):
+    w.write(m)
+w.finish()
+PY
+cat >"$tmp/stage.py" <<'PY'
+import streamlib
+
+@streamlib.filter
+def identity(frame):
+    pass
+
+identity.main([])
+PY
+
+best_time() { # best wall time of RUNS runs of a shell pipeline
+  local best=999999 t0 t1 dt
+  for _ in $(seq "$RUNS"); do
+    t0=$(date +%s.%N)
+    bash -o pipefail -c "$1"
+    t1=$(date +%s.%N)
+    dt=$(echo "$t1 - $t0" | bc -l)
+    if (($(echo "$dt < $best" | bc -l))); then best=$dt; fi
+  done
+  echo "$best"
+}
+
+declare -A secs
+names=(cat sl-info naive reader stage invert)
+declare -A mids=(
+  [cat]="cat"
+  [sl-info]="$T/sl-info --pass --no-progress -q"
+  [naive]="$PY $tmp/naive.py"
+  [reader]="$PY $tmp/reader.py"
+  [stage]="$PY $tmp/stage.py"
+  [invert]="$PY python/examples/sl-invert"
+)
+echo "Python pass-through: $N frames of 1920x1080 rgba ($((N * FRAME_BYTES / 1000000)) MB), best of $RUNS, $(nproc) cores"
+echo "  $($PY -c 'import sys, numpy; print("python", sys.version.split()[0], "numpy", numpy.__version__)')"
+for name in "${names[@]}"; do
+  secs[$name]=$(best_time "$SRC | ${mids[$name]} | cat >/dev/null")
+done
+printf '  %-10s %8s %9s %9s %12s\n' middle frames/s MB/s "vs cat" "vs sl-info"
+for name in "${names[@]}"; do
+  s=${secs[$name]}
+  printf '  %-10s %8.1f %9.0f %8.2fx %11.2fx\n' "$name" "$(echo "$N / $s" | bc -l)" \
+    "$(echo "$N * $FRAME_BYTES / $s / 1000000" | bc -l)" \
+    "$(echo "${secs[cat]} / $s" | bc -l)" "$(echo "${secs[sl-info]} / $s" | bc -l)"
+done
+echo "  (ratios are throughput relative to that middle: above 1 is faster)"
