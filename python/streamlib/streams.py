@@ -207,7 +207,9 @@ class Reader:
                 if isinstance(msg, (VideoFrame, AudioChunk, Packet)):
                     payload: Any = self._buffer(payload_len)
                 else:
-                    payload = bytearray(payload_len)
+                    # np.empty, not bytearray: its pages are only touched as bytes arrive, so a
+                    # header that lies about a huge payload on a short input costs nothing
+                    payload = np.empty(payload_len, dtype=np.uint8)
                 got = self._fill(memoryview(payload).cast("B"))
                 if got < payload_len:
                     raise TruncatedStream(
@@ -222,10 +224,10 @@ class Reader:
                 msg.data = payload
                 self.frames_read += 1
             elif isinstance(msg, DataMessage):
-                msg.data = bytes(payload)
+                msg.data = payload.tobytes() if payload_len else b""
                 self.frames_read += 1
             elif isinstance(msg, Unknown):
-                msg.payload = bytes(payload)
+                msg.payload = payload.tobytes() if payload_len else b""
             elif isinstance(msg, StreamInfo):
                 self.streams[stream] = msg
             elif isinstance(msg, End) and stream == ALL_STREAMS:

@@ -254,6 +254,11 @@ def test_bounds_are_checked_before_allocating():
     codec.PREFIX.pack_into(big_payload, 0, codec.DATA, 0, 0, 0, (1280 << 20) + 1)
     with pytest.raises(streamlib.TooLarge, match="payload"):
         read_all(codec.STREAM_HEADER + bytes(big_payload))
+    # a payload as large as allowed, on an input that ends at once: truncated, not out of memory
+    huge = bytearray(16)
+    codec.PREFIX.pack_into(huge, 0, 0x50, 0, 0, 0, 1280 << 20)  # an unknown kind
+    with pytest.raises(streamlib.TruncatedStream, match="1 of its 1342177280 payload bytes"):
+        read_all(codec.STREAM_HEADER + bytes(huge) + bytes(1))
     # a box count no header could hold
     frame = streamlib.DataMessage(metadata={"b": [streamlib.Box(0, 0, 1, 1)]})
     data = bytearray(encode([frame]))
