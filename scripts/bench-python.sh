@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-150}
 RUNS=${RUNS:-3}
-T=target/release
+T=${CARGO_TARGET_DIR:-target}/release
 if [ ! -x $T/sl-test ] || [ ! -x $T/sl-info ]; then
   cargo build --release -q -p sl-test -p sl-info
 fi
