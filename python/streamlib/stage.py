@@ -84,9 +84,9 @@ class _Signals:
 class StageWriter(Writer):
     """A Writer whose messages are never cut in half by a signal."""
 
-    def __init__(self, stream: Any, signals: _Signals) -> None:
+    def __init__(self, stream: Any, signals: _Signals, background: bool = False) -> None:
         self._signals = signals
-        super().__init__(stream)
+        super().__init__(stream, background=background)
 
     def write(self, msg: Any) -> None:
         s = self._signals
@@ -110,14 +110,14 @@ def _stdin_reader() -> Reader:
     return Reader(sys.stdin.buffer)
 
 
-def _stdout_writer(signals: _Signals) -> StageWriter:
+def _stdout_writer(signals: _Signals, background: bool = False) -> StageWriter:
     if os.isatty(1):
         raise UsageError(
             "refusing to write binary frames to a terminal: pipe them into another stage "
             f"(`{program_name()} ... | sl-info`) or a file (`> out.slv`)"
         )
     enlarge_pipe(1)
-    return StageWriter(sys.stdout.buffer, signals)
+    return StageWriter(sys.stdout.buffer, signals, background)
 
 
 def _error(message: str) -> None:
@@ -139,9 +139,10 @@ def _quiet_stdout() -> None:
 
 
 def run_stage(body: Callable[[Optional[Reader], Optional[StageWriter]], None], *,
-              reads: bool = True, writes: bool = True) -> int:
+              reads: bool = True, writes: bool = True, background: bool = False) -> int:
     """Run ``body(reader, writer)`` with the stage conventions; returns the exit code.
-    ``body`` returns after a clean end of its input; the runtime then writes END."""
+    ``body`` returns after a clean end of its input; the runtime then writes END. With
+    ``background``, the writer writes from its own thread (see :class:`Writer`)."""
     signals = _Signals()
     signals.install()
     writer: Optional[StageWriter] = None
@@ -149,7 +150,7 @@ def run_stage(body: Callable[[Optional[Reader], Optional[StageWriter]], None], *
         try:
             # the output first: a stage whose downstream is a terminal says so even when
             # its input is wrong too
-            writer = _stdout_writer(signals) if writes else None
+            writer = _stdout_writer(signals, background) if writes else None
             reader = _stdin_reader() if reads else None
             body(reader, writer)
             if writer is not None:
@@ -181,6 +182,12 @@ def run_stage(body: Callable[[Optional[Reader], Optional[StageWriter]], None], *
         _error("the stage failed (traceback above); its output was left unfinished")
         return EXIT_ERROR
     finally:
+        if writer is not None and not writer.finished:
+            # an unfinished output still gets every whole message made before the failure
+            try:
+                writer.close()
+            except BaseException:
+                _quiet_stdout()
         signals.restore()
 
 
@@ -226,6 +233,9 @@ class Filter(_Stage):
         fn = self.fn
         for msg in reader:
             if isinstance(msg, VideoFrame):
+                # the previous frame is out before the function runs again: it may reuse
+                # its arrays (the next frame was read while that one was written)
+                writer.drain()
                 for out in _outputs(fn(msg), msg):
                     info = described.get(out.stream)
                     if info is not None and (info.format, info.width, info.height) != (
@@ -242,7 +252,7 @@ class Filter(_Stage):
                 writer.write(msg)
 
     def run_stdio(self) -> int:
-        return run_stage(lambda r, w: self.process(r, w))
+        return run_stage(lambda r, w: self.process(r, w), background=True)
 
 
 def _redescribe(info: StreamInfo, frame: VideoFrame) -> StreamInfo:
