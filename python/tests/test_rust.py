@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -272,13 +271,12 @@ def test_run_drains_stderr_and_reports_failures():
         assert len(r.stderr) == 16 << 10  # the tail is kept
         with pytest.raises(streamlib.PipelineError, match="--bogus"):
             list(streamlib.run("sl-test --bogus", stderr="capture"))
-        # an endless source, left early: the pipe closes and the stage ends quietly
-        start = time.monotonic()
+        # an endless source, left early: the pipe closes and the stage ends quietly (one
+        # that kept running would be killed after 30 s, and its status would not be 0)
         with streamlib.run("sl-test --fast -s 320x240", stderr="capture") as r:
             for f in r:
                 break
         assert r.returncode == 0 and r.stderr == ""
-        assert time.monotonic() - start < 30
     finally:
         os.environ["PATH"] = old
 

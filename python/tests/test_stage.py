@@ -202,3 +202,24 @@ sys.exit(code)
 """
     rc, out2, err = run_py(sink, out)
     assert rc == 0 and "means [0, 1, 2, 3]" in err and out2 == b""
+
+
+def test_a_filter_may_reuse_its_output_array():
+    # the background writer must be done with frame N before the filter fills the array again
+    code = """
+import numpy as np, streamlib
+out = None
+@streamlib.filter
+def stamp(frame):
+    global out
+    if out is None:
+        out = np.empty_like(frame.image)
+    out[...] = frame.frame_number
+    return out
+stamp.main([])
+"""
+    rc, data, err = run_py(code, encode(rgba_frames(20, 256, 256)))
+    assert rc == 0, err
+    frames = [m for m in streamlib.Reader(io.BytesIO(data)) if isinstance(m, streamlib.VideoFrame)]
+    assert [int(f.image.min()) for f in frames] == list(range(20))
+    assert [int(f.image.max()) for f in frames] == list(range(20))
