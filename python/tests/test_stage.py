@@ -10,7 +10,6 @@ import pty
 import select
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
