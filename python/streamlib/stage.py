@@ -38,7 +38,7 @@ import numpy as np
 
 from .errors import StreamError, TruncatedStream
 from .messages import PACKED_CHANNELS, StreamInfo, VideoFrame
-from .streams import Reader, Writer, enlarge_pipe
+from .streams import Reader, Writer, enlarge_pipe, quiet_stdout
 
 #: Return this from a filter to drop the frame.
 DROP = object()
@@ -86,7 +86,8 @@ class StageWriter(Writer):
 
     def __init__(self, stream: Any, signals: _Signals, background: bool = False) -> None:
         self._signals = signals
-        super().__init__(stream, background=background)
+        # the runtime handles a closed pipe itself (it must know about Ctrl-C too)
+        super().__init__(stream, background=background, exit_on_closed_pipe=False)
 
     def write(self, msg: Any) -> None:
         s = self._signals
@@ -128,16 +129,6 @@ def _error(message: str) -> None:
         pass
 
 
-def _quiet_stdout() -> None:
-    """After a broken pipe: point fd 1 at /dev/null so nothing at exit tries it again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.close(devnull)
-    except OSError:
-        pass
-
-
 def run_stage(body: Callable[[Optional[Reader], Optional[StageWriter]], None], *,
               reads: bool = True, writes: bool = True, background: bool = False) -> int:
     """Run ``body(reader, writer)`` with the stage conventions; returns the exit code.
@@ -163,7 +154,7 @@ def run_stage(body: Callable[[Optional[Reader], Optional[StageWriter]], None], *
                 writer.finish()
             return EXIT_INTERRUPTED
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
         return EXIT_INTERRUPTED if signals.received is not None else EXIT_OK
     except UsageError as e:
         _error(str(e))
@@ -187,7 +178,7 @@ def run_stage(body: Callable[[Optional[Reader], Optional[StageWriter]], None], *
             try:
                 writer.close()
             except BaseException:
-                _quiet_stdout()
+                quiet_stdout()
         signals.restore()
 
 

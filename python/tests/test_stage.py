@@ -10,6 +10,7 @@ import pty
 import select
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -222,3 +223,23 @@ stamp.main([])
     frames = [m for m in streamlib.Reader(io.BytesIO(data)) if isinstance(m, streamlib.VideoFrame)]
     assert [int(f.image.min()) for f in frames] == list(range(20))
     assert [int(f.image.max()) for f in frames] == list(range(20))
+
+
+def test_a_plain_script_writing_stdout_ends_quietly_when_the_pipe_closes():
+    code = """
+import sys, numpy as np, streamlib
+with streamlib.Writer(sys.stdout.buffer) as out:
+    for i in range(1000):
+        out.write(streamlib.VideoFrame(np.zeros((256, 256, 4), np.uint8), frame_number=i))
+print("not reached", file=sys.stderr)
+"""
+    r = pipeline([sys.executable, "-c", code], ["head", "-c", "100"])
+    assert r.codes == [0, 0] and r.stderrs == ["", ""] and len(r.stdout) == 100
+
+
+def test_a_writer_into_another_pipe_raises_broken_pipe():
+    rfd, wfd = os.pipe()
+    os.close(rfd)
+    with os.fdopen(wfd, "wb") as f:
+        with pytest.raises(BrokenPipeError):
+            streamlib.Writer(f)
