@@ -5,14 +5,18 @@
 #
 #   scripts/bench-python.sh [FRAMES]    (default 150 frames, ~1.2 GB; RUNS=3 runs, best kept)
 #
-# The Python middles, from the most copies to the fewest:
-#   naive     the plugins.md sketch done the obvious way: read(n) gives a new bytes object per
-#             header and payload, and prefix + header + payload are joined into one more
-#             before write()
-#   reader    streamlib.Reader/Writer with a new payload buffer per frame (reuse_buffers=False)
-#   stage     @streamlib.filter (identity): readinto reused buffers, frames as numpy views,
-#             one os.writev per message, 1 MiB pipes
-#   invert    python/examples/sl-invert: the same, plus numpy touching every pixel
+# The Python middles, each removing one cost of the one before:
+#   naive       the plugins.md sketch done the obvious way: read(n) makes a new bytes object per
+#               header and payload, prefix + header + payload are joined into one more (a copy
+#               of every frame), then write()
+#   readinto    streamlib.Reader/Writer: readinto a new numpy buffer per frame, frames as views,
+#               one os.writev of header and payload (the join's copy is gone)
+#   +reuse      payload buffers reused once no frame refers to them (no page faults of a fresh
+#               8 MB buffer per frame)
+#   +pipes      1 MiB pipes (F_SETPIPE_SZ) instead of 64 KiB, as the Rust stages ask for
+#   stage       @streamlib.filter (identity): all the above, and the writer in a thread of its
+#               own so the next frame is read while this one is written
+#   sl-invert   python/examples/sl-invert: a stage that also touches every pixel (numpy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-150}
@@ -45,8 +49,12 @@ out.flush()
 PY
 cat >"$tmp/reader.py" <<'PY'
 import sys, streamlib
+reuse, pipes = "reuse" in sys.argv, "pipes" in sys.argv
+if pipes:
+    streamlib.enlarge_pipe(0)
+    streamlib.enlarge_pipe(1)
 w = streamlib.Writer(sys.stdout.buffer)
-for m in streamlib.Reader(sys.stdin.buffer, reuse_buffers=False):
+for m in streamlib.Reader(sys.stdin.buffer, reuse_buffers=reuse):
     w.write(m)
 w.finish()
 PY
@@ -73,14 +81,16 @@ best_time() { # best wall time of RUNS runs of a shell pipeline
 }
 
 declare -A secs
-names=(cat sl-info naive reader stage invert)
+names=(cat sl-info naive readinto +reuse +pipes stage sl-invert)
 declare -A mids=(
   [cat]="cat"
   [sl-info]="$T/sl-info --pass --no-progress -q"
   [naive]="$PY $tmp/naive.py"
-  [reader]="$PY $tmp/reader.py"
+  [readinto]="$PY $tmp/reader.py"
+  [+reuse]="$PY $tmp/reader.py reuse"
+  [+pipes]="$PY $tmp/reader.py reuse pipes"
   [stage]="$PY $tmp/stage.py"
-  [invert]="$PY python/examples/sl-invert"
+  [sl-invert]="$PY python/examples/sl-invert"
 )
 echo "Python pass-through: $N frames of 1920x1080 rgba ($((N * FRAME_BYTES / 1000000)) MB), best of $RUNS, $(nproc) cores"
 echo "  $($PY -c 'import sys, numpy; print("python", sys.version.split()[0], "numpy", numpy.__version__)')"
