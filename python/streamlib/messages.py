@@ -326,9 +326,9 @@ class VideoFrame(_Timed):
 
     def copy(self) -> "VideoFrame":
         """A frame with its own copy of the pixels (and of the metadata dict)."""
-        f = VideoFrame([p.copy() for p in self.planes] if self.format not in PACKED_CHANNELS
-                       else self.planes[0].copy(), self.format, colour=self.colour, **self.timing())
-        return f
+        planes = [p.copy() for p in self.planes]
+        image = planes[0] if self.format in PACKED_CHANNELS else tuple(planes)
+        return VideoFrame(image, self.format, colour=self.colour, **self.timing())
 
     def __repr__(self) -> str:
         return (

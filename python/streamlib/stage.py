@@ -263,16 +263,11 @@ def _outputs(result: Any, frame: VideoFrame) -> List[VideoFrame]:
         return []
     if isinstance(result, VideoFrame):
         return [result]
-    if isinstance(result, list):
-        return [r for r in result if isinstance(r, VideoFrame)] if all(
-            isinstance(r, VideoFrame) for r in result) else _bad_result(result)
+    if isinstance(result, list) and all(isinstance(r, VideoFrame) for r in result):
+        return result
     if isinstance(result, np.ndarray) or (isinstance(result, tuple) and frame.format not in PACKED_CHANNELS):
         frame.image = result
         return [frame]
-    return _bad_result(result)
-
-
-def _bad_result(result: Any) -> List[VideoFrame]:
     raise TypeError(
         f"a filter returned a {type(result).__name__}: return None (the frame, changed in "
         "place), a new image array, a VideoFrame, a list of VideoFrames, or streamlib.DROP"

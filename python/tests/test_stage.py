@@ -243,3 +243,21 @@ def test_a_writer_into_another_pipe_raises_broken_pipe():
     with os.fdopen(wfd, "wb") as f:
         with pytest.raises(BrokenPipeError):
             streamlib.Writer(f)
+
+
+def test_what_a_filter_returns():
+    def through(fn):
+        out = io.BytesIO()
+        w = streamlib.Writer(out)
+        streamlib.filter(fn).process(streamlib.Reader(io.BytesIO(encode(rgba_frames(4)))), w)
+        w.finish()
+        return [m for m in streamlib.Reader(io.BytesIO(out.getvalue())) if isinstance(m, streamlib.VideoFrame)]
+
+    odd = through(lambda f: streamlib.DROP if f.frame_number % 2 else None)
+    assert [f.frame_number for f in odd] == [0, 2]
+    doubled = through(lambda f: [f, f.copy()])
+    assert [f.frame_number for f in doubled] == [0, 0, 1, 1, 2, 2, 3, 3]
+    smaller = through(lambda f: np.ascontiguousarray(f.image[:4, :8]))
+    assert [(f.width, f.height) for f in smaller] == [(8, 4)] * 4
+    with pytest.raises(TypeError, match="a filter returned a str"):
+        through(lambda f: "oops")
