@@ -286,6 +286,27 @@ def test_garbage_never_escapes_as_anything_but_a_stream_error():
             read_all(bytes(mutated))
         except streamlib.StreamError:
             pass
+    # every kind and metadata type, mutated (and decoded all the way to arrays)
+    rich = encode([
+        streamlib.StreamInfo.video("nv12", 6, 4, 25, metadata=dict(ALL_METADATA)),
+        streamlib.StreamInfo.audio("f32", 2, 48000, stream=1),
+        streamlib.VideoFrame(planes_for("nv12", 6, 4, 3), "nv12", metadata=dict(ALL_METADATA)),
+        streamlib.AudioChunk(np.zeros((4, 2), np.float32), 48000, stream=1, metadata={"a": 1}),
+        streamlib.Packet(b"\0\0\0\1e", "h264", 6, 4, stream=2),
+        streamlib.DataMessage(b"x", stream=3, metadata={"u": streamlib.UnknownValue(9, b"?")}),
+    ])
+    for _ in range(3000):
+        mutated = bytearray(rich)
+        for _ in range(rng.randint(1, 4)):
+            mutated[rng.randrange(16, len(mutated))] = rng.randrange(256)
+        try:
+            for m in read_all(bytes(mutated)):
+                if isinstance(m, streamlib.VideoFrame):
+                    m.planes
+                elif isinstance(m, streamlib.AudioChunk):
+                    m.array
+        except streamlib.StreamError:
+            pass
     for _ in range(300):
         noise = codec.STREAM_HEADER + bytes(rng.randrange(256) for _ in range(rng.randrange(200)))
         with pytest.raises(streamlib.StreamError):
