@@ -293,3 +293,19 @@ def test_overlay_blends_another_pipeline(tmp_path):
     for f in frames:
         assert tuple(f.image[20, 20]) == (128, 128, 128, 255)  # half-white over black
         assert tuple(f.image[5, 5]) == (0, 0, 0, 255)           # transparent overlay: untouched
+
+
+def test_unknown_kinds_survive_python_and_rust_pass_through():
+    from streamlib import codec
+
+    unknown = bytearray(16) + b"future header"
+    codec.PREFIX.pack_into(unknown, 0, 0x42, 0x80, 7, 13, 6)
+    body = python_made_stream()[16:]
+    data = codec.STREAM_HEADER + bytes(unknown) + b"future" + body
+    r = pipeline(python_stage("sl-invert"), [sl("sl-info"), "--pass", "-q"], python_stage("sl-invert"), stdin=data)
+    r.assert_success()
+    msgs = r.messages()
+    assert isinstance(msgs[0], streamlib.Unknown)
+    assert (msgs[0].kind, msgs[0].flags, msgs[0].stream, msgs[0].header, msgs[0].payload) == (
+        0x42, 0x80, 7, b"future header", b"future")
+    assert r.stdout == data  # inverted twice: every byte as it was
