@@ -101,7 +101,8 @@ class StageWriter(Writer):
 
 
 def program_name() -> str:
-    return os.path.basename(sys.argv[0]) or "python-stage"
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return name if name and name != "-c" else "python-stage"
 
 
 def _stdin_reader() -> Reader:
