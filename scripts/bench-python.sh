@@ -3,7 +3,7 @@
 # `sl-info --pass`, in the same run, each between the same source and sink:
 #   sl-test --fast -n N -s 1920x1080 -f rgba | MIDDLE | cat >/dev/null
 #
-#   scripts/bench-python.sh [FRAMES]    (default 150 frames, ~1.2 GB; RUNS=3 runs, best kept)
+#   scripts/bench-python.sh [FRAMES]    (default 150 frames, ~1.2 GB; RUNS=3 rounds, best kept)
 #
 # The Python middles, each removing one cost of the one before:
 #   naive       the plugins.md sketch done the obvious way: read(n) makes a new bytes object per
@@ -68,16 +68,12 @@ def identity(frame):
 identity.main([])
 PY
 
-best_time() { # best wall time of RUNS runs of a shell pipeline
-  local best=999999 t0 t1 dt
-  for _ in $(seq "$RUNS"); do
-    t0=$(date +%s.%N)
-    bash -o pipefail -c "$1"
-    t1=$(date +%s.%N)
-    dt=$(echo "$t1 - $t0" | bc -l)
-    if (($(echo "$dt < $best" | bc -l))); then best=$dt; fi
-  done
-  echo "$best"
+time_once() { # wall time of one run of a shell pipeline
+  local t0 t1
+  t0=$(date +%s.%N)
+  bash -o pipefail -c "$1"
+  t1=$(date +%s.%N)
+  echo "$t1 - $t0" | bc -l
 }
 
 declare -A secs
@@ -94,8 +90,13 @@ declare -A mids=(
 )
 echo "Python pass-through: $N frames of 1920x1080 rgba ($((N * FRAME_BYTES / 1000000)) MB), best of $RUNS, $(nproc) cores"
 echo "  $($PY -c 'import sys, numpy; print("python", sys.version.split()[0], "numpy", numpy.__version__)')"
-for name in "${names[@]}"; do
-  secs[$name]=$(best_time "$SRC | ${mids[$name]} | cat >/dev/null")
+# round robin (every middle once, RUNS times), best run of each kept: a load that drifts
+# during the benchmark then weighs on every middle alike
+for _ in $(seq "$RUNS"); do
+  for name in "${names[@]}"; do
+    t=$(time_once "$SRC | ${mids[$name]} | cat >/dev/null")
+    if [ -z "${secs[$name]:-}" ] || (($(echo "$t < ${secs[$name]}" | bc -l))); then secs[$name]=$t; fi
+  done
 done
 printf '  %-10s %8s %9s %9s %12s\n' middle frames/s MB/s "vs cat" "vs sl-info"
 for name in "${names[@]}"; do
