@@ -275,8 +275,8 @@ class Writer:
 
     ``background=True`` writes from a thread of its own, so the next frame is read while
     this one goes out: both pipes keep flowing instead of taking turns (1080p RGBA
-    pass-through, scripts/bench-python.sh: 77 -> 110 frames/s in a quiet moment, 0.63x ->
-    0.72x ``cat`` on a loaded machine). A frame's pixels must then not
+    pass-through: 83 -> 110 frames/s in a quiet moment, 0.83x ``cat``; within the noise when
+    the 2-core machine ran 13 other jobs; see docs/python.md). A frame's pixels must then not
     change until :meth:`drain` returns (or the next frame is asked for, in the stage helpers);
     write errors surface at the next call.
     """
