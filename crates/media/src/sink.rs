@@ -1531,6 +1531,26 @@ mod tests {
     }
 
     #[test]
+    fn timestamp_jumps_are_taken_out_for_video_and_audio_alike() {
+        let mut t = Timeline::default();
+        let frame = 1.0 / 30.0;
+        assert_eq!(t.place(100.0, frame, false, "x"), 100.0);
+        assert_eq!(t.place(100.0 + frame, frame, false, "x"), 100.0 + frame);
+        // a pause of 5 s is kept
+        assert_eq!(t.place(105.0, frame, false, "x"), 105.0);
+        // a day forward: follows on from the last frame
+        let after = t.place(86_505.0 + frame, frame, false, "x");
+        assert!((after - (105.0 + frame)).abs() < 1e-9, "{after}");
+        // audio that jumped with it lands where it belongs
+        assert!((t.place(86_505.0, 0.02, true, "x") - 105.0).abs() < 1e-9);
+        // an MPEG-TS wrap backwards (2^33 / 90 kHz)
+        let wrapped = 86_505.0 + 2.0 * frame - 95_443.717;
+        let placed = t.place(wrapped, frame, false, "x");
+        assert!((placed - (105.0 + 2.0 * frame)).abs() < 1e-6, "{placed}");
+        assert_eq!(t.jumps, 2);
+    }
+
+    #[test]
     fn audio_is_converted_to_float_channels_and_back() {
         // interleaved s16 stereo: L = 16384 (0.5), R = -32768 (-1.0)
         let data: Vec<u8> = [16384i16, -32768, 16384, -32768]
