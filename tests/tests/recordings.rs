@@ -798,3 +798,37 @@ fn corrupted_media_gets_a_clear_error_never_a_crash_or_a_hang() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[test]
+fn devices_and_fifos_are_outputs_too() {
+    // not regular files: written in place, never replaced, never synced (EINVAL)
+    let out = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "5", "-s", "64x48"])
+        .sl("sl-file", &["-o", "/dev/null", "--container", "nut"])
+        .run();
+    out.assert_success();
+    let dir = scratch_dir("rec_fifo_out");
+    let fifo = dir.join("pipe.nut");
+    let ok = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(ok.success());
+    let reader = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "5", "-s", "64x48"])
+        .sl("sl-file", &["-o", s(&fifo)])
+        .run()
+        .assert_success();
+    let got = reader.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "5");
+}

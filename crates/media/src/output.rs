@@ -149,7 +149,9 @@ impl LocalFile {
     /// Finalised: sync it, and put it in place of the old file.
     pub fn commit(&self, failures: &Failures) -> io::Result<()> {
         let name = self.target.display().to_string();
-        if let Err(e) = self.sync.sync_all() {
+        // only a regular file is synced (fsync on /dev/null or a FIFO is EINVAL)
+        let regular = self.sync.metadata().is_ok_and(|m| m.is_file());
+        if regular && let Err(e) = self.sync.sync_all() {
             failures.record_io(&name, &e);
             return Err(e);
         }
