@@ -123,6 +123,7 @@ impl Recorder {
             };
         };
         let finished = writer.finish();
+        let full = writer.write_failure().is_some();
         self.meter.finish(stats);
         let summary = finished.as_ref().ok().cloned().unwrap_or_default();
         if stats {
@@ -133,12 +134,16 @@ impl Recorder {
         } else {
             ""
         };
-        log::info!(
-            "{how}{dir} finalised: {} frames, {} segments",
-            summary.video_frames,
-            summary.listed.len()
-        );
+        if !full {
+            log::info!(
+                "{how}{dir} finalised: {} frames, {} segments",
+                summary.video_frames,
+                summary.listed.len()
+            );
+        }
         match (failure, finished) {
+            // a write failure (a full disk): the writer's error says what was kept and lost
+            (_, Err(e)) if full => Err(e.into()),
             (Some(e), _) => Err(e.context(format!(
                 "{dir} is finalised with the {} frames that arrived",
                 summary.video_frames
