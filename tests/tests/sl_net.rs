@@ -698,3 +698,253 @@ fn help_and_usage() {
     );
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// Two network namespaces joined by a veth pair, made for one test and removed when dropped.
+/// Packets into either side are dropped at 5% at random (nftables `numgen`), and packets into
+/// `b` are delayed 40 ms by tests/net/delay.py through NFQUEUE (this kernel has no netem).
+struct Lossy {
+    a: String,
+    b: String,
+    ip_a: String,
+    delayer: Option<Child>,
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{args:?}: {e} (scripts/setup.sh installs iproute2, nftables, iptables)")
+        });
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Lossy {
+    fn new(tag: u8) -> Lossy {
+        for p in ["ip", "nft", "iptables", "python3"] {
+            sl_e2e::require(p);
+        }
+        let id = std::process::id() % 100_000;
+        let (a, b) = (format!("slnet{id}{tag}a"), format!("slnet{id}{tag}b"));
+        let (va, vb) = (format!("sl{id}{tag}a"), format!("sl{id}{tag}b"));
+        let net = format!("10.213.{}", 100 + tag);
+        let mut l = Lossy {
+            a: a.clone(),
+            b: b.clone(),
+            ip_a: format!("{net}.1"),
+            delayer: None,
+        };
+        sh(&["ip", "netns", "add", &a]);
+        sh(&["ip", "netns", "add", &b]);
+        sh(&[
+            "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb,
+        ]);
+        sh(&["ip", "link", "set", &va, "netns", &a]);
+        sh(&["ip", "link", "set", &vb, "netns", &b]);
+        for (ns, dev, ip) in [
+            (&a, &va, format!("{net}.1/24")),
+            (&b, &vb, format!("{net}.2/24")),
+        ] {
+            sh(&["ip", "-n", ns, "addr", "add", &ip, "dev", dev]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            sh(&[
+                "ip", "netns", "exec", ns, "nft", "add", "table", "inet", "loss",
+            ]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                "loss",
+                "in",
+                "{ type filter hook input priority -10; }",
+            ]);
+            sh(&[
+                "ip", "netns", "exec", ns, "nft", "add", "rule", "inet", "loss", "in", "iifname",
+                dev, "numgen", "random", "mod", "100", "<", "5", "drop",
+            ]);
+        }
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &b,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-i",
+            &vb,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            "0",
+        ]);
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/net/delay.py");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &b, "python3", script, "0", "40"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the delayer");
+        let mut line = [0u8; 6];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut line)
+            .expect("delayer ready");
+        assert_eq!(&line, b"ready\n");
+        l.delayer = Some(child);
+        l
+    }
+
+    /// `ip netns exec NS program args...` as a pipeline stage's argument list.
+    fn exec<'s>(ns: &'s str, program: &'s str, args: &[&'s str]) -> Vec<&'s str> {
+        let mut v = vec!["netns", "exec", ns, program];
+        v.extend_from_slice(args);
+        v
+    }
+
+    fn wait_bound(&self, ns: &str, port: u16) {
+        let t = Instant::now();
+        loop {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    ns,
+                    "ss",
+                    "-Hlun",
+                    &format!("sport = :{port}"),
+                ])
+                .output()
+                .unwrap();
+            if !out.stdout.is_empty() {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "nothing bound {port} in {ns}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Lossy {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.delayer.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// serve in namespace a, recv in namespace b, 150 small live frames (30 fps) across 5% loss
+/// each way and 40 ms of delay. Returns the frame numbers received and the recv summary.
+fn lossy_run(tag: u8, policy: &str) -> (Vec<u64>, serde_json::Value) {
+    let (fa, fb) = (
+        machine(&format!("loss{tag}-a")),
+        machine(&format!("loss{tag}-b")),
+    );
+    let net = Lossy::new(tag);
+    let port = 4433u16;
+    let addr = format!("{}:{port}", net.ip_a);
+    let (sl_test, sl_net) = (bin("sl-test"), bin("sl-net"));
+    let (sl_test, sl_net) = (sl_test.to_str().unwrap(), sl_net.to_str().unwrap());
+    let server = Pipeline::new()
+        .cmd(
+            "ip",
+            &Lossy::exec(
+                &net.a,
+                sl_test,
+                &["-n", "150", "-s", "64x48", "-f", "gray8"],
+            ),
+        )
+        .cmd(
+            "ip",
+            &Lossy::exec(
+                &net.a,
+                sl_net,
+                &["serve", &addr, "--wait-for", "1", "--peer", &fb.fp],
+            ),
+        )
+        .env("XDG_CONFIG_HOME", &fa.dir)
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    net.wait_bound(&net.a, port);
+    let recv = Pipeline::new()
+        .cmd(
+            "ip",
+            &Lossy::exec(
+                &net.b,
+                sl_net,
+                &[
+                    "recv",
+                    &addr,
+                    "--policy",
+                    policy,
+                    "--peer",
+                    &fa.fp,
+                    "--json",
+                    "--no-reconnect",
+                ],
+            ),
+        )
+        .env("XDG_CONFIG_HOME", &fb.dir)
+        .timeout(Duration::from_secs(120))
+        .run();
+    let served = server.wait();
+    served.assert_success();
+    recv.assert_success();
+    let frames = video_frames(&decode(&recv.stdout).expect("a complete stream"));
+    let err = &recv.stage(0).stderr;
+    let json_line = err
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("json summary");
+    let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    eprintln!("{policy} over 5% loss and 40 ms: {v}");
+    (frames.iter().map(|f| f.info.frame_number).collect(), v)
+}
+
+#[test]
+fn latest_keeps_frames_coming_across_loss_and_delay() {
+    let (numbers, v) = lossy_run(1, "latest");
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "in order, whole: {numbers:?}"
+    );
+    // the newest frame is never superseded, so the end of the stream always arrives
+    assert_eq!(numbers.last(), Some(&149), "{numbers:?}");
+    assert!(numbers.len() >= 75, "most frames arrive: {numbers:?}");
+    let missing = 150 - numbers.len() as u64 - numbers[0];
+    assert_eq!(v["missing_frames"], missing);
+    assert!(v["latency_ms"]["p99"].as_f64().is_some());
+    assert!(
+        v["packets_lost"].as_u64().unwrap() > 0,
+        "the loss was real: {v}"
+    );
+}
+
+#[test]
+fn block_loses_nothing_across_loss_and_delay() {
+    let (numbers, v) = lossy_run(2, "block");
+    assert_eq!(numbers, (0..150).collect::<Vec<_>>());
+    assert_eq!(v["missing_frames"], 0);
+    assert!(
+        v["packets_lost"].as_u64().unwrap() > 0,
+        "the loss was real: {v}"
+    );
+}
