@@ -80,7 +80,7 @@ impl Recorder {
                     "the stream carries compressed packets: sl-file -o writes raw frames; decode them first"
                 ));
             }
-            Message::Data { .. } | Message::End { .. } => {}
+            Message::Data { .. } | Message::End { .. } | Message::Unknown(_) => {}
         }
         Ok(None)
     }

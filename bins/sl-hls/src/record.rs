@@ -79,7 +79,7 @@ impl Recorder {
                     "the stream carries compressed packets: sl-hls encodes raw frames; decode them first (sl-file -)"
                 ));
             }
-            Message::Data { .. } | Message::End { .. } => {}
+            Message::Data { .. } | Message::End { .. } | Message::Unknown(_) => {}
         }
         Ok(None)
     }

@@ -150,7 +150,7 @@ fn read_input(
                 MessageHead::Video { stream, .. } => {
                     let payload = raw.payload.to_vec();
                     match raw.head.clone().into_message(payload)? {
-                        Some(Message::Video { stream: s, frame }) => (s, frame),
+                        Message::Video { stream: s, frame } => (s, frame),
                         _ => unreachable!("a video head makes a video message: {stream}"),
                     }
                 }

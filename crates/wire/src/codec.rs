@@ -32,19 +32,23 @@ impl Enc<'_> {
     pub fn f64(&mut self, v: f64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    /// u16 length + UTF-8; longer strings are cut at a character boundary below 65536 bytes.
-    pub fn str(&mut self, s: &str) {
-        let mut end = s.len().min(u16::MAX as usize);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.u16(end as u16);
-        self.0.extend_from_slice(&s.as_bytes()[..end]);
+    /// u16 length + UTF-8. A longer string is a [`WireError::TooLong`] naming `what`: a cut
+    /// string would change what the stream says without a word.
+    pub fn str(&mut self, s: &str, what: &'static str) -> Result<(), WireError> {
+        let len = u16::try_from(s.len()).map_err(|_| WireError::TooLong {
+            what,
+            len: s.len(),
+            max: u16::MAX as usize,
+        })?;
+        self.u16(len);
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
     /// u32 length + bytes.
-    pub fn bytes(&mut self, b: &[u8]) {
-        self.u32(b.len() as u32);
+    pub fn bytes(&mut self, b: &[u8], what: &'static str) -> Result<(), WireError> {
+        self.u32(u32_len(b.len(), what)?);
         self.0.extend_from_slice(b);
+        Ok(())
     }
     pub fn rational(&mut self, r: Rational) {
         self.u32(r.num);
@@ -52,7 +56,7 @@ impl Enc<'_> {
     }
 
     /// The timing block every frame-carrying message starts with.
-    pub fn frame_info(&mut self, info: &FrameInfo) {
+    pub fn frame_info(&mut self, info: &FrameInfo) -> Result<(), WireError> {
         self.u64(info.frame_number);
         self.i64(info.pts);
         self.rational(info.time_base);
@@ -62,14 +66,19 @@ impl Enc<'_> {
         self.u8(presence);
         self.i64(info.capture_time_ns.unwrap_or(0));
         self.i64(info.ptp_time_ns.unwrap_or(0));
-        self.str(&info.source_id);
-        self.metadata(&info.metadata);
+        self.str(&info.source_id, "a source id")?;
+        self.metadata(&info.metadata)
     }
 
-    pub fn metadata(&mut self, m: &Metadata) {
-        self.u16(m.len().min(u16::MAX as usize) as u16);
-        for (key, value) in m.iter().take(u16::MAX as usize) {
-            self.str(key);
+    pub fn metadata(&mut self, m: &Metadata) -> Result<(), WireError> {
+        let count = u16::try_from(m.len()).map_err(|_| WireError::TooLong {
+            what: "a frame's metadata (entries)",
+            len: m.len(),
+            max: u16::MAX as usize,
+        })?;
+        self.u16(count);
+        for (key, value) in m.iter() {
+            self.str(key, "a metadata key")?;
             let (ty, start) = (value_type(value), self.0.len());
             self.u8(ty);
             self.u32(0); // value length, patched below
@@ -80,7 +89,7 @@ impl Enc<'_> {
                 Value::Str(s) => self.0.extend_from_slice(s.as_bytes()),
                 Value::Bytes(b) => self.0.extend_from_slice(b),
                 Value::Boxes(boxes) => {
-                    self.u32(boxes.len() as u32);
+                    self.u32(u32_len(boxes.len(), "a metadata box list")?);
                     for b in boxes {
                         self.f32(b.x);
                         self.f32(b.y);
@@ -88,14 +97,24 @@ impl Enc<'_> {
                         self.f32(b.h);
                         self.f32(b.score);
                         self.i32(b.class_id);
-                        self.str(&b.label);
+                        self.str(&b.label, "a box label")?;
                     }
                 }
             }
-            let len = (self.0.len() - start - 5) as u32;
+            let len = u32_len(self.0.len() - start - 5, "a metadata value")?;
             self.0[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
         }
+        Ok(())
     }
+}
+
+/// A length that must fit the wire's `u32`.
+fn u32_len(len: usize, what: &'static str) -> Result<u32, WireError> {
+    u32::try_from(len).map_err(|_| WireError::TooLong {
+        what,
+        len,
+        max: u32::MAX as usize,
+    })
 }
 
 fn value_type(v: &Value) -> u8 {

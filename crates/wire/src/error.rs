@@ -29,6 +29,20 @@ pub enum WireError {
         len: u64,
         max: u64,
     },
+    #[error(
+        "{what} is {len} long, more than the wire format can carry ({max}): shorten it \
+         (nothing was written)"
+    )]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "a message ends {needed} bytes past the end of the buffer: a single message must be \
+         decoded from a buffer that holds all of it"
+    )]
+    Short { needed: u64 },
     #[error("malformed {kind} message: {why}")]
     Malformed { kind: &'static str, why: String },
     #[error("invalid frame: {0}")]

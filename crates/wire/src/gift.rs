@@ -43,7 +43,7 @@ impl<W: Write + AsFd> Writer<W> {
             self.write_video(stream, &frame)?;
             return Ok((!frame.is_paged()).then(|| frame.into_data()));
         }
-        encode_video_header(&mut self.begin(), &frame);
+        encode_video_header(&mut self.begin(), &frame)?;
         self.send_parts(
             kind::VIDEO,
             flags::KEYFRAME,

@@ -1,12 +1,14 @@
 //! The messages a byte stream carries, and their header layouts.
 
+use std::fmt;
+
 use sl_frame::{
     AudioChunk, ColorInfo, FrameInfo, Metadata, Packet, PixelFormat, Rational, SampleFormat,
     VideoCodec, VideoFrame,
 };
 
 use crate::codec::{Dec, Enc};
-use crate::{WireError, kind};
+use crate::{Kind, WireError, kind};
 
 /// What a video stream carries: raw pixels or a compressed codec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +64,7 @@ pub enum StreamKind {
 
 /// The description of one stream, sent before its first frame and repeated at will so a
 /// receiver that joins late can start.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct StreamInfo {
     pub kind: StreamKind,
     pub source_id: String,
@@ -117,10 +119,34 @@ impl StreamInfo {
 }
 
 /// A metadata-only message: timing and metadata with an optional opaque payload.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, PartialEq, Default)]
 pub struct DataMessage {
     pub info: FrameInfo,
     pub payload: Vec<u8>,
+}
+
+impl fmt::Debug for StreamInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamInfo")
+            .field("kind", &self.kind)
+            .field("source_id", &self.source_id)
+            .field("time_base", &self.time_base)
+            .field(
+                "extradata",
+                &format_args!("<{} bytes>", self.extradata.len()),
+            )
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DataMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataMessage")
+            .field("info", &self.info)
+            .field("payload", &format_args!("<{} bytes>", self.payload.len()))
+            .finish()
+    }
 }
 
 /// One decoded message.
@@ -150,6 +176,55 @@ pub enum Message {
     End {
         stream: u16,
     },
+    /// A kind this version does not know (a later version's), kept byte for byte so a
+    /// filter passes it on untouched: that is how the format grows without a new version.
+    Unknown(UnknownMessage),
+}
+
+/// A message of a kind this version does not know, as it was on the wire.
+#[derive(Clone, PartialEq)]
+pub struct UnknownMessage {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u16,
+    pub header: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl fmt::Debug for UnknownMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "UnknownMessage {{ kind: {:#04x}, flags: {:#04x}, stream: {}, header: <{} bytes>, payload: <{} bytes> }}",
+            self.kind,
+            self.flags,
+            self.stream,
+            self.header.len(),
+            self.payload.len()
+        )
+    }
+}
+
+/// The header of a message of a kind this version does not know.
+#[derive(Clone, PartialEq)]
+pub struct UnknownHead {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u16,
+    pub header: Vec<u8>,
+}
+
+impl fmt::Debug for UnknownHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "UnknownHead {{ kind: {:#04x}, flags: {:#04x}, stream: {}, header: <{} bytes> }}",
+            self.kind,
+            self.flags,
+            self.stream,
+            self.header.len()
+        )
+    }
 }
 
 impl Message {
@@ -161,7 +236,47 @@ impl Message {
             | Message::Audio { stream, .. }
             | Message::Data { stream, .. }
             | Message::End { stream } => *stream,
+            Message::Unknown(u) => u.stream,
         }
+    }
+
+    /// The message's kind, or `None` for a kind this version does not know.
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::from_code(self.kind_code())
+    }
+
+    /// The kind byte this message has on the wire.
+    pub fn kind_code(&self) -> u8 {
+        match self {
+            Message::Stream { .. } => kind::STREAM_INFO,
+            Message::Video { .. } => kind::VIDEO,
+            Message::Packet { .. } => kind::PACKET,
+            Message::Audio { .. } => kind::AUDIO,
+            Message::Data { .. } => kind::DATA,
+            Message::End { .. } => kind::END,
+            Message::Unknown(u) => u.kind,
+        }
+    }
+
+    /// The frame timing, to change it (a source stamps capture times here).
+    pub fn frame_info_mut(&mut self) -> Option<&mut FrameInfo> {
+        match self {
+            Message::Video { frame, .. } => Some(&mut frame.info),
+            Message::Packet { packet, .. } => Some(&mut packet.info),
+            Message::Audio { chunk, .. } => Some(&mut chunk.info),
+            Message::Data { data, .. } => Some(&mut data.info),
+            Message::Stream { .. } | Message::End { .. } | Message::Unknown(_) => None,
+        }
+    }
+
+    /// Whether this ends the whole byte stream (END for [`crate::ALL_STREAMS`]).
+    pub fn is_end_of_all(&self) -> bool {
+        matches!(
+            self,
+            Message::End {
+                stream: crate::ALL_STREAMS
+            }
+        )
     }
 
     /// The frame timing, for messages that carry a frame.
@@ -171,7 +286,7 @@ impl Message {
             Message::Packet { packet, .. } => Some(&packet.info),
             Message::Audio { chunk, .. } => Some(&chunk.info),
             Message::Data { data, .. } => Some(&data.info),
-            Message::Stream { .. } | Message::End { .. } => None,
+            Message::Stream { .. } | Message::End { .. } | Message::Unknown(_) => None,
         }
     }
 }
@@ -217,11 +332,8 @@ pub enum MessageHead {
     End {
         stream: u16,
     },
-    /// A kind this reader does not know: skipped.
-    Unknown {
-        kind: u8,
-        stream: u16,
-    },
+    /// A kind this reader does not know: passed on as it is.
+    Unknown(UnknownHead),
 }
 
 impl MessageHead {
@@ -242,8 +354,8 @@ impl MessageHead {
             | MessageHead::Packet { stream, .. }
             | MessageHead::Audio { stream, .. }
             | MessageHead::Data { stream, .. }
-            | MessageHead::End { stream }
-            | MessageHead::Unknown { stream, .. } => *stream,
+            | MessageHead::End { stream } => *stream,
+            MessageHead::Unknown(h) => h.stream,
         }
     }
 
@@ -347,16 +459,18 @@ impl MessageHead {
                 }
             }
             kind::END => MessageHead::End { stream },
-            other => MessageHead::Unknown {
+            other => MessageHead::Unknown(UnknownHead {
                 kind: other,
+                flags,
                 stream,
-            },
+                header: header.to_vec(),
+            }),
         })
     }
 
     /// Build the message from this header and its payload (already checked for size).
-    pub fn into_message(self, payload: Vec<u8>) -> Result<Option<Message>, WireError> {
-        Ok(Some(match self {
+    pub fn into_message(self, payload: Vec<u8>) -> Result<Message, WireError> {
+        Ok(match self {
             MessageHead::Stream { stream, info } => Message::Stream { stream, info },
             MessageHead::Video {
                 stream,
@@ -407,16 +521,22 @@ impl MessageHead {
                 data: DataMessage { info, payload },
             },
             MessageHead::End { stream } => Message::End { stream },
-            MessageHead::Unknown { .. } => return Ok(None),
-        }))
+            MessageHead::Unknown(h) => Message::Unknown(UnknownMessage {
+                kind: h.kind,
+                flags: h.flags,
+                stream: h.stream,
+                header: h.header,
+                payload,
+            }),
+        })
     }
 }
 
-pub(crate) fn encode_stream_info(e: &mut Enc<'_>, s: &StreamInfo) {
+pub(crate) fn encode_stream_info(e: &mut Enc<'_>, s: &StreamInfo) -> Result<(), WireError> {
     match &s.kind {
         StreamKind::Video(v) => {
             e.u8(1);
-            e.str(&s.source_id);
+            e.str(&s.source_id, "a source id")?;
             e.rational(s.time_base);
             e.u16(v.format.wire_code());
             e.u32(v.width);
@@ -426,7 +546,7 @@ pub(crate) fn encode_stream_info(e: &mut Enc<'_>, s: &StreamInfo) {
         }
         StreamKind::Audio(a) => {
             e.u8(2);
-            e.str(&s.source_id);
+            e.str(&s.source_id, "a source id")?;
             e.rational(s.time_base);
             e.u8(a.format.wire_code());
             e.u8(a.planar as u8);
@@ -435,12 +555,12 @@ pub(crate) fn encode_stream_info(e: &mut Enc<'_>, s: &StreamInfo) {
         }
         StreamKind::Data => {
             e.u8(3);
-            e.str(&s.source_id);
+            e.str(&s.source_id, "a source id")?;
             e.rational(s.time_base);
         }
     }
-    e.bytes(&s.extradata);
-    e.metadata(&s.metadata);
+    e.bytes(&s.extradata, "a stream's extradata")?;
+    e.metadata(&s.metadata)
 }
 
 fn decode_stream_info(d: &mut Dec<'_>) -> Result<StreamInfo, WireError> {
@@ -487,7 +607,7 @@ fn decode_stream_info(d: &mut Dec<'_>) -> Result<StreamInfo, WireError> {
 }
 
 /// Encode the header (not the prefix, not the payload) of a frame-carrying message.
-pub(crate) fn encode_video_header(e: &mut Enc<'_>, f: &VideoFrame) {
+pub(crate) fn encode_video_header(e: &mut Enc<'_>, f: &VideoFrame) -> Result<(), WireError> {
     encode_video_header_parts(
         e,
         &f.info,
@@ -496,7 +616,7 @@ pub(crate) fn encode_video_header(e: &mut Enc<'_>, f: &VideoFrame) {
         f.height(),
         f.color,
         f.strides(),
-    );
+    )
 }
 
 /// [`encode_video_header`] from the parts of a frame.
@@ -508,8 +628,8 @@ pub(crate) fn encode_video_header_parts(
     height: u32,
     color: ColorInfo,
     strides: &[usize],
-) {
-    e.frame_info(info);
+) -> Result<(), WireError> {
+    e.frame_info(info)?;
     e.u16(format.wire_code());
     e.u32(width);
     e.u32(height);
@@ -518,20 +638,67 @@ pub(crate) fn encode_video_header_parts(
     for &s in strides {
         e.u32(s as u32);
     }
+    Ok(())
 }
 
-pub(crate) fn encode_packet_header(e: &mut Enc<'_>, p: &Packet) {
-    e.frame_info(&p.info);
+pub(crate) fn encode_packet_header(e: &mut Enc<'_>, p: &Packet) -> Result<(), WireError> {
+    e.frame_info(&p.info)?;
     e.u16(p.codec.wire_code());
     e.u32(p.width);
     e.u32(p.height);
+    Ok(())
 }
 
-pub(crate) fn encode_audio_header(e: &mut Enc<'_>, c: &AudioChunk) {
-    e.frame_info(&c.info);
+pub(crate) fn encode_audio_header(e: &mut Enc<'_>, c: &AudioChunk) -> Result<(), WireError> {
+    e.frame_info(&c.info)?;
     e.u8(c.format().wire_code());
     e.u8(c.planar() as u8);
     e.u16(c.channels());
     e.u32(c.sample_rate());
     e.u32(c.samples());
+    Ok(())
+}
+
+/// Encode `m`'s header (after the prefix) into `e`; returns the prefix's kind and flags and
+/// the payload, which the caller sends after the header.
+pub(crate) fn encode_header<'m>(
+    e: &mut Enc<'_>,
+    m: &'m Message,
+) -> Result<(u8, u8, &'m [u8]), WireError> {
+    use crate::flags::KEYFRAME;
+    let keyframe = |info: &FrameInfo| if info.keyframe { KEYFRAME } else { 0 };
+    Ok(match m {
+        Message::Stream { info, .. } => {
+            encode_stream_info(e, info)?;
+            (kind::STREAM_INFO, 0, &[])
+        }
+        Message::Video { frame, .. } => {
+            encode_video_header(e, frame)?;
+            (kind::VIDEO, KEYFRAME, frame.data())
+        }
+        Message::Packet { packet, .. } => {
+            encode_packet_header(e, packet)?;
+            (kind::PACKET, keyframe(&packet.info), &packet.data)
+        }
+        Message::Audio { chunk, .. } => {
+            encode_audio_header(e, chunk)?;
+            (kind::AUDIO, KEYFRAME, chunk.data())
+        }
+        Message::Data { data, .. } => {
+            e.frame_info(&data.info)?;
+            (kind::DATA, keyframe(&data.info), &data.payload)
+        }
+        Message::End { .. } => (kind::END, 0, &[]),
+        Message::Unknown(u) => {
+            if u32::try_from(u.header.len()).is_err() {
+                return Err(WireError::TooLong {
+                    what: "an unknown message's header",
+                    len: u.header.len(),
+                    max: u32::MAX as usize,
+                });
+            }
+            e.0.extend_from_slice(&u.header);
+            (u.kind, u.flags, &u.payload)
+        }
+    })
 }

@@ -3,8 +3,8 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use crate::{
-    ALL_STREAMS, MAGIC, Message, MessageHead, PREFIX_LEN, STREAM_HEADER_LEN, VERSION, WireError,
-    describe_foreign, kind,
+    ALL_STREAMS, Kind, MAGIC, Message, MessageHead, PREFIX_LEN, STREAM_HEADER_LEN, VERSION,
+    WireError, describe_foreign,
 };
 
 /// Bounds a reader enforces before allocating anything a header asks for.
@@ -28,11 +28,23 @@ impl Default for Limits {
 
 /// A message as it was on the wire, with its decoded header. For pass-through stages: inspect
 /// `head`, then write `prefix_and_header` and `payload` unchanged.
-#[derive(Debug)]
 pub struct RawMessage<'a> {
     pub head: MessageHead,
     pub prefix_and_header: &'a [u8],
     pub payload: &'a [u8],
+}
+
+impl std::fmt::Debug for RawMessage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMessage")
+            .field("head", &self.head)
+            .field(
+                "prefix_and_header",
+                &format_args!("<{} bytes>", self.prefix_and_header.len()),
+            )
+            .field("payload", &format_args!("<{} bytes>", self.payload.len()))
+            .finish()
+    }
 }
 
 impl RawMessage<'_> {
@@ -47,7 +59,6 @@ impl RawMessage<'_> {
 }
 
 /// Reads messages from a byte stream, checking the stream header on creation.
-#[derive(Debug)]
 pub struct Reader<R: Read> {
     pub(crate) inner: BufReader<R>,
     limits: Limits,
@@ -59,6 +70,19 @@ pub struct Reader<R: Read> {
     finished: bool,
     /// Opened on first use by `next_head_skipping_payload`.
     pub(crate) devnull: Option<std::fs::File>,
+}
+
+impl<R: Read> std::fmt::Debug for Reader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("limits", &self.limits)
+            .field("buffered", &self.inner.buffer().len())
+            .field("spare_buffers", &self.spare.len())
+            .field("messages", &self.messages)
+            .field("frames", &self.frames)
+            .field("finished", &self.finished)
+            .finish()
+    }
 }
 
 /// How much to read ahead for small messages. Large payloads bypass it.
@@ -128,80 +152,50 @@ impl<R: Read> Reader<R> {
     }
 
     /// Read the prefix and header of the next message into `head_buf` and decode the header.
-    /// Returns the header and the declared payload length, or None at the final end.
+    /// Returns the header and the declared payload length, or None at the final end. A kind
+    /// this version does not know comes back as [`MessageHead::Unknown`], to be passed on.
     pub(crate) fn read_head(&mut self) -> Result<Option<(MessageHead, u64)>, WireError> {
-        loop {
-            if self.finished {
-                return Ok(None);
-            }
-            self.head_buf.clear();
-            self.head_buf.resize(PREFIX_LEN, 0);
-            let n = read_full(&mut self.inner, &mut self.head_buf)?;
-            if n == 0 {
-                return Err(WireError::Truncated(format!(
-                    "after {} frames: no end-of-stream message",
-                    self.frames
-                )));
-            }
-            if n < PREFIX_LEN {
-                return Err(self.truncated("inside a message prefix"));
-            }
-            let p = &self.head_buf;
-            let (kind, flags) = (p[0], p[1]);
-            let stream = u16::from_le_bytes([p[2], p[3]]);
-            let header_len = u32::from_le_bytes([p[4], p[5], p[6], p[7]]);
-            let payload_len = u64::from_le_bytes(p[8..16].try_into().expect("8 bytes"));
-            if header_len > self.limits.max_header {
-                return Err(WireError::TooLarge {
-                    what: "message header",
-                    len: header_len as u64,
-                    max: self.limits.max_header as u64,
-                });
-            }
-            if payload_len > self.limits.max_payload {
-                return Err(WireError::TooLarge {
-                    what: "message payload",
-                    len: payload_len,
-                    max: self.limits.max_payload,
-                });
-            }
-            let got = read_grow(&mut self.inner, &mut self.head_buf, header_len as u64)?;
-            if got < header_len as u64 {
-                return Err(self.truncated("inside a message header"));
-            }
-            let head = MessageHead::decode(kind, flags, stream, &self.head_buf[PREFIX_LEN..])?;
-            if let MessageHead::Unknown { .. } = head {
-                // skip what we do not understand without buffering it
-                let skipped = io::copy(&mut (&mut self.inner).take(payload_len), &mut io::sink())?;
-                if skipped < payload_len {
-                    return Err(self.truncated("inside the payload of an unknown message"));
-                }
-                self.messages += 1;
-                continue;
-            }
-            if let Some(exact) = head.exact_payload()?
-                && exact != payload_len
-            {
-                return Err(WireError::Malformed {
-                    kind: kind_name(kind),
-                    why: format!(
-                        "header implies a {exact}-byte payload, prefix says {payload_len}"
-                    ),
-                });
-            }
-            self.messages += 1;
-            if head.frame_info().is_some() {
-                self.frames += 1;
-            }
-            if head
-                == (MessageHead::End {
-                    stream: ALL_STREAMS,
-                })
-            {
-                self.finished = true;
-            }
-            return Ok(Some((head, payload_len)));
+        if self.finished {
+            return Ok(None);
         }
+        self.head_buf.clear();
+        self.head_buf.resize(PREFIX_LEN, 0);
+        let n = read_full(&mut self.inner, &mut self.head_buf)?;
+        if n == 0 {
+            return Err(WireError::Truncated(format!(
+                "after {} frames: no end-of-stream message",
+                self.frames
+            )));
+        }
+        if n < PREFIX_LEN {
+            return Err(self.truncated("inside a message prefix"));
+        }
+        let prefix = parse_prefix(&self.head_buf, &self.limits)?;
+        let header_len = prefix.header_len;
+        let payload_len = prefix.payload_len;
+        let got = read_grow(&mut self.inner, &mut self.head_buf, header_len as u64)?;
+        if got < header_len as u64 {
+            return Err(self.truncated("inside a message header"));
+        }
+        let head = MessageHead::decode(
+            prefix.kind,
+            prefix.flags,
+            prefix.stream,
+            &self.head_buf[PREFIX_LEN..],
+        )?;
+        check_payload_len(prefix.kind, &head, payload_len)?;
+        self.messages += 1;
+        if head.frame_info().is_some() {
+            self.frames += 1;
+        }
+        if head
+            == (MessageHead::End {
+                stream: ALL_STREAMS,
+            })
+        {
+            self.finished = true;
+        }
+        Ok(Some((head, payload_len)))
     }
 
     pub(crate) fn truncated_payload(&self, got: usize, len: usize) -> WireError {
@@ -233,7 +227,7 @@ impl<R: Read> Reader<R> {
             return Err(self.truncated_payload(got, len));
         }
         buf.truncate(len);
-        head.into_message(buf)
+        head.into_message(buf).map(Some)
     }
 
     /// The next message undecoded, for pass-through: its header is decoded and checked, its
@@ -256,15 +250,54 @@ impl<R: Read> Reader<R> {
     }
 }
 
-fn kind_name(k: u8) -> &'static str {
-    match k {
-        kind::STREAM_INFO => "stream-info",
-        kind::VIDEO => "video",
-        kind::PACKET => "packet",
-        kind::AUDIO => "audio",
-        kind::DATA => "data",
-        kind::END => "end",
-        _ => "unknown",
+/// A message prefix, its lengths checked against the limits.
+pub(crate) struct Prefix {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u16,
+    pub header_len: u32,
+    pub payload_len: u64,
+}
+
+/// Decode a 16-byte message prefix and check its lengths before anything is allocated.
+pub(crate) fn parse_prefix(p: &[u8], limits: &Limits) -> Result<Prefix, WireError> {
+    let header_len = u32::from_le_bytes(p[4..8].try_into().expect("4 bytes"));
+    let payload_len = u64::from_le_bytes(p[8..16].try_into().expect("8 bytes"));
+    if header_len > limits.max_header {
+        return Err(WireError::TooLarge {
+            what: "message header",
+            len: header_len as u64,
+            max: limits.max_header as u64,
+        });
+    }
+    if payload_len > limits.max_payload {
+        return Err(WireError::TooLarge {
+            what: "message payload",
+            len: payload_len,
+            max: limits.max_payload,
+        });
+    }
+    Ok(Prefix {
+        kind: p[0],
+        flags: p[1],
+        stream: u16::from_le_bytes([p[2], p[3]]),
+        header_len,
+        payload_len,
+    })
+}
+
+/// Check a payload length against the one its header implies (raw video, audio, empty kinds).
+pub(crate) fn check_payload_len(
+    kind: u8,
+    head: &MessageHead,
+    payload_len: u64,
+) -> Result<(), WireError> {
+    match head.exact_payload()? {
+        Some(exact) if exact != payload_len => Err(WireError::Malformed {
+            kind: Kind::from_code(kind).map_or("unknown", Kind::name),
+            why: format!("header implies a {exact}-byte payload, prefix says {payload_len}"),
+        }),
+        _ => Ok(()),
     }
 }
 

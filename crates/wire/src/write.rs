@@ -6,8 +6,8 @@ use sl_frame::{AudioChunk, ColorInfo, FrameInfo, Packet, PixelFormat, VideoFrame
 
 use crate::codec::Enc;
 use crate::message::{
-    encode_audio_header, encode_packet_header, encode_stream_info, encode_video_header,
-    encode_video_header_parts,
+    encode_audio_header, encode_header, encode_packet_header, encode_stream_info,
+    encode_video_header, encode_video_header_parts,
 };
 use crate::{
     ALL_STREAMS, DataMessage, MAGIC, Message, PREFIX_LEN, RawMessage, StreamInfo, VERSION,
@@ -17,7 +17,6 @@ use crate::{
 /// Writes the stream header on creation, then one message per call. Each message goes out as
 /// a single vectored write of prefix+header (from a reused scratch buffer) and the payload
 /// (borrowed from the frame), so pixels are never copied in user space.
-#[derive(Debug)]
 pub struct Writer<W: Write> {
     inner: W,
     scratch: Vec<u8>,
@@ -25,6 +24,16 @@ pub struct Writer<W: Write> {
     finished: bool,
     /// Whether `inner` is a pipe, once asked (see `gift`).
     pub(crate) is_pipe: Option<bool>,
+}
+
+impl<W: Write> std::fmt::Debug for Writer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("bytes", &self.bytes)
+            .field("finished", &self.finished)
+            .field("is_pipe", &self.is_pipe)
+            .finish()
+    }
 }
 
 impl<W: Write> Writer<W> {
@@ -90,12 +99,12 @@ impl<W: Write> Writer<W> {
     }
 
     pub fn write_stream_info(&mut self, stream: u16, info: &StreamInfo) -> Result<(), WireError> {
-        encode_stream_info(&mut self.begin(), info);
+        encode_stream_info(&mut self.begin(), info)?;
         self.send(kind::STREAM_INFO, 0, stream, &[])
     }
 
     pub fn write_video(&mut self, stream: u16, frame: &VideoFrame) -> Result<(), WireError> {
-        encode_video_header(&mut self.begin(), frame);
+        encode_video_header(&mut self.begin(), frame)?;
         self.send(kind::VIDEO, flags::KEYFRAME, stream, frame.data())
     }
 
@@ -153,7 +162,7 @@ impl<W: Write> Writer<W> {
             height,
             color,
             &strides[..format.plane_count()],
-        );
+        )?;
         let header_len = (self.scratch.len() - PREFIX_LEN) as u32;
         let p = &mut self.scratch[..PREFIX_LEN];
         p[0] = kind::VIDEO;
@@ -168,7 +177,7 @@ impl<W: Write> Writer<W> {
     }
 
     pub fn write_packet(&mut self, stream: u16, packet: &Packet) -> Result<(), WireError> {
-        encode_packet_header(&mut self.begin(), packet);
+        encode_packet_header(&mut self.begin(), packet)?;
         let f = if packet.info.keyframe {
             flags::KEYFRAME
         } else {
@@ -178,12 +187,12 @@ impl<W: Write> Writer<W> {
     }
 
     pub fn write_audio(&mut self, stream: u16, chunk: &AudioChunk) -> Result<(), WireError> {
-        encode_audio_header(&mut self.begin(), chunk);
+        encode_audio_header(&mut self.begin(), chunk)?;
         self.send(kind::AUDIO, flags::KEYFRAME, stream, chunk.data())
     }
 
     pub fn write_data(&mut self, stream: u16, data: &DataMessage) -> Result<(), WireError> {
-        self.begin().frame_info(&data.info);
+        self.begin().frame_info(&data.info)?;
         let f = if data.info.keyframe {
             flags::KEYFRAME
         } else {
@@ -207,6 +216,10 @@ impl<W: Write> Writer<W> {
             Message::Data { stream, data } => self.write_data(*stream, data),
             Message::End { stream } if *stream == ALL_STREAMS => self.finish(),
             Message::End { stream } => self.write_end(*stream),
+            Message::Unknown(_) => {
+                let (kind, flags, payload) = encode_header(&mut self.begin(), m)?;
+                self.send(kind, flags, m.stream(), payload)
+            }
         }
     }
 

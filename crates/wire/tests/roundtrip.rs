@@ -9,7 +9,7 @@ use sl_frame::{
 };
 use sl_wire::{
     ALL_STREAMS, AudioParams, DataMessage, Limits, Message, PlaneRef, Reader, StreamInfo,
-    StreamKind, WireError, Writer,
+    StreamKind, UnknownMessage, WireError, Writer,
 };
 
 /// The stream that `tests/data/golden-v1.slv` holds and docs/wire-format.md walks through.
@@ -190,16 +190,153 @@ fn raw_pass_through_is_byte_identical() {
     assert_eq!(w.get_ref(), &bytes);
 }
 
-#[test]
-fn unknown_kinds_are_skipped() {
+/// The golden stream with a message of a kind this version does not know (0x7f, stream 3,
+/// flags 0x80, a 3-byte header and a 5-byte payload) after the stream descriptions.
+fn with_unknown_kind() -> (Vec<u8>, UnknownMessage) {
     let mut bytes = encode(&golden_messages()[..2]);
-    // a kind 0x7f message with a 3-byte header and 5-byte payload
-    bytes.extend_from_slice(&[0x7f, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0]);
-    bytes.extend_from_slice(&[9; 8]);
+    bytes.extend_from_slice(&[0x7f, 0x80, 3, 0, 3, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0]);
+    bytes.extend_from_slice(&[1, 2, 3, 9, 9, 9, 9, 9]);
     let mut tail = encode(&golden_messages()[2..]);
     bytes.extend_from_slice(&tail.split_off(16));
+    let unknown = UnknownMessage {
+        kind: 0x7f,
+        flags: 0x80,
+        stream: 3,
+        header: vec![1, 2, 3],
+        payload: vec![9; 5],
+    };
+    (bytes, unknown)
+}
+
+#[test]
+fn unknown_kinds_are_kept_and_written_back_unchanged() {
+    let (bytes, unknown) = with_unknown_kind();
     let got = decode_all(&bytes).unwrap();
-    assert_eq!(got, golden_messages());
+    let mut expected = golden_messages();
+    expected.insert(2, Message::Unknown(unknown));
+    assert_eq!(got, expected);
+    assert_eq!(got[2].kind(), None);
+    assert_eq!(got[2].kind_code(), 0x7f);
+    // decoded and encoded again: byte for byte the same stream
+    assert_eq!(encode(&got), bytes);
+    // and through the raw pass-through path
+    let mut r = Reader::new(Cursor::new(&bytes)).unwrap();
+    let mut w = Writer::new(Vec::new()).unwrap();
+    while let Some(raw) = r.next_raw().unwrap() {
+        w.write_raw(&raw).unwrap();
+    }
+    assert_eq!(w.get_ref(), &bytes);
+    // Debug shows lengths, not bytes
+    let shown = format!("{:?}", got[2]);
+    assert!(shown.contains("<5 bytes>"), "{shown}");
+}
+
+#[test]
+fn single_messages_round_trip_through_byte_buffers() {
+    let (bytes, unknown) = with_unknown_kind();
+    let mut expected = golden_messages();
+    expected.insert(2, Message::Unknown(unknown));
+    let mut buf = bytes::BytesMut::new();
+    sl_wire::encode_stream_header(&mut buf);
+    for m in &expected {
+        let before = buf.len();
+        m.encode(&mut buf).unwrap();
+        assert_eq!(buf.len() - before, m.encoded_len().unwrap());
+    }
+    // the same bytes as the io writer's
+    assert_eq!(&buf[..], &bytes[..]);
+    let mut b = buf.freeze();
+    sl_wire::decode_stream_header(&mut b).unwrap();
+    let mut got = Vec::new();
+    while !b.is_empty() {
+        assert_eq!(
+            sl_wire::message_len(&b),
+            Some(expected[got.len()].encoded_len().unwrap() as u64)
+        );
+        got.push(Message::decode(&mut b).unwrap());
+    }
+    assert_eq!(got, expected);
+    assert_eq!(got.last().map(Message::is_end_of_all), Some(true));
+}
+
+#[test]
+fn a_short_buffer_is_a_typed_error_that_consumes_nothing() {
+    let m = &golden_messages()[2];
+    let mut whole = Vec::new();
+    m.encode(&mut whole).unwrap();
+    for cut in 0..whole.len() {
+        let mut b = &whole[..cut];
+        match Message::decode(&mut b) {
+            Err(WireError::Short { needed }) => {
+                // before the prefix is whole, only the prefix's missing bytes are known
+                let expected = if cut < 16 {
+                    16 - cut
+                } else {
+                    whole.len() - cut
+                };
+                assert_eq!(needed as usize, expected, "cut at {cut}");
+                assert_eq!(b.len(), cut, "nothing consumed at cut {cut}");
+            }
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    // bounds are checked before allocating, as for the io reader
+    let mut huge = vec![5u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
+    huge.extend_from_slice(&[0; 64]);
+    let err = Message::decode(&mut &huge[..]).unwrap_err();
+    assert!(matches!(err, WireError::TooLarge { .. }), "{err}");
+    assert!(matches!(
+        sl_wire::decode_stream_header(&mut &b"YUV4MPEG2 W2 H2 F30:1"[..]),
+        Err(WireError::NotAStream(_))
+    ));
+}
+
+#[test]
+fn too_long_strings_are_an_error_not_a_cut() {
+    let long = "x".repeat(70_000);
+    let mut info = StreamInfo::raw_video(PixelFormat::Gray8, 2, 2, Rational::new(30, 1));
+    info.source_id = long.clone();
+    let mut w = Writer::new(Vec::new()).unwrap();
+    let err = w.write_stream_info(0, &info).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::TooLong {
+                len: 70_000,
+                max: 65_535,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("source id"), "{err}");
+    assert_eq!(
+        w.get_ref().len(),
+        16,
+        "nothing but the stream header was written"
+    );
+
+    let mut frame = VideoFrame::new(PixelFormat::Gray8, 2, 2).unwrap();
+    frame.info.metadata.insert(long.clone(), 1i64);
+    let err = w.write_video(0, &frame).unwrap_err();
+    assert!(err.to_string().contains("metadata key"), "{err}");
+    frame.info.metadata = Metadata::new();
+    frame.info.metadata.insert(
+        "boxes",
+        vec![BBox {
+            label: long.clone(),
+            ..BBox::default()
+        }],
+    );
+    let err = Message::Video { stream: 0, frame }
+        .encode(&mut Vec::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("box label"), "{err}");
+    assert_eq!(w.get_ref().len(), 16);
+    // a string value may be long: its length is a u32
+    let mut frame = VideoFrame::new(PixelFormat::Gray8, 2, 2).unwrap();
+    frame.info.metadata.insert("text", long);
+    w.write_video(0, &frame).unwrap();
 }
 
 #[test]
