@@ -158,7 +158,7 @@ impl Msg {
             MessageHead::Audio { stream, .. } => (kind::AUDIO, *stream),
             MessageHead::Data { stream, .. } => (kind::DATA, *stream),
             MessageHead::End { stream } => (kind::END, *stream),
-            MessageHead::Unknown { kind, stream } => (*kind, *stream),
+            MessageHead::Unknown(u) => (u.kind, u.stream),
         };
         let info = head.frame_info();
         Msg {
