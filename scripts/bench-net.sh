@@ -7,6 +7,12 @@
 # 2. per-frame latency at 720p30 raw on loopback (capture time to the moment the receiver
 #    writes the frame), p50 and p99. Goal: p99 < 5 ms.
 #
+# 3. live frames (30 fps, 64x48 gray8, 10 s) from one network namespace to another across 5%
+#    random loss each way and 40 ms of delay (nftables + tests/net/delay.py through NFQUEUE;
+#    this kernel has no netem): sl-net serve -> recv --policy latest, side by side with the same
+#    source through ssh over the same namespaces. Frames delivered and latency, judged by the
+#    same reader (scripts/net/latency.py).
+#
 # Usage: scripts/bench-net.sh [FRAMES]   (default 240 frames of 1080p, about 2 GB)
 # Needs: socat, sshd (scripts/setup.sh installs them from scripts/deps/net.apt).
 set -euo pipefail
@@ -23,8 +29,12 @@ done
 WORK=$(mktemp -d /tmp/bench-net.XXXXXX)
 PIDS=()
 INPUT=
+NS_A=slbench$$a
+NS_B=slbench$$b
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  ip netns del "$NS_A" 2>/dev/null || true
+  ip netns del "$NS_B" 2>/dev/null || true
   rm -rf "$WORK"
   [ -z "$INPUT" ] || rm -f "$INPUT"
 }
@@ -123,3 +133,50 @@ l = v["latency_ms"]
 print(f"\n720p30 raw over loopback, {v['frames']} frames: latency p50 {l['p50']:.2f} ms, "
       f"p99 {l['p99']:.2f} ms, max {l['max']:.2f} ms (capture to written by the receiver)")
 EOF
+
+# --- across loss and delay, in two namespaces ---
+VA=slb$$a; VB=slb$$b; IPA=10.213.99.1; IPB=10.213.99.2
+ip netns add "$NS_A"; ip netns add "$NS_B"
+ip link add "$VA" type veth peer name "$VB"
+ip link set "$VA" netns "$NS_A"; ip link set "$VB" netns "$NS_B"
+ip -n "$NS_A" addr add $IPA/24 dev "$VA"; ip -n "$NS_B" addr add $IPB/24 dev "$VB"
+for ns in "$NS_A" "$NS_B"; do
+  ip -n "$ns" link set lo up
+  dev=$VA; [ "$ns" = "$NS_B" ] && dev=$VB
+  ip -n "$ns" link set "$dev" up
+  ip netns exec "$ns" nft add table inet loss
+  ip netns exec "$ns" nft add chain inet loss in '{ type filter hook input priority -10; }'
+  ip netns exec "$ns" nft add rule inet loss in iifname "$dev" numgen random mod 100 '<' 5 drop
+done
+ip netns exec "$NS_B" iptables -A INPUT -i "$VB" -j NFQUEUE --queue-num 0
+ip netns exec "$NS_B" python3 tests/net/delay.py 0 40 >"$WORK/delay.out" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q ready "$WORK/delay.out" 2>/dev/null && break; sleep 0.05; done
+LIVE=(-n 300 -s 64x48 -f gray8 --fps 30)
+ABS=$(cd "$BIN" && pwd)
+
+ip netns exec "$NS_A" env XDG_CONFIG_HOME=$WORK/a sh -c \
+  "$ABS/sl-test ${LIVE[*]} | $ABS/sl-net serve $IPA:4433 --wait-for 1 --peer $FB -q" &
+PIDS+=($!)
+for _ in $(seq 200); do ip netns exec "$NS_A" ss -Hlun 'sport = :4433' | grep -q . && break; sleep 0.05; done
+NETL=$(ip netns exec "$NS_B" env XDG_CONFIG_HOME=$WORK/b "$ABS/sl-net" recv $IPA:4433 --policy latest \
+  --peer "$FA" -q --no-reconnect | python3 scripts/net/latency.py)
+
+ip netns exec "$NS_A" /usr/sbin/sshd -D -e -f "$WORK/ssh/sshd_config" -o "ListenAddress $IPA" -o "Port 2222" \
+  2>"$WORK/ssh/log-ns" &
+PIDS+=($!)
+for _ in $(seq 200); do ip netns exec "$NS_A" ss -Hltn 'sport = :2222' | grep -q . && break; sleep 0.05; done
+SSHL=$(ip netns exec "$NS_B" ssh -p 2222 -i "$WORK/ssh/user" -o StrictHostKeyChecking=no \
+  -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes "$(id -un)@$IPA" \
+  "$ABS/sl-test ${LIVE[*]}" | python3 scripts/net/latency.py)
+
+python3 - "$NETL" "$SSHL" <<'EOF2'
+import json, sys
+n, s = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print("\n300 live frames (64x48 gray8, 30 fps) across 5% loss each way + 40 ms delay:")
+for name, v in (("sl-net --policy latest", n), ("ssh", s)):
+    print(f"  {name:24s} {v['frames']:4d} frames delivered, latency p50 {v['p50_ms']} ms, "
+          f"p99 {v['p99_ms']} ms, max {v['max_ms']} ms")
+if n["p99_ms"] and s["p99_ms"]:
+    print(f"  ssh p99 / sl-net p99: {s['p99_ms'] / n['p99_ms']:.2f}x")
+EOF2

@@ -948,3 +948,61 @@ fn block_loses_nothing_across_loss_and_delay() {
         "the loss was real: {v}"
     );
 }
+
+#[test]
+fn a_receiver_reconnects_to_a_restarted_server_and_sees_a_new_description() {
+    let (a, b) = (machine("rserve-a"), machine("rserve-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let first = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["-s", "160x120", "--fps", "30", "--source-id", "one"],
+        )
+        .sl(
+            "sl-net",
+            &["serve", &addr, "--wait-for", "1", "--peer", &b.fp],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .spawn();
+    wait_bound(&addr);
+    let mut r = Proc::start(
+        &b,
+        &["recv", &addr, "--policy", "block", "--peer", &a.fp],
+        None,
+    );
+    r.wait_for_output(160 * 120 * 4 * 3);
+    // the server dies without a word, and comes back
+    first.signal(1, "KILL");
+    first.signal(0, "KILL");
+    let _ = first.wait();
+    let second = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-n", "20", "-s", "64x48", "--source-id", "two"],
+        )
+        .sl(
+            "sl-net",
+            &["serve", &addr, "--wait-for", "1", "--peer", &b.fp],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .spawn();
+    second.wait().assert_success();
+    let (code, out, err) = r.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("reconnected"), "{err}");
+    let msgs = decode(&out).expect("one complete stream across both servers");
+    let infos: Vec<&str> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Message::Stream { info, .. } => Some(info.source_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(infos.first(), Some(&"one"));
+    assert_eq!(infos.last(), Some(&"two"));
+    let frames = video_frames(&msgs);
+    assert_eq!(
+        frames.iter().filter(|f| f.info.source_id == "two").count(),
+        20
+    );
+}
