@@ -7,6 +7,8 @@ import struct
 import sys
 import time
 
+# --skip N: leave the first N frames out of the latency figures (connection set-up)
+skip = int(sys.argv[sys.argv.index("--skip") + 1]) if "--skip" in sys.argv else 0
 inp = sys.stdin.buffer
 
 
@@ -26,7 +28,7 @@ try:
         inp.read(plen)
         if kind == 0x02 and hlen >= 41:
             frames += 1
-            if header[32] & 1:
+            if header[32] & 1 and frames > skip:
                 (cap,) = struct.unpack_from("<q", header, 33)
                 lat.append((time.time_ns() - cap) / 1e6)
         if kind == 0x06 and stream == 0xFFFF:
