@@ -207,8 +207,8 @@ fn resolve(addr: &str, listening: bool) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| sl_cli::usage(format!("`{addr}` resolves to no address")))
 }
 
-fn bind_server(addr: SocketAddr, s: &Setup) -> anyhow::Result<Endpoint> {
-    let cfg = tls::server_config(&s.id, Arc::clone(&s.check))?;
+fn bind_server(addr: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<Endpoint> {
+    let cfg = tls::server_config(&s.id, Arc::clone(&s.check), live)?;
     Endpoint::server(cfg, addr).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => anyhow!(
             "address {addr} is in use (another sl-net listen or serve?): pick another port, or \
@@ -225,14 +225,14 @@ fn bind_server(addr: SocketAddr, s: &Setup) -> anyhow::Result<Endpoint> {
     })
 }
 
-fn client_endpoint(target: SocketAddr, s: &Setup) -> anyhow::Result<Endpoint> {
+fn client_endpoint(target: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<Endpoint> {
     let local: SocketAddr = if target.is_ipv6() {
         "[::]:0".parse().expect("address")
     } else {
         "0.0.0.0:0".parse().expect("address")
     };
     let mut ep = Endpoint::client(local).context("opening a UDP socket")?;
-    ep.set_default_client_config(tls::client_config(&s.id, Arc::clone(&s.check))?);
+    ep.set_default_client_config(tls::client_config(&s.id, Arc::clone(&s.check), live)?);
     Ok(ep)
 }
 
@@ -546,7 +546,7 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
     };
     let result = rt.block_on(async {
         let _guard = rt.enter();
-        let ep = client_endpoint(target, &s)?;
+        let ep = client_endpoint(target, &s, policy == Policy::Latest)?;
         let interrupt_hub = Arc::clone(&hub);
         tokio::spawn(async move {
             until_interrupted().await;
@@ -676,7 +676,7 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::new("listen"));
     start_stats_printer(&rt, &stats, o.stats);
     let result: anyhow::Result<bool> = rt.block_on(async {
-        let ep = bind_server(bind, &s)?;
+        let ep = bind_server(bind, &s, false)?;
         say(
             o.quiet,
             format!(
@@ -803,7 +803,8 @@ pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
     }
     let quiet = o.quiet;
     let result: anyhow::Result<()> = rt.block_on(async {
-        let ep = bind_server(bind, &s)?;
+        // a live fan-out (receivers default to latest): BBR, see tls::transport
+        let ep = bind_server(bind, &s, true)?;
         say(
             quiet,
             format!(
@@ -937,7 +938,7 @@ pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
         policy: policy.wire(),
     };
     let result: anyhow::Result<()> = rt.block_on(async {
-        let ep = client_endpoint(target, &s)?;
+        let ep = client_endpoint(target, &s, false)?;
         let mut connected_once = false;
         let mut attempt = 0;
         loop {

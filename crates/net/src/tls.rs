@@ -178,7 +178,7 @@ fn tls_err(e: impl std::fmt::Display) -> NetError {
     NetError::Tls(e.to_string())
 }
 
-/// QUIC settings for both ends.
+/// QUIC settings for both ends; `live` for a link that sends with `latest`.
 ///
 /// - Flow-control windows hold a few raw 1080p frames (8 MiB each), so one frame never waits
 ///   for a window update per round trip.
@@ -186,7 +186,7 @@ fn tls_err(e: impl std::fmt::Display) -> NetError {
 ///   and with them the per-packet encryption and system-call work, by ~40x against 1452-byte
 ///   packets; on an Ethernet path the probes simply fail and it stays at the path's MTU.
 /// - Keep-alives every second and a 5 s idle timeout notice a vanished peer quickly.
-fn transport() -> Arc<quinn::TransportConfig> {
+fn transport(live: bool) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.stream_receive_window(quinn::VarInt::from_u32(32 << 20));
     t.receive_window(quinn::VarInt::from_u32(96 << 20));
@@ -197,12 +197,19 @@ fn transport() -> Arc<quinn::TransportConfig> {
     t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(Duration::from_secs(5)).expect("5 s fits"),
     ));
-    // BBR, not quinn's default Cubic: Cubic reads random loss as congestion and backs off.
-    // Measured by scripts/bench-net.sh (5% loss each way, 40 ms, 30 fps of 160x120 gray8,
-    // `latest`): Cubic delivered 158 of 300 frames at p99 475 ms, BBR 264 at p99 64 ms (ssh
-    // over the same path: 300 at p99 246 ms). quinn marks BBR experimental, so
-    // SL_NET_CONGESTION=cubic switches back.
-    if !std::env::var("SL_NET_CONGESTION").is_ok_and(|c| c == "cubic") {
+    // Congestion control by what the link is for. A `latest` link (live, drops rather than
+    // lags) uses BBR: Cubic reads random loss as congestion and backs off. Measured with
+    // scripts/bench-net.sh (5% loss each way, 40 ms, 30 fps of 160x120 gray8, `latest`):
+    // Cubic delivered 158 of 300 frames at p99 475 ms, BBR 239-264 at p99 51-64 ms (ssh over
+    // the same path: 300 at p99 165-246 ms). A lossless link keeps quinn's default Cubic: on
+    // loopback at 720p30 raw it kept p99 at 44-58 ms where BBR's pacing let it reach 191-865 ms.
+    // SL_NET_CONGESTION=cubic or bbr overrides (quinn marks its BBR experimental).
+    let bbr = match std::env::var("SL_NET_CONGESTION").as_deref() {
+        Ok("bbr") => true,
+        Ok("cubic") => false,
+        _ => live,
+    };
+    if bbr {
         t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     }
     let mut mtu = quinn::MtuDiscoveryConfig::default();
@@ -212,7 +219,11 @@ fn transport() -> Arc<quinn::TransportConfig> {
 }
 
 /// Server side: present `id`, require and check the client's key.
-pub fn server_config(id: &Identity, check: Arc<PinCheck>) -> Result<quinn::ServerConfig, NetError> {
+pub fn server_config(
+    id: &Identity,
+    check: Arc<PinCheck>,
+    live: bool,
+) -> Result<quinn::ServerConfig, NetError> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
@@ -223,12 +234,16 @@ pub fn server_config(id: &Identity, check: Arc<PinCheck>) -> Result<quinn::Serve
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(tls_err)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(transport());
+    cfg.transport_config(transport(live));
     Ok(cfg)
 }
 
 /// Client side: present `id`, check the server's key.
-pub fn client_config(id: &Identity, check: Arc<PinCheck>) -> Result<quinn::ClientConfig, NetError> {
+pub fn client_config(
+    id: &Identity,
+    check: Arc<PinCheck>,
+    live: bool,
+) -> Result<quinn::ClientConfig, NetError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
@@ -239,6 +254,6 @@ pub fn client_config(id: &Identity, check: Arc<PinCheck>) -> Result<quinn::Clien
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(tls_err)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(transport());
+    cfg.transport_config(transport(live));
     Ok(cfg)
 }
