@@ -10,3 +10,5 @@ PROFILE=(--release)
 cargo fmt --all -- --check
 cargo build --workspace --bins "${PROFILE[@]}"
 cargo test --workspace --no-fail-fast "${PROFILE[@]}" -- --test-threads "${SL_TEST_THREADS:-2}"
+# the Python package (python/): pytest in a venv under target/, against the binaries built above
+scripts/test-python.sh

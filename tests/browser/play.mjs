@@ -3,9 +3,10 @@
 //
 //   node play.mjs URL ENGINE SECONDS TIMEOUT_S
 //
-// ENGINE is hlsjs or native (the player page at URL honours ?engine=). Exit 0 when the
-// video played more than SECONDS (its currentTime advanced that far) with no fatal error, 1
-// otherwise.
+// ENGINE is hlsjs or native (the player page at URL honours ?engine=), or auto (the page's
+// own choice, as a user opening the URL gets). Exit 0 when the video played more than SECONDS
+// (its currentTime advanced that far) with no fatal error, 1 otherwise. "waited" lists what
+// the page saw while it waited for a first segment ("no playlist", "no segment yet").
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,7 +38,7 @@ try {
   const logs = [];
   page.on('console', (m) => logs.push(m.text()));
   page.on('pageerror', (e) => logs.push('pageerror: ' + e.message));
-  await page.goto(`${url}?engine=${engine}`);
+  await page.goto(engine === 'auto' ? url : `${url}?engine=${engine}`);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = await page.evaluate(() => ({
@@ -45,6 +46,7 @@ try {
       canNative: window.slPlayer && window.slPlayer.canNative,
       fatal: window.slPlayer && window.slPlayer.fatal,
       errors: (window.slPlayer && window.slPlayer.errors) || [],
+      waited: (window.slPlayer && window.slPlayer.waited) || [],
       currentTime: document.getElementById('video').currentTime,
       // seconds actually played (a live stream starts near its edge, not at 0)
       played: (() => {

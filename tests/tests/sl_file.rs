@@ -1252,3 +1252,234 @@ fn ctrl_c_while_waiting_for_a_peer_exits_130_with_a_clear_message() {
     assert!(!st.stderr.contains("panicked"), "{}", st.stderr);
     assert!(out.stdout.is_empty());
 }
+
+/// Every line sl-file wrote to stderr is its own (libav's lines go through its logger).
+fn all_lines_prefixed(stderr: &str) {
+    for line in stderr.lines() {
+        assert!(
+            line.starts_with("sl-file") || line.starts_with("  "),
+            "a line without the stage's prefix: {line:?} in\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn odd_sizes_are_padded_and_sizes_scaled_when_writing() {
+    let dir = scratch_dir("sl_file_odd_sizes");
+    let odd = dir.join("odd.mp4");
+    let out = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "5", "-s", "101x101"])
+        .sl("sl-file", &["-o", s(&odd)])
+        .run();
+    out.assert_success();
+    assert!(
+        out.stage(1).stderr.contains("padding to 102x102"),
+        "{}",
+        out.stage(1).stderr
+    );
+    let p = probe(&odd);
+    assert_eq!((p.frames, p.width, p.height), (5, 102, 102), "{p:?}");
+    // the picture is not stretched: its last column is repeated into the padding
+    let (_, png_out, _) = run_cmd(
+        Path::new("ffmpeg"),
+        &[
+            "-v",
+            "error",
+            "-i",
+            s(&odd),
+            "-frames:v",
+            "1",
+            "-vf",
+            "crop=2:102:99:0,format=gray",
+            "-f",
+            "rawvideo",
+            "-",
+        ],
+    );
+    let cols = png_out.as_bytes();
+    assert!(cols.len() >= 2 * 100);
+    let diff: u32 = (0..100)
+        .map(|y| (cols[2 * y] as i32 - cols[2 * y + 1] as i32).unsigned_abs())
+        .sum();
+    assert!(diff / 100 < 12, "column 101 repeats column 100: {diff}");
+
+    // -s with -o scales
+    let scaled = dir.join("scaled.mkv");
+    Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "5", "-s", "101x101"])
+        .sl("sl-file", &["-o", s(&scaled), "-s", "64x48"])
+        .run()
+        .assert_success();
+    let p = probe(&scaled);
+    assert_eq!((p.frames, p.width, p.height), (5, 64, 48), "{p:?}");
+}
+
+#[test]
+fn image_outputs_one_file_per_frame_or_one_overwritten_and_segments() {
+    let dir = scratch_dir("sl_file_images");
+    let pattern = dir.join("f%03d.png");
+    Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "3", "-s", "64x48"])
+        .sl("sl-file", &["-o", s(&pattern)])
+        .run()
+        .assert_success();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["f001.png", "f002.png", "f003.png"], "no stray file");
+
+    // one name for several frames: each frame overwrites it
+    let one = dir.join("x.png");
+    let out = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "3", "-s", "64x48"])
+        .sl("sl-file", &["-o", s(&one), "-v"])
+        .run();
+    out.assert_success();
+    assert!(
+        out.stage(1).stderr.contains("overwrites"),
+        "{}",
+        out.stage(1).stderr
+    );
+    assert_eq!(probe(&one).width, 64);
+
+    // the segment muxer takes the defaults of the container in its segments
+    let segs = dir.join("seg%03d.ts");
+    Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "60", "-s", "64x48"])
+        .sl(
+            "sl-file",
+            &[
+                "-o",
+                s(&segs),
+                "--container",
+                "segment",
+                "--mux-option",
+                "segment_time=1",
+            ],
+        )
+        .run()
+        .assert_success();
+    let first = dir.join("seg000.ts");
+    let p = probe(&first);
+    assert_eq!(p.codec, "h264");
+    assert!(p.frames > 0);
+}
+
+#[test]
+fn audio_is_resampled_for_an_encoder_that_needs_another_rate() {
+    let dir = scratch_dir("sl_file_resample");
+    let src = dir.join("cd.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=15",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "pcm_s16le",
+        s(&src),
+    ]);
+    let webm = dir.join("out.webm");
+    let out = Pipeline::new()
+        .sl("sl-file", &[s(&src), "-o", s(&webm), "-v"])
+        .run();
+    out.assert_success();
+    assert!(
+        out.stage(0).stderr.contains("resampling it to 48000 Hz"),
+        "{}",
+        out.stage(0).stderr
+    );
+    let (code, info, err) = run_cmd(
+        Path::new("ffprobe"),
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,sample_rate:format=duration",
+            "-of",
+            "csv=p=0",
+            s(&webm),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(info.contains("opus,48000"), "{info}");
+    let secs = audio_seconds(&webm);
+    assert!((1.9..2.1).contains(&secs), "{secs} s of audio for 2 s");
+}
+
+/// Seconds of decoded audio in a file's first audio stream.
+fn audio_seconds(path: &Path) -> f64 {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args([
+            "-map", "0:a:0", "-f", "f32le", "-ac", "1", "-ar", "48000", "-",
+        ])
+        .output()
+        .expect("ffmpeg");
+    out.stdout.len() as f64 / 4.0 / 48000.0
+}
+
+#[test]
+fn unknown_extensions_point_to_container_and_libav_lines_are_prefixed() {
+    let dir = scratch_dir("sl_file_xyz");
+    let out = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "2", "-s", "64x48"])
+        .sl("sl-file", &["-o", s(&dir.join("out.xyz"))])
+        .run();
+    let st = out.stage(1);
+    assert_eq!(st.code, Some(1), "{st:?}");
+    assert!(st.stderr.contains("--container"), "{}", st.stderr);
+    assert!(!st.stderr.contains("0x"), "no addresses: {}", st.stderr);
+    all_lines_prefixed(&st.stderr);
+    assert!(!dir.join("out.xyz").exists());
+
+    // libav's own complaints about a cut-off file come through the stage's logger
+    let mp4 = make_av_mp4(&dir);
+    let bytes = std::fs::read(&mp4).unwrap();
+    let half = dir.join("half.mp4");
+    std::fs::write(&half, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = Pipeline::new()
+        .sl("sl-file", &[s(&half)])
+        .sl("sl-info", &[])
+        .run();
+    all_lines_prefixed(&out.stage(0).stderr);
+}
+
+#[test]
+fn a_saved_streamlib_stream_is_read_as_one() {
+    let dir = scratch_dir("sl_file_slv");
+    let capture = dir.join("capture.slv");
+    let stream = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "10", "-s", "64x48"])
+        .run()
+        .stdout;
+    std::fs::write(&capture, &stream).unwrap();
+    let out = Pipeline::new().sl("sl-file", &[s(&capture)]).run();
+    out.assert_success();
+    assert_eq!(out.frames().len(), 10);
+    let mp4 = dir.join("capture.mp4");
+    Pipeline::new()
+        .sl("sl-file", &[s(&capture), "-o", s(&mp4)])
+        .run()
+        .assert_success();
+    assert_eq!(probe(&mp4).frames, 10);
+    // a cut-off capture is reported like a truncated pipe
+    let cut = dir.join("cut.slv");
+    std::fs::write(&cut, &stream[..stream.len() / 2]).unwrap();
+    let out = Pipeline::new().sl("sl-file", &[s(&cut)]).run();
+    assert_eq!(out.stage(0).code, Some(1), "{:?}", out.stage(0));
+    assert!(!out.frames_of_failed_stream().is_empty());
+}

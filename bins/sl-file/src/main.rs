@@ -43,8 +43,8 @@ struct Args {
     /// Pixel format to emit (rgba, bgra, rgb24, gray8, i420, nv12); default: the source's own.
     #[arg(short, long, help_heading = "Reading", requires = "input")]
     format: Option<PixelFormat>,
-    /// Scale frames to WIDTHxHEIGHT (or 1080p, 720p...).
-    #[arg(short, long, help_heading = "Reading", requires = "input")]
+    /// Scale frames to WIDTHxHEIGHT (or 1080p, 720p...), when reading or writing.
+    #[arg(short, long, help_heading = "Reading and writing")]
     size: Option<Size>,
     /// Leave the audio out.
     #[arg(long, help_heading = "Reading")]
@@ -155,6 +155,19 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     sl_media::set_libav_verbose(args.common.verbose >= 2);
+    // like every stage: never wait on a terminal for input, never write media to one
+    if args.input.as_deref() == Some("-") && sl_cli::stdin_is_terminal() {
+        return Err(sl_cli::usage(
+            "no input: stdin is a terminal. Pipe a media file in, e.g. \
+             `ffmpeg -i in.avi -f nut - | sl-file -`, or give a file name",
+        ));
+    }
+    if args.output.as_deref() == Some("-") && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(sl_cli::usage(
+            "refusing to write media to a terminal: pipe it into a program \
+             (`sl-file -o - ... | ffplay -`) or write a file (`-o out.mkv`)",
+        ));
+    }
     match (&args.input, &args.output) {
         (Some(_), _) => read::run(&args),
         (None, Some(_)) => write::run(&args),

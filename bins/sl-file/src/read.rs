@@ -106,6 +106,17 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             "--loop needs a file: stdin cannot be rewound",
         ));
     }
+    if let Some(output) = &args.output
+        && sl_media::same_file(std::path::Path::new(input), std::path::Path::new(output))
+    {
+        return Err(sl_cli::usage(format!(
+            "{output} is the same file as the input {input}: writing it would destroy what is \
+             being read; write to another name"
+        )));
+    }
+    if is_streamlib_file(input) {
+        return run_streamlib_file(args, input);
+    }
     let opts = SourceOptions {
         format: args.format,
         size: args.size.map(|s| (s.width, s.height)),
@@ -248,5 +259,77 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
             }
         },
         Out::Record(rec) => rec.finish(result.err(), args.stats),
+    }
+}
+
+/// Whether `input` is a file in our own format (`sl-test > capture.slv`).
+fn is_streamlib_file(input: &str) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    input != "-"
+        && !input.contains("://")
+        && File::open(input)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+        && head == sl_wire::MAGIC
+}
+
+/// A streamlib stream saved to a file: its messages, checked, to stdout or into -o; a file
+/// cut short is reported like a truncated pipe (no end-of-stream, exit 1).
+fn run_streamlib_file(args: &Args, input: &str) -> anyhow::Result<()> {
+    if args.format.is_some() || args.looping || args.start.is_some() || args.realtime {
+        return Err(sl_cli::usage(format!(
+            "{input} is a streamlib stream: -f, --loop, --start and --realtime do not apply; \
+             pipe it through a stage instead (`sl-file {input} | sl-info`)"
+        )));
+    }
+    let file = std::io::BufReader::with_capacity(1 << 20, File::open(input)?);
+    let mut reader = sl_wire::Reader::new(file).map_err(|e| anyhow::anyhow!("{input}: {e}"))?;
+    log::info!("{input} is a streamlib stream: reading it as one");
+    let mut rec = args.output.as_ref().map(|_| Recorder::new(args));
+    let mut out = if rec.is_some() {
+        None
+    } else {
+        Some(sl_cli::frame_output()?)
+    };
+    let mut first_video: Option<f64> = None;
+    let mut video_frames = 0u64;
+    let result: anyhow::Result<bool> = loop {
+        if sl_cli::interrupted() {
+            break Ok(true);
+        }
+        let m = match reader.next_message() {
+            Ok(Some(m)) => m,
+            Ok(None) => break Ok(true),
+            Err(e) => break Err(anyhow::anyhow!("{input}: {e}")),
+        };
+        if let Message::Video { frame, .. } = &m {
+            let secs = frame.info.pts_secs();
+            let rel = secs - *first_video.get_or_insert(secs);
+            if args.limit.reached(video_frames, rel) {
+                break Ok(true);
+            }
+            video_frames += 1;
+        }
+        let done = match (&mut rec, &mut out) {
+            (Some(r), _) => r.handle(m).map(|_| ()),
+            (None, Some(w)) => match &m {
+                Message::End { stream } if *stream == sl_wire::ALL_STREAMS => Ok(()),
+                _ => w.write_message(&m).map_err(Into::into),
+            },
+            (None, None) => unreachable!("one of them"),
+        };
+        if let Err(e) = done {
+            break Err(e);
+        }
+    };
+    match (rec, out) {
+        (Some(r), _) => r.finish(result.err(), args.stats),
+        (None, Some(mut w)) => {
+            result?;
+            w.finish()?;
+            Ok(())
+        }
+        (None, None) => Ok(()),
     }
 }

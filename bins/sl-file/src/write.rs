@@ -21,6 +21,7 @@ pub(crate) fn sink_options(args: &Args) -> SinkOptions {
         codec_options: args.codec_options.clone(),
         format_options: args.mux_options.clone(),
         threads: args.threads,
+        size: args.size.map(|s| (s.width, s.height)),
     }
 }
 
@@ -102,13 +103,8 @@ impl Recorder {
                 self.sink = Some(sink);
                 Ok(())
             }
-            Err(e) => {
-                // libav may have created the file before failing: leave nothing behind
-                if is_local_file(&self.output) {
-                    let _ = std::fs::remove_file(&self.output);
-                }
-                Err(e.into())
-            }
+            // the sink removes what it created (an existing file stays as it was)
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -128,17 +124,30 @@ impl Recorder {
                 )),
             };
         };
-        let finished = sink.finish();
         let frames = sink.video_frames();
-        let has_video = sink.has_video();
+        if sink.has_video() && frames == 0 && is_local_file(&self.output) {
+            let replaced = sink.temporary_file().is_some();
+            sink.discard();
+            self.meter.finish(stats);
+            let e = failure.unwrap_or_else(|| anyhow!("no video frame arrived"));
+            return Err(e.context(if replaced {
+                format!("nothing was recorded: {} was left as it was", self.output)
+            } else {
+                format!("nothing was recorded: {} removed", self.output)
+            }));
+        }
+        let kept_at = sink.temporary_file().map(|p| p.display().to_string());
+        let finished = if failure.is_some() {
+            sink.finish_incomplete()
+        } else {
+            sink.finish()
+        };
+        let write_failed = sink.write_failure().is_some();
         drop(sink);
         self.meter.finish(stats);
-        if has_video && frames == 0 && is_local_file(&self.output) {
-            let _ = std::fs::remove_file(&self.output);
-            let e = failure.unwrap_or_else(|| anyhow!("no video frame arrived"));
-            return Err(e.context(format!("nothing was recorded: {} removed", self.output)));
-        }
-        if sl_cli::interrupted() {
+        if write_failed {
+            // the error says what was kept and lost
+        } else if sl_cli::interrupted() {
             log::info!(
                 "interrupted: {} finalised with {frames} video frames",
                 self.output
@@ -147,6 +156,14 @@ impl Recorder {
             log::info!("{} finalised with {frames} video frames", self.output);
         }
         match (failure, finished) {
+            // a write failure (a full disk): the sink's error says what was kept and lost
+            (_, Err(e)) if write_failed => Err(e.into()),
+            // an existing file is replaced only by a finished recording
+            (Some(e), _) if kept_at.is_some() => Err(e.context(format!(
+                "{} was left as it was; the {frames} video frames that arrived are in {}",
+                self.output,
+                kept_at.unwrap_or_default()
+            ))),
             (Some(e), _) => Err(e.context(format!(
                 "{} is finalised with the {frames} video frames that arrived",
                 self.output

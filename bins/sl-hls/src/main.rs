@@ -19,7 +19,7 @@ use sl_hls_core::{PlaylistType, Rung, SegmentType, parse_bitrate};
     version,
     after_help = "Examples:\n  \
       sl-cam | sl-draw overlay.rhai | sl-hls out/                 # live window of 6 segments\n  \
-      sl-file talk.mp4 --realtime | sl-hls out/ --serve 127.0.0.1:8080   # open http://127.0.0.1:8080/\n  \
+      sl-file talk.mp4 --realtime | sl-hls out/ --serve 8080      # open http://127.0.0.1:8080/\n  \
       sl-file talk.mp4 | sl-hls out/ --playlist-type vod --segment-type fmp4\n  \
       sl-test --realtime | sl-hls out/ --ladder 1080p,720p,360p    # master playlist + 3 renditions\n  \
       sl-file in.mp4 | sl-hls out/ -v                             # log each segment's glass-to-playlist latency\n\n\
@@ -49,9 +49,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "LIST", value_parser = parse_ladder)]
     pub ladder: Option<Ladder>,
 
-    /// Serve OUTDIR and a player page over HTTP on this address (e.g. 127.0.0.1:8080). After
-    /// the stream ends, serving goes on until Ctrl-C.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve OUTDIR and a player page over HTTP: a port (8080: on 127.0.0.1 only), :PORT or
+    /// HOST:PORT (0.0.0.0:8080: every interface). After the stream ends, serving goes on until
+    /// Ctrl-C, which then exits 0 (the output was already complete).
+    #[arg(long, value_name = "ADDR", value_parser = sl_hls_core::listen_address)]
     pub serve: Option<String>,
 
     /// Video encoder.

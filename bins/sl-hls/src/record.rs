@@ -123,6 +123,7 @@ impl Recorder {
             };
         };
         let finished = writer.finish();
+        let full = writer.write_failure().is_some();
         self.meter.finish(stats);
         let summary = finished.as_ref().ok().cloned().unwrap_or_default();
         if stats {
@@ -133,12 +134,16 @@ impl Recorder {
         } else {
             ""
         };
-        log::info!(
-            "{how}{dir} finalised: {} frames, {} segments",
-            summary.video_frames,
-            summary.listed.len()
-        );
+        if !full {
+            log::info!(
+                "{how}{dir} finalised: {} frames, {} segments",
+                summary.video_frames,
+                summary.listed.len()
+            );
+        }
         match (failure, finished) {
+            // a write failure (a full disk): the writer's error says what was kept and lost
+            (_, Err(e)) if full => Err(e.into()),
             (Some(e), _) => Err(e.context(format!(
                 "{dir} is finalised with the {} frames that arrived",
                 summary.video_frames
@@ -175,17 +180,26 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         ));
     };
     let opts = options(&args, &outdir)?;
-    let input = sl_cli::ReadAhead::spawn(sl_cli::frame_input()?);
+    // serving starts before the input is read, so the page can be opened before the stream
+    // starts (it waits for a first segment)
     let server = match &args.serve {
         Some(addr) => {
             std::fs::create_dir_all(&outdir)
                 .with_context(|| format!("creating {}", outdir.display()))?;
             let s = Server::start(addr, &outdir)?;
-            log::warn!("serving {} on http://{}/", outdir.display(), s.addr());
+            // news, not a warning, yet the user needs the URL: a plain line unless -q
+            if !args.common.quiet {
+                eprintln!(
+                    "sl-hls: serving {} on http://{}/",
+                    outdir.display(),
+                    s.addr()
+                );
+            }
             Some(s)
         }
         None => None,
     };
+    let input = sl_cli::ReadAhead::spawn(sl_cli::frame_input()?);
     let mut rec = Recorder {
         opts,
         no_audio: args.no_audio,
@@ -199,13 +213,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         && result.is_ok()
         && !sl_cli::interrupted()
     {
-        log::warn!(
-            "the stream ended; still serving on http://{}/ (Ctrl-C to stop)",
-            s.addr()
-        );
+        if !args.common.quiet {
+            eprintln!(
+                "sl-hls: the stream ended; still serving on http://{}/ (Ctrl-C to stop)",
+                s.addr()
+            );
+        }
         while !sl_cli::interrupted() {
             std::thread::sleep(Duration::from_millis(100));
         }
+        // This Ctrl-C stops only the serving: the output was complete and finalised when the
+        // stream ended, nothing was interrupted or lost, so the run succeeded.
+        std::process::exit(i32::from(sl_cli::exit::SUCCESS));
     }
     result
 }

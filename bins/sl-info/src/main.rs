@@ -38,6 +38,10 @@ struct Args {
     /// With --pass: no live meter (the final report is still printed unless -q).
     #[arg(long)]
     no_progress: bool,
+    /// Latency is measured against this clock: with `--clock ptp` as PTP now minus each
+    /// frame's ptp_time, otherwise as system now minus its capture time.
+    #[command(flatten)]
+    clock: sl_clock::ClockArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -91,7 +95,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut inspector = Inspector::new();
+    // Connect now, so a missing sl-ptp is reported before any frame is read.
+    args.clock.ptp_now()?;
+    let clock = std::sync::Arc::new(args.clock);
+    let c = std::sync::Arc::clone(&clock);
+    let mut inspector =
+        Inspector::new().with_clock(move || (sl_clock::real_ns(), c.ptp_now().ok().flatten()));
+    let mut last_note = std::time::Instant::now();
     let mut meter = Meter::new(
         "sl-info",
         args.pass && !args.no_progress && !args.common.quiet,
@@ -113,6 +123,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             };
             inspector.observe(&head, payload, wire);
             if matches!(head, MessageHead::Video { .. } | MessageHead::Packet { .. }) {
+                if last_note.elapsed() >= std::time::Duration::from_millis(250) {
+                    last_note = std::time::Instant::now();
+                    if let Some(line) = inspector.latency_line() {
+                        meter.set_note(line);
+                    }
+                }
                 meter.frame(wire);
             } else {
                 meter.bytes(wire);

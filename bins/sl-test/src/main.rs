@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sl_cli::{Common, FrameLimit, Meter, Pacer, Size, parse_fps};
-use sl_frame::{PixelFormat, Rational, now_ns};
+use sl_frame::{PixelFormat, Rational};
 use sl_pattern::{Generator, Pattern, parse_colour};
 use sl_wire::StreamInfo;
 
@@ -54,6 +54,8 @@ struct Args {
     #[arg(long)]
     stats: bool,
     #[command(flatten)]
+    clock: sl_clock::ClockArgs,
+    #[command(flatten)]
     common: Common,
 }
 
@@ -95,7 +97,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         generator.render(n, secs, &mut frame);
         frame.info.frame_number = n;
         frame.info.pts = n as i64;
-        frame.info.capture_time_ns = Some(now_ns());
+        args.clock.stamp(&mut frame.info)?;
         out.write_video(0, &frame)?;
         meter.frame(frame.data().len() as u64);
         n += 1;

@@ -18,6 +18,7 @@ pub struct Meter {
     pub bytes: u64,
     pub dropped: u64,
     drawn: bool,
+    note: String,
 }
 
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -38,6 +39,7 @@ impl Meter {
             bytes: 0,
             dropped: 0,
             drawn: false,
+            note: String::new(),
         }
     }
 
@@ -53,6 +55,11 @@ impl Meter {
         }
     }
 
+    /// Text shown at the end of the live line (sl-info's latency), until changed.
+    pub fn set_note(&mut self, note: impl Into<String>) {
+        self.note = note.into();
+    }
+
     /// Count bytes that are not a frame (headers, audio...).
     pub fn bytes(&mut self, bytes: u64) {
         self.bytes += bytes;
@@ -62,7 +69,7 @@ impl Meter {
         let dt = (now - self.last).as_secs_f64().max(1e-9);
         let fps = (self.frames - self.last_frames) as f64 / dt;
         let bps = (self.bytes - self.last_bytes) as f64 / dt;
-        let line = format!(
+        let mut line = format!(
             "{}: {} frames  {:.1} fps  {}/s  {:.1} s{}",
             self.label,
             self.frames,
@@ -75,6 +82,10 @@ impl Meter {
                 String::new()
             }
         );
+        if !self.note.is_empty() {
+            line.push_str("  ");
+            line.push_str(&self.note);
+        }
         let mut err = std::io::stderr().lock();
         let _ = if self.tty {
             write!(err, "\r\x1b[2K{line}")

@@ -4,7 +4,8 @@
 //!   encoder/muxer `sl-file` uses) into MPEG-TS or fMP4 segments with live, event or VOD
 //!   playlists, one folder per rendition of a ladder plus a master playlist, and measures
 //!   glass-to-playlist latency by watching the playlists it writes.
-//! - [`Server`] serves the output folder over HTTP with a player page, and nothing outside it.
+//! - [`Server`] serves the output folder over HTTP (hyper) with a player page, and nothing
+//!   outside it, with bounded connections, timeouts and memory.
 //! - [`playlist`] parses media playlists and writes master playlists atomically.
 //! - [`codecs`] makes the master playlist's RFC 6381 `CODECS` strings from the encoders.
 
@@ -15,7 +16,9 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use serve::{MAX_CONNECTIONS, Server};
+pub use serve::{
+    HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_PER_CLIENT, Server, listen_address,
+};
 pub use writer::{
     HlsOptions, HlsWriter, Listed, PLAYLIST, PlaylistType, Rung, SegmentType, Summary, fit_ladder,
     parse_bitrate,

@@ -481,6 +481,8 @@ pub struct HlsWriter {
     master: Option<(PathBuf, Vec<Variant>)>,
     origin: Option<f64>,
     finished: bool,
+    /// A VOD playlist: written as an event playlist, announced as VOD when finished.
+    vod: bool,
 }
 
 impl HlsWriter {
@@ -516,7 +518,62 @@ impl HlsWriter {
         }
         std::fs::create_dir_all(&opts.dir).map_err(|e| HlsError::io(&opts.dir, e))?;
         clear_ours(&opts.dir)?;
+        let mut renditions = Vec::new();
+        let mut variants = Vec::new();
+        let mut dirs = vec![opts.dir.clone()];
+        let opened = Self::open_renditions(
+            opts,
+            video,
+            audio,
+            &mut renditions,
+            &mut variants,
+            &mut dirs,
+        )
+        .and_then(|()| {
+            if variants.is_empty() {
+                return Ok(None);
+            }
+            let path = opts.dir.join(PLAYLIST);
+            write_atomically(&path, &master_playlist(&variants))
+                .map_err(|e| HlsError::io(&path, e))?;
+            Ok(Some((path, variants)))
+        });
+        let master = match opened {
+            Ok(m) => m,
+            Err(e) => {
+                // Nothing is published by a writer that could not start: the renditions
+                // opened so far are closed, then every playlist, init and segment file
+                // written is removed (a placeholder playlist left behind promised a live
+                // stream that would never come).
+                drop(renditions);
+                for d in dirs.iter().rev() {
+                    let _ = clear_ours(d);
+                }
+                return Err(e);
+            }
+        };
 
+        Ok(HlsWriter {
+            dir: opts.dir.clone(),
+            renditions,
+            master,
+            origin: None,
+            finished: false,
+            vod: opts.playlist_type == PlaylistType::Vod,
+        })
+    }
+
+    /// Open every rendition's encoder and muxer (pushed to `renditions`, with their
+    /// master playlist entries in `variants` and their folders in `dirs`).
+    fn open_renditions(
+        opts: &HlsOptions,
+        video: Option<&StreamInfo>,
+        audio: Option<&StreamInfo>,
+        renditions: &mut Vec<Rendition>,
+        variants: &mut Vec<Variant>,
+        dirs: &mut Vec<PathBuf>,
+    ) -> Result<(), HlsError> {
+        let vparams = video.and_then(StreamInfo::video);
         // Keyframes are forced on the segment grid by stream time (Sink::force_keyframes_every),
         // which holds for variable or unknown frame rates too; the encoder's own interval is
         // twice a segment, a fallback that a constant-rate source never reaches.
@@ -526,8 +583,6 @@ impl HlsWriter {
             .max(1.0) as u32;
 
         let run = run_tag();
-        let mut renditions = Vec::new();
-        let mut variants = Vec::new();
         let ladder = fit_ladder(&opts.ladder, vparams.map(|v| (v.width, v.height)));
         let plan: Vec<Option<&Rung>> = if ladder.is_empty() {
             vec![None]
@@ -542,6 +597,7 @@ impl HlsWriter {
             if rung.is_some() {
                 std::fs::create_dir_all(&dir).map_err(|e| HlsError::io(&dir, e))?;
                 clear_ours(&dir)?;
+                dirs.push(dir.clone());
             }
             let mut info = video.cloned();
             if let (Some(r), Some(StreamKind::Video(v))) =
@@ -588,7 +644,7 @@ impl HlsWriter {
                 .ok_or_else(|| HlsError::Options(format!("{} is not UTF-8", dir.display())))?
                 .to_string();
             // a valid playlist with no segment yet, until the muxer lists the first one (the
-            // muxer's own open of this path does not truncate it: sl-media sets truncate=0)
+            // hls muxer writes its own files: nothing opens this path before it does)
             write_atomically(&playlist, &empty_playlist(opts.segment_time))
                 .map_err(|e| HlsError::io(&playlist, e))?;
             let mut sink = Sink::open(&path, info.as_ref(), audio, &enc)?;
@@ -638,20 +694,7 @@ impl HlsWriter {
                 variant,
             });
         }
-        let mut master = None;
-        if !variants.is_empty() {
-            let path = opts.dir.join(PLAYLIST);
-            write_atomically(&path, &master_playlist(&variants))
-                .map_err(|e| HlsError::io(&path, e))?;
-            master = Some((path, variants));
-        }
-        Ok(HlsWriter {
-            dir: opts.dir.clone(),
-            renditions,
-            master,
-            origin: None,
-            finished: false,
-        })
+        Ok(())
     }
 
     /// The output folder.
@@ -742,6 +785,11 @@ impl HlsWriter {
         Ok(())
     }
 
+    /// The first write failure of any rendition (a full disk...), if any.
+    pub fn write_failure(&self) -> Option<String> {
+        self.renditions.iter().find_map(|r| r.sink.write_failure())
+    }
+
     /// Flush the encoders and write the trailers: the last segment is closed and listed, event
     /// and VOD playlists get `#EXT-X-ENDLIST`. Every rendition is finished even if one fails;
     /// the first error is returned. Safe to call twice.
@@ -752,13 +800,23 @@ impl HlsWriter {
             if !self.finished
                 && let Err(e) = r.sink.finish()
             {
-                first_err.get_or_insert(HlsError::from(e));
+                first_err.get_or_insert(HlsError::from(kept(e, &r.watch.path)));
             }
             r.watch.poll(&r.label);
             summary.video_frames = summary.video_frames.max(r.sink.video_frames());
             summary.listed.extend(r.watch.log.iter().copied());
         }
+        if !self.finished && self.vod && first_err.is_none() && self.write_failure().is_none() {
+            for r in &self.renditions {
+                if let Err(e) = announce_vod(&r.watch.path) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        // after a write failure the master keeps what it announced (its writes could fail
+        // the same way, and a measured peak of a cut-off stream says little)
         if !self.finished
+            && self.write_failure().is_none()
             && let Err(e) = self.measured_master()
         {
             first_err.get_or_insert(e);
@@ -779,6 +837,41 @@ impl Drop for HlsWriter {
             log::warn!("{e}");
         }
     }
+}
+
+/// Turn a finished event playlist into a VOD one (same segments, `#EXT-X-ENDLIST`).
+fn announce_vod(path: &Path) -> Result<(), HlsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| HlsError::io(path, e))?;
+    let vod = text.replace("#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD");
+    write_atomically(path, &vod).map_err(|e| HlsError::io(path, e))
+}
+
+/// A rendition's write failure, with what its playlist still lists: the last playlist
+/// written whole stays in place (sl-media never renames a half-written one over it), and
+/// lists only segments written whole.
+fn kept(e: sl_media::MediaError, playlist: &Path) -> sl_media::MediaError {
+    if e.hint.is_none() {
+        return e;
+    }
+    let listed = std::fs::read_to_string(playlist)
+        .ok()
+        .and_then(|t| MediaPlaylist::parse(&t).ok());
+    let said = match listed {
+        Some(p) => format!(
+            "{} keeps the last complete playlist: {} segments, {:.1} s{}",
+            playlist.display(),
+            p.segments.len(),
+            p.duration() + 0.0,
+            if p.ended {
+                ""
+            } else {
+                ", without an end marker"
+            }
+        ),
+        None => format!("{} could not be read back", playlist.display()),
+    };
+    let hint = format!("{}\n  {said}", e.hint.as_deref().unwrap_or_default());
+    e.hint(hint)
 }
 
 /// The effective VBV cap of a rendition: the last `maxrate` and `bufsize` in the encoder
@@ -830,8 +923,11 @@ fn muxer_options(opts: &HlsOptions, dir: &Path, run: &str) -> Vec<(String, Strin
             o.push(("hls_playlist_type".into(), "event".into()));
         }
         PlaylistType::Vod => {
+            // Written as an event playlist while it grows, made VOD when finished: FFmpeg's
+            // own vod type writes the playlist only at the end, so a failure (a full disk)
+            // left none listing the segments already written. See `HlsWriter::finish`.
             o.push(("hls_list_size".into(), "0".into()));
-            o.push(("hls_playlist_type".into(), "vod".into()));
+            o.push(("hls_playlist_type".into(), "event".into()));
         }
     }
     if opts.segment_type == SegmentType::Fmp4 {

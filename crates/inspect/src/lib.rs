@@ -7,6 +7,8 @@
 //! more than 1.5 frame durations after the previous one) and **reordering** (a timestamp
 //! earlier than the previous one).
 
+pub mod latency;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -51,6 +53,7 @@ struct Stream {
     audio_samples: u64,
     /// ffprobe-style fields of the first format seen.
     shape: Option<Shape>,
+    latency: latency::Latency,
 }
 
 /// What a stream carries, as ffprobe names it.
@@ -128,6 +131,16 @@ pub struct Inspector {
     bytes: u64,
     ending: Ending,
     start: Instant,
+    clock: Clock,
+}
+
+/// Reads (system now, PTP now if known) in ns, for latency.
+struct Clock(Box<dyn Fn() -> (i64, Option<i64>) + Send>);
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 impl Default for Inspector {
@@ -179,6 +192,8 @@ pub struct StreamReport {
     pub r_frame_rate: Option<String>,
     /// The rate the timestamps imply, as an exact rational in lowest terms.
     pub avg_frame_rate: Option<String>,
+    /// Glass-to-glass latency (see [`latency`]); absent when no frame carries a time.
+    pub latency: Option<latency::LatencyReport>,
 }
 
 /// Everything `sl-info` reports.
@@ -213,7 +228,24 @@ impl Inspector {
             bytes: 16,
             ending: Ending::Open,
             start: Instant::now(),
+            clock: Clock(Box::new(|| (sl_frame::now_ns(), None))),
         }
+    }
+
+    /// Measure latency with `clock` (system now, PTP now) instead of the system clock alone.
+    pub fn with_clock(mut self, clock: impl Fn() -> (i64, Option<i64>) + Send + 'static) -> Self {
+        self.clock = Clock(Box::new(clock));
+        self
+    }
+
+    /// One line on the latency of every stream that has one, for the live meter.
+    pub fn latency_line(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .streams
+            .iter()
+            .filter_map(|(i, s)| Some(format!("#{i} {}", s.latency.report()?.line())))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("  "))
     }
 
     /// Count one message: its decoded header, its payload length, its size on the wire.
@@ -318,6 +350,8 @@ impl Inspector {
                 if info.keyframe {
                     s.keyframes += 1;
                 }
+                let (sys_now, ptp_now) = (self.clock.0)();
+                s.latency.observe(info, sys_now, ptp_now);
                 s.first_arrival.get_or_insert(now);
                 s.last_arrival = Some(now);
                 if let Some(prev) = s.last_frame_number
@@ -434,6 +468,7 @@ impl Inspector {
                     r_frame_rate: nominal
                         .and_then(|r| rational_string(r.num as u128, r.den as u128)),
                     avg_frame_rate,
+                    latency: s.latency.report(),
                 }
             })
             .collect();
@@ -530,6 +565,16 @@ impl Report {
                 let _ = write!(o, ", {:.1} Mbit/s", b / 1e6);
             }
             o.push('\n');
+            if let Some(l) = &s.latency {
+                let _ = writeln!(o, "  {}", l.line());
+                if let Some(off) = &l.ptp_offset {
+                    let _ = writeln!(
+                        o,
+                        "  ptp_time - capture time: p50 {:.3} ms (min {:.3}, max {:.3})",
+                        off.p50_ms, off.min_ms, off.max_ms
+                    );
+                }
+            }
         }
         let end = match self.ending {
             Ending::Clean => "clean (end-of-stream received)",

@@ -8,15 +8,18 @@
 //!   and muxes them into any container or URL libavformat writes. It is the encoder/muxer the
 //!   HLS stage reuses: open it with a container name and muxer options.
 //!
-//! Only libavformat, libavcodec, libswscale and libavutil are linked. Audio is converted for
-//! encoders in Rust (sample format and layout only; no resampling), so libswresample is not.
+//! libavformat, libavcodec, libswscale, libswresample and libavutil are linked. Audio is
+//! converted for encoders in Rust (sample format and layout); libswresample changes its rate
+//! when the encoder needs another (44.1 kHz into Opus, which takes 48 kHz).
 //!
 //! Invariants: nothing here panics on bad input (every libav error becomes a
 //! [`MediaError`] naming the input or output); a [`Sink`] whose header was written always
 //! gets its trailer written, by [`Sink::finish`] or, failing that, on drop.
 
+mod avlog;
 mod convert;
 mod error;
+mod output;
 mod pixels;
 mod select;
 mod sink;
@@ -24,6 +27,7 @@ mod source;
 mod stdin;
 
 pub use error::MediaError;
+pub use output::same_file;
 pub use pixels::{from_av_pixel, to_av_pixel};
 pub use select::{Chosen, Routes, choose_streams};
 pub use sink::{Encoded, Sink, SinkOptions, SinkStream, container_for};
@@ -31,12 +35,14 @@ pub use source::{DecodedVideo, Output, Source, SourceOptions};
 
 use std::sync::Once;
 
-/// Initialise libav once and keep its own logging to errors only (our messages say more).
+/// Initialise libav once: its own log is kept to errors (our messages say more) and goes
+/// through the stage's logger.
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let _ = ffmpeg_next::init();
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+        avlog::install();
     });
 }
 

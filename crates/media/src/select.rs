@@ -2,7 +2,7 @@
 //! is left out) the first audio stream. Shared by every stage that encodes (sl-file -o,
 //! sl-hls), so they agree on what gets written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sl_wire::{StreamInfo, StreamKind, VideoFormat};
 
@@ -41,6 +41,8 @@ pub struct Routes {
     video: Option<u16>,
     audio: Option<u16>,
     warned_late: bool,
+    /// Streams whose frames are dropped and have been warned about.
+    warned: BTreeSet<u16>,
 }
 
 impl Routes {
@@ -71,6 +73,29 @@ impl Routes {
         self.chosen = true;
         self.video = video.map(|(i, _)| i);
         self.audio = audio.map(|(i, _)| i);
+        for (i, s) in &self.streams {
+            if Some(*i) == self.video || Some(*i) == self.audio {
+                continue;
+            }
+            let why = match &s.kind {
+                StreamKind::Audio(_) if no_audio => continue,
+                StreamKind::Video(v) if !matches!(v.format, VideoFormat::Raw(_)) => {
+                    "it carries compressed packets; decode them first"
+                }
+                StreamKind::Data => "data streams are not written",
+                _ => "one video and one audio stream are written (the first of each)",
+            };
+            log::warn!(
+                "stream {i} ({}, from {}) is not written: {why}",
+                s.kind_name(),
+                if s.source_id.is_empty() {
+                    "an unnamed source"
+                } else {
+                    &s.source_id
+                }
+            );
+            self.warned.insert(*i);
+        }
         Some((video.map(|(_, s)| s.clone()), audio.map(|(_, s)| s.clone())))
     }
 
@@ -79,14 +104,36 @@ impl Routes {
         self.audio = None;
     }
 
-    /// Whether `stream` is the video stream being written.
-    pub fn is_video(&self, stream: u16) -> bool {
-        self.video == Some(stream)
+    /// Whether `stream` is the video stream being written (a frame of a stream that is not
+    /// gets one warning per stream: it is dropped).
+    pub fn is_video(&mut self, stream: u16) -> bool {
+        let yes = self.video == Some(stream);
+        if !yes {
+            self.dropping(stream, "video frames");
+        }
+        yes
     }
 
-    /// Whether `stream` is the audio stream being written.
-    pub fn is_audio(&self, stream: u16) -> bool {
-        self.audio == Some(stream)
+    /// Whether `stream` is the audio stream being written (as [`Routes::is_video`]).
+    pub fn is_audio(&mut self, stream: u16) -> bool {
+        let yes = self.audio == Some(stream);
+        if !yes {
+            self.dropping(stream, "audio");
+        }
+        yes
+    }
+
+    fn dropping(&mut self, stream: u16, what: &str) {
+        if self.warned.insert(stream) {
+            if self.streams.contains_key(&stream) {
+                log::warn!("the {what} of stream {stream} are not written");
+            } else {
+                log::warn!(
+                    "{what} arrived on stream {stream}, which was never described: they are \
+                     dropped (a stage upstream must send a stream description first)"
+                );
+            }
+        }
     }
 
     /// Whether audio is being written.

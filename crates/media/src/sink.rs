@@ -15,8 +15,79 @@ use sl_frame::{
 };
 use sl_wire::{StreamInfo, VideoFormat};
 
+use std::sync::Arc;
+
 use crate::MediaError;
+use crate::output::{self, Failures, Hooks, LocalFile, Opened};
 use crate::pixels::{frame_into_av, to_av_pixel};
+
+/// The longest fragment of a fragmented MP4/MOV, in microseconds of stream time.
+const FRAGMENT_MICROS: u64 = 1_000_000;
+
+/// A forward jump longer than this (in seconds), or any backward step longer than
+/// [`BACKWARD_JUMP`], is a discontinuity: the timestamps after it are re-based to follow on.
+/// (ffmpeg's own threshold for discontinuities, `-dts_delta_threshold`, is 10 s too.)
+const FORWARD_JUMP: f64 = 10.0;
+const BACKWARD_JUMP: f64 = 1.0;
+
+/// Timestamps made continuous: a jump (a clock reset, a day's gap, an MPEG-TS 2^33 wrap)
+/// is taken out, with a warning, so the output keeps playing across it (an MP4 cannot hold
+/// a sample lasting a day: the muxer failed with "Not yet implemented in FFmpeg"). One
+/// offset serves video and audio, so they stay in step when both jump.
+#[derive(Debug, Default)]
+struct Timeline {
+    /// Seconds taken off every timestamp.
+    shift: f64,
+    /// Where the last video frame and the last audio chunk ended (after the shift).
+    video_end: Option<f64>,
+    audio_end: Option<f64>,
+    jumps: u64,
+}
+
+impl Timeline {
+    /// The timestamp to use for something at `raw` seconds lasting `step` seconds.
+    fn place(&mut self, raw: f64, step: f64, audio: bool, name: &str) -> f64 {
+        let mut t = raw - self.shift;
+        let end = if audio {
+            &mut self.audio_end
+        } else {
+            &mut self.video_end
+        };
+        if let Some(prev) = *end {
+            let gap = t - prev;
+            if !(-BACKWARD_JUMP..=FORWARD_JUMP).contains(&gap) {
+                self.shift += gap;
+                t = prev;
+                self.jumps += 1;
+                if self.jumps <= 3 {
+                    log::warn!(
+                        "{name}: the {} timestamps jumped by {gap:.3} s: re-based to follow on \
+                         (the output's timeline leaves the jump out)",
+                        if audio { "audio" } else { "video" }
+                    );
+                }
+            }
+        }
+        let end = if audio {
+            &mut self.audio_end
+        } else {
+            &mut self.video_end
+        };
+        *end = Some(t + step.max(0.0));
+        t
+    }
+}
+
+/// A file created while opening a sink, removed if opening fails.
+struct Created(Option<LocalFile>);
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f.discard();
+        }
+    }
+}
 
 /// How to encode and mux.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +117,8 @@ pub struct SinkOptions {
     pub format_options: Vec<(String, String)>,
     /// Encoder threads (0: automatic).
     pub threads: usize,
+    /// Scale the video to this size (else the first stream description's size).
+    pub size: Option<(u32, u32)>,
 }
 
 /// The libavformat muxer for `output`: `explicit` (aliases allowed), else from the URL
@@ -118,6 +191,9 @@ struct VideoEnc {
     last_pts: Option<i64>,
     scaler: Option<((PixelFormat, u32, u32), scaling::Context)>,
     warned_change: bool,
+    /// The picture's own size when the encoder's is one larger to be even (4:2:0 for
+    /// libx264): the last column and row are repeated into the padding.
+    padded_from: Option<(u32, u32)>,
     color: ColorInfo,
     /// Force a keyframe every this many seconds of stream time (see
     /// [`Sink::force_keyframes_every`]), and when the next one is due.
@@ -129,7 +205,11 @@ struct AudioEnc {
     index: usize,
     encoder: av::encoder::Audio,
     format: Sample,
+    /// The encoder's sample rate.
     rate: u32,
+    /// The input's sample rate, when the encoder takes another one: samples go through
+    /// libswresample.
+    resample: Option<Resampler>,
     channels: u16,
     layout: av::ChannelLayout,
     frame_size: usize,
@@ -187,10 +267,23 @@ fn profile_and_extradata(ctx: &av::codec::Context) -> (Option<i32>, Vec<u8>) {
 /// is dropped without `finish` (an error path), the trailer is still written.
 pub struct Sink {
     name: String,
+    /// The libavformat muxer.
+    muxer: String,
+    /// Fragmented MP4/MOV (playable up to the last fragment if cut off).
+    fragmented: bool,
     octx: av::format::context::Output,
+    /// Declared after `octx`, so dropped after it: libav may close files through them
+    /// while the context is freed.
+    #[allow(dead_code)]
+    hooks: Box<Hooks>,
+    /// The local file written, if the output is one.
+    file: Option<LocalFile>,
+    failures: Arc<Failures>,
     video: Option<VideoEnc>,
     audio: Option<AudioEnc>,
     origin: Option<f64>,
+    /// Seconds taken off every timestamp since the last jump (see [`Timeline`]).
+    timeline: Timeline,
     finished: bool,
     video_frames: u64,
     audio_samples: u64,
@@ -236,35 +329,69 @@ impl Sink {
             fragmented = true;
         }
         let path = if output == "-" { "pipe:1" } else { output };
-        let mut io_opts = av::Dictionary::new();
-        if path.starts_with("srt://") && !path.contains("linger") {
-            // SRT in live mode drops what is still unsent when the socket closes: without a
-            // linger the last second or so of a recording never reaches the listener
-            io_opts.set("linger", "5");
-        }
-        if matches!(container.as_deref(), Some("hls" | "dash")) {
-            // These muxers write their own files (playlist/manifest by write-then-rename),
-            // but the output is still opened at OUTPUT, which truncated it: a player polling
-            // the folder then read an empty playlist until the first segment. Not truncating
-            // leaves what is there (the caller's placeholder, or the previous playlist).
-            io_opts.set("truncate", "0");
-        }
-        let mut octx = match &container {
-            Some(c) => av::format::output_as_with(path, c, io_opts),
-            None => av::format::output_with(path, io_opts),
-        }
-        .map_err(|e| {
+        let failures = Arc::new(Failures::default());
+        let open_error = |e: av::Error| {
             let err = MediaError::av(&ctx, e);
             match e {
                 av::Error::InvalidData | av::Error::MuxerNotFound => err.hint(
                     "cannot tell the container from the name: give it with --container \
                      (mp4, mkv, mov, ts, flv, nut, y4m, webm)",
                 ),
+                av::Error::Other { errno } if errno == av::util::error::EINVAL => {
+                    MediaError::new(&ctx, "cannot tell the container from the name").hint(
+                        "give it with --container (mp4, mkv, mov, ts, flv, nut, y4m, webm), \
+                         or use one of those extensions",
+                    )
+                }
                 _ => err,
             }
-        })?;
+        };
+        let opened = if output::is_local(output) {
+            output::open_local(output, container.as_deref(), &failures).map_err(
+                |e| match failures.first() {
+                    Some(f) => MediaError::new(&ctx, f.text),
+                    None => open_error(e),
+                },
+            )?
+        } else {
+            let mut io_opts = av::Dictionary::new();
+            if path.starts_with("srt://") && !path.contains("linger") {
+                // SRT in live mode drops what is still unsent when the socket closes: without
+                // a linger the last second or so of a recording never reaches the listener
+                io_opts.set("linger", "5");
+            }
+            let mut octx = match &container {
+                Some(c) => av::format::output_as_with(path, c, io_opts),
+                None => av::format::output_with(path, io_opts),
+            }
+            .map_err(open_error)?;
+            let hooks = output::install_hooks(&mut octx, &failures);
+            Opened {
+                octx,
+                file: None,
+                hooks,
+            }
+        };
+        // The hooks must outlive the context (libav may close files through them while the
+        // context is freed): declared first, dropped last.
+        let hooks = opened.hooks;
+        let mut octx = opened.octx;
+        // from here on, a failure removes what was created (an existing file stays)
+        let mut created = Created(opened.file);
         let muxer = octx.format().name().to_string();
-        let (default_video, default_audio) = default_codecs(&muxer);
+        // the segment muxers write another container into each segment: its defaults
+        let inner = match muxer.as_str() {
+            "segment" | "ssegment" | "stream_segment" => opts
+                .format_options
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "segment_format")
+                .and_then(|(_, v)| container_for(output, Some(v)))
+                .or_else(|| container_for(output, None))
+                .unwrap_or_else(|| "mpegts".into()),
+            _ => muxer.clone(),
+        };
+        let (default_video, default_audio) = default_codecs(&inner);
         let global_header = octx
             .format()
             .flags()
@@ -328,8 +455,28 @@ impl Sink {
         }
 
         let mut fopts = av::Dictionary::new();
-        if fragmented && matches!(muxer.as_str(), "mp4" | "mov" | "ipod") {
+        let fragmented = fragmented && matches!(muxer.as_str(), "mp4" | "mov" | "ipod");
+        if fragmented {
+            // A fragment on every keyframe and at least every second of stream time, each
+            // flushed to the file as soon as it is complete: killed at any moment (kill -9,
+            // a power cut aside), the file loses at most the fragment in progress, whatever
+            // the bit rate. (Left to libav, fragments sat in its 32 KiB buffer: a
+            // low-bit-rate live recording killed after a minute held 28 bytes.)
             fopts.set("movflags", "+frag_keyframe+empty_moov+default_base_moof");
+            fopts.set("frag_duration", &FRAGMENT_MICROS.to_string());
+            fopts.set("flush_packets", "1");
+        }
+        if muxer == "image2"
+            && !output.contains('%')
+            && !opts.format_options.iter().any(|(k, _)| k == "update")
+        {
+            // one file name without a %d pattern: each frame replaces the last (libav's
+            // `-update`), rather than failing at the second frame
+            log::info!(
+                "{name} has no %d in its name: each frame overwrites it (name it like \
+                 frame%04d.png for one file per frame)"
+            );
+            fopts.set("update", "1");
         }
         for (k, v) in &opts.format_options {
             fopts.set(k, v);
@@ -337,7 +484,13 @@ impl Sink {
         {
             // write_header_with returns a dictionary that borrows the context: own scope
             let left = octx.write_header_with(fopts).map_err(|e| {
-                let err = MediaError::av(format!("writing the header of {name}"), e);
+                let err = match failures.first() {
+                    Some(f) => MediaError::new(
+                        format!("writing the header of {name}"),
+                        format!("{} ({})", f.text, f.file),
+                    ),
+                    None => MediaError::av(format!("writing the header of {name}"), e),
+                };
                 if output == "-" || path.contains("://") {
                     err.hint("a pipe or URL needs a streamable container: nut, mkv, ts, flv, or mp4 with --fragmented")
                 } else {
@@ -350,10 +503,16 @@ impl Sink {
         }
         Ok(Sink {
             name,
+            muxer,
+            fragmented,
             octx,
+            hooks,
+            file: created.0.take(),
+            failures,
             video: sink_video,
             audio: sink_audio,
             origin: None,
+            timeline: Timeline::default(),
             finished: false,
             video_frames: 0,
             audio_samples: 0,
@@ -402,18 +561,39 @@ impl Sink {
 
     /// Encode one video frame (converted and scaled to the stream's first format and size).
     pub fn write_video(&mut self, frame: &VideoFrame) -> Result<(), MediaError> {
-        let secs = frame.info.pts_secs();
+        let step = if frame.info.duration > 0 {
+            frame.info.time_base.ticks_to_secs(frame.info.duration)
+        } else {
+            self.video.as_ref().map_or(1.0 / 30.0, |v| {
+                v.frame_ticks.max(1) as f64 * v.time_base.as_f64()
+            })
+        };
+        let secs = self
+            .timeline
+            .place(frame.info.pts_secs(), step, false, &self.name);
         let origin = self.origin(secs);
         let Some(v) = self.video.as_mut() else {
             return Ok(());
         };
         let key = (frame.format(), frame.width(), frame.height());
+        // the picture's size: the encoder's, or the odd size it is padded from
+        let (pic_w, pic_h) = v.padded_from.unwrap_or((v.width, v.height));
         let direct = to_av_pixel(frame.format()) == v.format
-            && frame.width() == v.width
-            && frame.height() == v.height;
+            && frame.width() == pic_w
+            && frame.height() == pic_h;
         let mut av_frame = av::frame::Video::new(v.format, v.width, v.height);
+        let mut pic = if v.padded_from.is_some() {
+            av::frame::Video::new(v.format, pic_w, pic_h)
+        } else {
+            av::frame::Video::empty()
+        };
+        let target = if v.padded_from.is_some() {
+            &mut pic
+        } else {
+            &mut av_frame
+        };
         if direct {
-            frame_into_av(frame, &mut av_frame);
+            frame_into_av(frame, target);
         } else {
             if v.scaler.as_ref().is_none_or(|(k, _)| *k != key) {
                 if v.scaler.is_some() && !v.warned_change {
@@ -423,8 +603,8 @@ impl Sink {
                         key.0,
                         key.1,
                         key.2,
-                        v.width,
-                        v.height
+                        pic_w,
+                        pic_h
                     );
                     v.warned_change = true;
                 }
@@ -433,8 +613,8 @@ impl Sink {
                     key.1,
                     key.2,
                     v.format,
-                    v.width,
-                    v.height,
+                    pic_w,
+                    pic_h,
                     scaling::Flags::BICUBIC,
                 )
                 .map_err(|e| {
@@ -446,8 +626,11 @@ impl Sink {
             frame_into_av(frame, &mut src);
             let (_, scaler) = v.scaler.as_mut().expect("just made");
             scaler
-                .run(&src, &mut av_frame)
+                .run(&src, target)
                 .map_err(|e| MediaError::av(format!("converting a frame for {}", self.name), e))?;
+        }
+        if v.padded_from.is_some() {
+            pad_into(&pic, &mut av_frame);
         }
         set_color(&mut av_frame, v.color);
         // timestamps: from the frame's own clock, relative to the first frame of any stream
@@ -472,22 +655,27 @@ impl Sink {
             .send_frame(&av_frame)
             .map_err(|e| MediaError::av(format!("encoding video for {}", self.name), e))?;
         self.video_frames += 1;
-        self.drain_video()
+        let r = self.drain_video();
+        r.map_err(|e| self.explain(e))
     }
 
     /// Encode one audio chunk (converted to the encoder's sample format).
     pub fn write_audio(&mut self, chunk: &AudioChunk) -> Result<(), MediaError> {
-        let secs = chunk.info.pts_secs();
+        let step = chunk.samples() as f64 / chunk.sample_rate().max(1) as f64;
+        let secs = self
+            .timeline
+            .place(chunk.info.pts_secs(), step, true, &self.name);
         let origin = self.origin(secs);
         let Some(a) = self.audio.as_mut() else {
             return Ok(());
         };
-        if chunk.sample_rate() != a.rate {
+        let in_rate = a.resample.as_ref().map_or(a.rate, |r| r.in_rate);
+        if chunk.sample_rate() != in_rate {
             return Err(MediaError::new(
                 format!("encoding audio for {}", self.name),
                 format!(
                     "the sample rate changed from {} to {} Hz mid-stream",
-                    a.rate,
+                    in_rate,
                     chunk.sample_rate()
                 ),
             ));
@@ -495,7 +683,15 @@ impl Sink {
         if a.next_pts.is_none() {
             a.next_pts = Some((((secs - origin) * a.rate as f64).round() as i64).max(0));
         }
-        push_samples(&mut a.fifo, chunk, a.channels);
+        match &mut a.resample {
+            None => push_samples(&mut a.fifo, chunk, a.channels),
+            Some(r) => {
+                push_samples(&mut r.pending, chunk, a.channels);
+                r.convert(&mut a.fifo, false).map_err(|e| {
+                    MediaError::av(format!("resampling audio for {}", self.name), e)
+                })?;
+            }
+        }
         self.audio_samples += chunk.samples() as u64;
         while self
             .audio
@@ -527,7 +723,8 @@ impl Sink {
         a.encoder
             .send_frame(&frame)
             .map_err(|e| MediaError::av(format!("encoding audio for {}", self.name), e))?;
-        self.drain_audio()
+        let r = self.drain_audio();
+        r.map_err(|e| self.explain(e))
     }
 
     fn drain_video(&mut self) -> Result<(), MediaError> {
@@ -562,8 +759,47 @@ impl Sink {
         )
     }
 
-    /// Flush the encoders and write the trailer. Safe to call twice.
+    /// Flush the encoders, write the trailer and put the file in place: a finished
+    /// recording. An existing file is replaced by it only now, and only if it was written
+    /// whole. Safe to call twice.
     pub fn finish(&mut self) -> Result<(), MediaError> {
+        self.finalise(true)
+    }
+
+    /// Finalise after the input failed (truncated upstream, a decoding error): the output
+    /// is made playable, but an existing file it would replace is left as it was, and what
+    /// arrived is kept next to it under its temporary name (said in the error).
+    pub fn finish_incomplete(&mut self) -> Result<(), MediaError> {
+        self.finalise(false)
+    }
+
+    /// Give up on the output: flush nothing more, remove what was written (a new file, or
+    /// the temporary file; an existing file stays as it was).
+    pub fn discard(mut self) {
+        self.finished = true;
+        let _ = self.octx.write_trailer();
+        if let Some(f) = &self.file {
+            f.discard();
+        }
+    }
+
+    /// The file the output is written to until finalised, when it replaces an existing one.
+    pub fn temporary_file(&self) -> Option<&std::path::Path> {
+        self.file
+            .as_ref()
+            .filter(|f| f.replaces())
+            .map(|f| f.writing.as_path())
+    }
+
+    /// The first write failure of the output, if any ("No space left on device (os error
+    /// 28) (out/seg_00003.ts)").
+    pub fn write_failure(&self) -> Option<String> {
+        self.failures
+            .first()
+            .map(|f| format!("{} ({})", f.text, f.file))
+    }
+
+    fn finalise(&mut self, complete: bool) -> Result<(), MediaError> {
         if self.finished {
             return Ok(());
         }
@@ -584,6 +820,15 @@ impl Sink {
         }
         if self.audio.is_some() {
             let mut r = Ok(());
+            if let Some(a) = self.audio.as_mut()
+                && let Some(rs) = a.resample.as_mut()
+                && let Err(e) = rs.convert(&mut a.fifo, true)
+            {
+                r = Err(MediaError::av(
+                    format!("resampling audio for {}", self.name),
+                    e,
+                ));
+            }
             while r.is_ok() && self.audio.as_ref().is_some_and(|a| !a.fifo[0].is_empty()) {
                 r = self.encode_audio_frame();
             }
@@ -604,9 +849,89 @@ impl Sink {
         if let Err(e) = self.octx.write_trailer() {
             first_err.get_or_insert(MediaError::av(format!("finalising {}", self.name), e));
         }
+        if first_err.is_none() && self.failures.first().is_some() {
+            // a muxer that writes its own files (hls) may finish "successfully" after one
+            // of them failed
+            first_err = Some(MediaError::new(
+                format!("finalising {}", self.name),
+                "a write failed",
+            ));
+        }
+        if let Some(f) = &self.file {
+            let failed = self.failures.first().is_some();
+            if f.replaces() && failed {
+                // a recording cut short by a write error never replaces the old file
+                f.discard();
+            } else if complete || !f.replaces() {
+                if let Err(e) = f.commit(&self.failures) {
+                    first_err.get_or_insert(MediaError::new(
+                        format!("finalising {}", self.name),
+                        e.to_string(),
+                    ));
+                }
+            } else {
+                first_err.get_or_insert(
+                    MediaError::new(
+                        format!("finalising {}", self.name),
+                        "the input did not finish",
+                    )
+                    .hint(format!(
+                        "{} was left as it was; what arrived is in {}",
+                        f.target.display(),
+                        f.writing.display()
+                    )),
+                );
+            }
+        }
         match first_err {
-            Some(e) => Err(e),
+            Some(e) => Err(self.explain(e)),
             None => Ok(()),
+        }
+    }
+
+    /// A write error as the user needs it: what failed, on which file, and what was lost.
+    fn explain(&self, e: MediaError) -> MediaError {
+        let Some(f) = self.failures.first() else {
+            return e;
+        };
+        let full = if f.disk_full() {
+            "the disk is full: "
+        } else {
+            ""
+        };
+        let lost = match &self.file {
+            Some(file) if file.replaces() => format!(
+                "{}{} was left as it was; the new recording ({} video frames) was not kept",
+                full,
+                file.target.display(),
+                self.video_frames
+            ),
+            Some(_)
+                if matches!(self.muxer.as_str(), "mp4" | "mov" | "ipod") && !self.fragmented =>
+            {
+                format!(
+                    "{full}{} is incomplete and will not play: an MP4 gets its index when it is \
+                     finalised. Record to a disk with room; --fragmented (or .mkv, .ts) keeps \
+                     what reached the disk when a recording is cut off",
+                    self.name
+                )
+            }
+            Some(_) => format!(
+                "{full}{} keeps what reached the disk before the error; the video frames \
+                 encoded after it (up to {}) were lost",
+                self.name, self.video_frames
+            ),
+            None => format!(
+                "{full}{} and what came after it were not written; the files written before it \
+                 are kept",
+                f.file
+            ),
+        };
+        MediaError {
+            context: format!("writing {}", self.name),
+            reason: format!("{} ({})", f.text, f.file),
+            hint: Some(lost),
+            av: e.av,
         }
     }
 }
@@ -614,7 +939,7 @@ impl Sink {
 impl Drop for Sink {
     fn drop(&mut self) {
         if !self.finished
-            && let Err(e) = self.finish()
+            && let Err(e) = self.finish_incomplete()
         {
             log::warn!("{e}");
         }
@@ -623,6 +948,39 @@ impl Drop for Sink {
 
 fn av_rational(r: Rational) -> av::Rational {
     av::Rational::new(r.num as i32, r.den as i32)
+}
+
+/// Copy `pic` into the top left of the larger `out` (same 8-bit planar or NV12 format), the
+/// last column and row repeated into the rest.
+fn pad_into(pic: &av::frame::Video, out: &mut av::frame::Video) {
+    let nv12 = pic.format() == Pixel::NV12;
+    for p in 0..pic.planes().min(out.planes()) {
+        let bytes = |f: &av::frame::Video| {
+            let w = f.plane_width(p) as usize;
+            if nv12 && p == 1 { w * 2 } else { w }
+        };
+        let (sw, sh) = (bytes(pic), pic.plane_height(p) as usize);
+        let (dw, dh) = (bytes(out), out.plane_height(p) as usize);
+        if sw == 0 || sh == 0 {
+            continue;
+        }
+        let (ss, ds) = (pic.stride(p), out.stride(p));
+        let src = pic.data(p);
+        let dst = out.data_mut(p);
+        let unit = if nv12 && p == 1 { 2 } else { 1 };
+        for y in 0..dh {
+            let sy = y.min(sh - 1);
+            let row = &src[sy * ss..sy * ss + sw];
+            let d = &mut dst[y * ds..y * ds + dw];
+            let n = sw.min(dw);
+            d[..n].copy_from_slice(&row[..n]);
+            let mut x = n;
+            while x < dw {
+                d[x] = row[n - unit + (x - n) % unit];
+                x += 1;
+            }
+        }
+    }
 }
 
 fn set_color(f: &mut av::frame::Video, c: ColorInfo) {
@@ -705,12 +1063,37 @@ fn open_video_encoder(
     } else {
         Rational::new(1, 30).rescale(1, time_base).max(1)
     };
+    // the picture size: the stream's, or --size
+    let (pic_w, pic_h) = opts.size.unwrap_or((params.width, params.height));
+    // libx264/libx265 take only even sizes in 4:2:0 (and an even width in 4:2:2): pad by
+    // one repeated column or row rather than fail
+    let subsampled_h = matches!(format, Pixel::YUV420P | Pixel::YUVJ420P | Pixel::NV12);
+    let subsampled_w = subsampled_h || matches!(format, Pixel::YUV422P | Pixel::YUVJ422P);
+    let even_only = codec_name.starts_with("libx26");
+    let width = if even_only && subsampled_w {
+        (pic_w + 1) & !1
+    } else {
+        pic_w
+    };
+    let height = if even_only && subsampled_h {
+        (pic_h + 1) & !1
+    } else {
+        pic_h
+    };
+    let padded_from = ((width, height) != (pic_w, pic_h)).then_some((pic_w, pic_h));
+    if padded_from.is_some() {
+        log::warn!(
+            "{name}: {codec_name} cannot encode {pic_w}x{pic_h} in {format:?} (it needs even \
+             sizes): padding to {width}x{height} by repeating the last column and row \
+             (give -s WxH with even numbers to scale instead)"
+        );
+    }
     let mut enc = av::codec::Context::new_with_codec(codec)
         .encoder()
         .video()
         .map_err(|e| MediaError::av(&ctx, e))?;
-    enc.set_width(params.width);
-    enc.set_height(params.height);
+    enc.set_width(width);
+    enc.set_height(height);
     enc.set_format(format);
     enc.set_time_base(av_rational(time_base));
     if fps.is_valid() {
@@ -770,8 +1153,16 @@ fn open_video_encoder(
         dict.set(k, v);
     }
     let encoder = enc.open_as_with(codec, dict).map_err(|e| {
-        MediaError::av(&ctx, e)
-            .hint("check --codec, --preset and -x options against `ffmpeg -h encoder=NAME`")
+        MediaError::av(&ctx, e).hint(format!(
+            "{codec_name} refused {width}x{height} {format:?} at {}: check --codec, --preset \
+             and -x options against `ffmpeg -h encoder={codec_name}` (the reason is in the \
+             libav lines above)",
+            if fps.is_valid() {
+                format!("{:.3} fps", fps.as_f64())
+            } else {
+                "an unknown rate".to_string()
+            }
+        ))
     })?;
     let mut ost = octx
         .add_stream(codec)
@@ -787,8 +1178,9 @@ fn open_video_encoder(
         index,
         encoder,
         format,
-        width: params.width,
-        height: params.height,
+        width,
+        height,
+        padded_from,
         time_base,
         frame_ticks,
         last_pts: None,
@@ -822,17 +1214,29 @@ fn open_audio_encoder(
     let acodec = codec
         .audio()
         .map_err(|_| MediaError::new(&ctx, format!("`{codec_name}` is not an audio encoder")))?;
-    if let Some(mut rates) = acodec.rates()
-        && !rates.any(|r| r as u32 == params.sample_rate)
+    // the encoder's rate: the input's if it takes it, else the nearest it takes (48 kHz
+    // first: Opus takes nothing else of the usual rates), through libswresample
+    let rate = match acodec
+        .rates()
+        .map(|r| r.map(|r| r as u32).collect::<Vec<_>>())
     {
-        return Err(MediaError::new(
-            &ctx,
-            format!(
-                "{codec_name} does not take {} Hz audio (and sl-file does not resample)",
+        Some(rates) if !rates.is_empty() && !rates.contains(&params.sample_rate) => {
+            let pick = if rates.contains(&48_000) {
+                48_000
+            } else {
+                *rates
+                    .iter()
+                    .min_by_key(|r| (i64::from(**r) - i64::from(params.sample_rate)).abs())
+                    .expect("not empty")
+            };
+            log::info!(
+                "{name}: {codec_name} does not take {} Hz audio: resampling it to {pick} Hz",
                 params.sample_rate
-            ),
-        ));
-    }
+            );
+            pick
+        }
+        _ => params.sample_rate,
+    };
     let supported: Vec<Sample> = acodec.formats().map(|f| f.collect()).unwrap_or_default();
     let ours = [
         Sample::F32(SampleType::Planar),
@@ -856,11 +1260,11 @@ fn open_audio_encoder(
         .encoder()
         .audio()
         .map_err(|e| MediaError::av(&ctx, e))?;
-    enc.set_rate(params.sample_rate as i32);
+    enc.set_rate(rate as i32);
     enc.set_format(format);
     enc.set_channel_layout(layout);
     enc.set_channels(params.channels as i32);
-    enc.set_time_base(av::Rational::new(1, params.sample_rate as i32));
+    enc.set_time_base(av::Rational::new(1, rate as i32));
     if let Some(b) = opts.audio_bitrate {
         enc.set_bit_rate(b as usize);
     } else if codec_name == "aac" || codec_name == "libopus" {
@@ -880,19 +1284,103 @@ fn open_audio_encoder(
         .add_stream(codec)
         .map_err(|e| MediaError::av(&ctx, e))?;
     ost.set_parameters(&encoder);
-    ost.set_time_base(av::Rational::new(1, params.sample_rate as i32));
+    ost.set_time_base(av::Rational::new(1, rate as i32));
     let index = ost.index();
+    let resample = if rate == params.sample_rate {
+        None
+    } else {
+        Some(
+            Resampler::new(params.sample_rate, rate, params.channels, layout)
+                .map_err(|e| MediaError::av(&ctx, e))?,
+        )
+    };
     Ok(AudioEnc {
         index,
         encoder,
         format,
-        rate: params.sample_rate,
+        rate,
+        resample,
         channels: params.channels,
         layout,
         frame_size,
         fifo: vec![Vec::new(); params.channels as usize],
         next_pts: None,
     })
+}
+
+/// libswresample between the input's sample rate and the encoder's, on planar f32.
+struct Resampler {
+    swr: av::software::resampling::Context,
+    in_rate: u32,
+    /// Input samples not yet resampled, one buffer per channel.
+    pending: Vec<Vec<f32>>,
+}
+
+impl Resampler {
+    fn new(
+        in_rate: u32,
+        out_rate: u32,
+        channels: u16,
+        layout: av::ChannelLayout,
+    ) -> Result<Resampler, av::Error> {
+        let planar = Sample::F32(SampleType::Planar);
+        let swr = av::software::resampling::Context::get(
+            planar, layout, in_rate, planar, layout, out_rate,
+        )?;
+        Ok(Resampler {
+            swr,
+            in_rate,
+            pending: vec![Vec::new(); channels as usize],
+        })
+    }
+
+    /// Resample everything pending onto the end of `out`; `flush` also drains what the
+    /// resampler holds back (at the end of the stream).
+    #[allow(unsafe_code)]
+    fn convert(&mut self, out: &mut [Vec<f32>], flush: bool) -> Result<(), av::Error> {
+        let n = self.pending.first().map_or(0, Vec::len);
+        if n == 0 && !flush {
+            return Ok(());
+        }
+        let channels = self.pending.len();
+        // SAFETY: a valid, initialised SwrContext owned by `self.swr`.
+        let room = unsafe { av::ffi::swr_get_out_samples(self.swr.as_mut_ptr(), n as i32) }.max(0)
+            as usize
+            + 16;
+        let mut bufs: Vec<Vec<f32>> = vec![vec![0.0; room]; channels];
+        let ins: Vec<*const u8> = self
+            .pending
+            .iter()
+            .map(|c| c.as_ptr() as *const u8)
+            .collect();
+        let mut outs: Vec<*mut u8> = bufs.iter_mut().map(|c| c.as_mut_ptr() as *mut u8).collect();
+        // SAFETY: one input pointer per channel to `n` f32 samples (or none, to flush), one
+        // output pointer per channel to `room` f32 samples, as the context was set up
+        // (planar f32, `channels` channels); swr_convert writes at most `room` samples.
+        let got = unsafe {
+            av::ffi::swr_convert(
+                self.swr.as_mut_ptr(),
+                outs.as_mut_ptr(),
+                room as i32,
+                if n == 0 {
+                    std::ptr::null_mut()
+                } else {
+                    ins.as_ptr() as *mut *const u8
+                },
+                n as i32,
+            )
+        };
+        if got < 0 {
+            return Err(av::Error::from(got));
+        }
+        for c in &mut self.pending {
+            c.clear();
+        }
+        for (o, b) in out.iter_mut().zip(&bufs) {
+            o.extend_from_slice(&b[..got as usize]);
+        }
+        Ok(())
+    }
 }
 
 /// Append a chunk's samples to per-channel f32 buffers (channels beyond the encoder's are
@@ -1040,6 +1528,26 @@ mod tests {
         assert!(!streamable("mp4", false));
         assert!(streamable("mp4", true));
         assert!(streamable("nut", false));
+    }
+
+    #[test]
+    fn timestamp_jumps_are_taken_out_for_video_and_audio_alike() {
+        let mut t = Timeline::default();
+        let frame = 1.0 / 30.0;
+        assert_eq!(t.place(100.0, frame, false, "x"), 100.0);
+        assert_eq!(t.place(100.0 + frame, frame, false, "x"), 100.0 + frame);
+        // a pause of 5 s is kept
+        assert_eq!(t.place(105.0, frame, false, "x"), 105.0);
+        // a day forward: follows on from the last frame
+        let after = t.place(86_505.0 + frame, frame, false, "x");
+        assert!((after - (105.0 + frame)).abs() < 1e-9, "{after}");
+        // audio that jumped with it lands where it belongs
+        assert!((t.place(86_505.0, 0.02, true, "x") - 105.0).abs() < 1e-9);
+        // an MPEG-TS wrap backwards (2^33 / 90 kHz)
+        let wrapped = 86_505.0 + 2.0 * frame - 95_443.717;
+        let placed = t.place(wrapped, frame, false, "x");
+        assert!((placed - (105.0 + 2.0 * frame)).abs() < 1e-6, "{placed}");
+        assert_eq!(t.jumps, 2);
     }
 
     #[test]

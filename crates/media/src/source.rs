@@ -230,6 +230,10 @@ pub struct Source {
     opts: SourceOptions,
     start_secs: f64,
     ended: bool,
+    /// The read error that ended the input early, returned once the frames before it are.
+    failed: Option<MediaError>,
+    /// Packets read of the video and the audio stream (in the first pass).
+    packets: (u64, u64),
     decode_errors: u64,
     frame: av::frame::Video,
     audio_frame: av::frame::Audio,
@@ -369,6 +373,8 @@ impl Source {
             start_secs: opts.start.map(|d| d.as_secs_f64()).unwrap_or(0.0),
             opts,
             ended: false,
+            failed: None,
+            packets: (0, 0),
             decode_errors: 0,
             frame: av::frame::Video::empty(),
             audio_frame: av::frame::Audio::empty(),
@@ -479,19 +485,37 @@ impl Source {
                         return r.map(|m| Some(Output::Message(m)));
                     }
                 }
-                None if self.ended => return Ok(None),
+                None if self.ended => {
+                    // everything decoded before a read error is out: now the error, so the
+                    // stream ends without END and the stage exits 1
+                    return match self.failed.take() {
+                        Some(e) => Err(e),
+                        None => Ok(None),
+                    };
+                }
                 None => {}
             }
             let mut packet = av::Packet::empty();
             match packet.read(&mut self.ictx) {
                 Ok(()) => self.decode_packet(&packet)?,
-                Err(av::Error::Eof) | Err(av::Error::Exit) => {
+                Err(av::Error::Eof) => {
+                    self.ended = true;
+                    self.failed = self.cut_short();
+                    self.drain()?;
+                }
+                Err(av::Error::Exit) => {
                     self.ended = true;
                     self.drain()?;
                 }
                 Err(e) => {
-                    // A damaged file: like ffmpeg, end with what decoded so far, and say so.
-                    log::warn!("{}: reading stopped early: {e}", self.name);
+                    // A read error before the container's end: a file cut off (libav's
+                    // "partial file") or damaged, or a connection lost. Pass on what decoded
+                    // so far, then fail: a truncated input is not a finished one.
+                    self.failed = Some(MediaError::av(format!("reading {}", self.name), e).hint(
+                        "the input ends before its container does: it was cut off \
+                             (truncated), damaged, or its connection was lost. The frames \
+                             before that point were passed on",
+                    ));
                     self.ended = true;
                     self.drain()?;
                 }
@@ -530,8 +554,52 @@ impl Source {
             .map_err(|e| MediaError::av(format!("seeking in {}", self.name), e))
     }
 
+    /// At the end of the input: whether it ended before its container says it does. libav
+    /// reports a cut-off MP4 ("partial file") only in its log and then returns a plain end
+    /// of file, so the index is checked: it lists every sample, and a whole file yields
+    /// them all. A read error left on the I/O context counts too.
+    fn cut_short(&self) -> Option<MediaError> {
+        let ctx = format!("reading {}", self.name);
+        let hint = "the input ends before its container does: it was cut off (truncated) or \
+                    damaged. The frames before that point were passed on";
+        // SAFETY: `pb` of an open input context is null or a valid AVIOContext.
+        #[allow(unsafe_code)]
+        let io_error = unsafe {
+            let pb = (*self.ictx.as_ptr()).pb;
+            if pb.is_null() { 0 } else { (*pb).error }
+        };
+        if io_error < 0 && io_error != av::ffi::AVERROR_EOF {
+            return Some(MediaError::av(ctx, av::Error::from(io_error)).hint(hint));
+        }
+        let indexed = self.ictx.format().name().contains("mov");
+        if !indexed || self.start_secs > 0.0 {
+            return None;
+        }
+        let (index, read) = match (&self.video, &self.audio) {
+            (Some(v), _) if !v.timing.rewound => (v.index, self.packets.0),
+            (None, Some(a)) if !a.timing.rewound => (a.index, self.packets.1),
+            _ => return None,
+        };
+        let listed = self.ictx.stream(index).map_or(0, |s| s.frames());
+        (listed > 0 && read < listed as u64).then(|| {
+            MediaError::new(
+                ctx,
+                format!(
+                    "the file is cut off: its index lists {listed} packets of stream {index}, \
+                     the file holds {read}"
+                ),
+            )
+            .hint(hint)
+        })
+    }
+
     fn decode_packet(&mut self, packet: &av::Packet) -> Result<(), MediaError> {
         let idx = packet.stream();
+        if self.video.as_ref().is_some_and(|v| v.index == idx) {
+            self.packets.0 += 1;
+        } else if self.audio.as_ref().is_some_and(|a| a.index == idx) {
+            self.packets.1 += 1;
+        }
         if self.video.as_ref().is_some_and(|v| v.index == idx) {
             let v = self.video.as_mut().expect("checked");
             if let Err(e) = v.decoder.send_packet(packet) {

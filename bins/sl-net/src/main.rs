@@ -1,0 +1,194 @@
+//! sl-net: streams between machines over QUIC, encrypted and authenticated both ways.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use sl_cli::Common;
+use sl_net::{Fingerprint, Options, Policy};
+
+/// Send and receive streamlib streams between machines over QUIC. Always TLS 1.3; both
+/// sides present their machine's key and accept the other only if its fingerprint is pinned
+/// (`--peer`, or the allowed-keys file that `sl-net allow` edits).
+#[derive(Parser, Debug)]
+#[command(
+    name = "sl-net",
+    version,
+    after_help = "Examples:\n  \
+      sl-net key                                      # this machine's fingerprint\n  \
+      sl-net allow SHA256:...  studio                 # trust the other machine's key\n  \
+      sl-net listen :4433 | sl-hls out/               # receive one sender\n  \
+      sl-cam | sl-net send quic://edge:4433           # ...and send to it\n  \
+      sl-cam | sl-net serve :4433                     # publish to any number of receivers\n  \
+      sl-net recv edge:4433 --policy latest | sl-show\n\n\
+      Policies: block (lossless back-pressure; default for send) and latest (live: a frame\n\
+      superseded by a newer one is dropped whole, lag never builds up; default for recv).\n\
+      Exit status: 0 after a complete stream, 1 for a truncated one or a failed link,\n\
+      2 for usage errors, 130 after Ctrl-C (the output is ended properly first)."
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print this machine's key fingerprint (the key is made on first use).
+    Key {
+        /// The key file (default: $XDG_CONFIG_HOME/streamlib/net-key.pem).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Trust a peer's key: add its fingerprint to the allowed-keys file.
+    Allow {
+        /// The fingerprint the other machine's `sl-net key` printed.
+        fingerprint: Fingerprint,
+        /// A note kept next to it (the machine's name).
+        #[arg(default_value = "")]
+        comment: String,
+        /// The allowed-keys file (default: $XDG_CONFIG_HOME/streamlib/allowed_keys).
+        #[arg(long, value_name = "FILE")]
+        allowed_keys: Option<PathBuf>,
+    },
+    /// Connect to a listener and push stdin to it.
+    Send {
+        /// Where the listener is: quic://HOST:PORT, HOST:PORT or [IPv6]:PORT.
+        addr: String,
+        /// block (lossless, the default) or latest (drop superseded frames, never lag).
+        #[arg(long, value_name = "POLICY")]
+        policy: Option<Policy>,
+        /// Do not reconnect when the connection is lost (exit 1 instead).
+        #[arg(long)]
+        no_reconnect: bool,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Accept one sender and write its stream to stdout.
+    Listen {
+        /// Where to listen: :PORT (every address, IPv4 and IPv6), HOST:PORT or [IPv6]:PORT.
+        addr: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Publish stdin to every receiver that connects, each with its own policy.
+    Serve {
+        /// Where to listen: :PORT, HOST:PORT or [IPv6]:PORT.
+        addr: String,
+        /// Read no input until N receivers are connected (so each gets the whole stream).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        wait_for: usize,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Connect to a server and write its stream to stdout.
+    Recv {
+        /// Where the server is: quic://HOST:PORT, HOST:PORT or [IPv6]:PORT.
+        addr: String,
+        /// latest (the default: live, drop superseded frames) or block (lossless).
+        #[arg(long, value_name = "POLICY")]
+        policy: Option<Policy>,
+        /// Do not reconnect when the connection is lost (exit 1 instead).
+        #[arg(long)]
+        no_reconnect: bool,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+#[derive(ClapArgs, Debug)]
+struct NetArgs {
+    /// Accept a peer with this key fingerprint (repeatable), besides the allowed-keys file.
+    #[arg(long = "peer", value_name = "FINGERPRINT")]
+    peers: Vec<Fingerprint>,
+    /// The allowed-keys file (default: $XDG_CONFIG_HOME/streamlib/allowed_keys).
+    #[arg(long, value_name = "FILE")]
+    allowed_keys: Option<PathBuf>,
+    /// This machine's key file (default: $XDG_CONFIG_HOME/streamlib/net-key.pem).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// DANGEROUS: accept ANY peer key, so anyone who can reach the port can send or receive
+    /// the stream. Still encrypted, but not authenticated.
+    #[arg(long)]
+    insecure_accept_any_key: bool,
+    /// Print rate, bitrate, RTT, loss and dropped frames on stderr every two seconds.
+    #[arg(long)]
+    stats: bool,
+    /// Print the end summary as one JSON object on stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+fn options(net: NetArgs, quiet: bool) -> Options {
+    Options {
+        key: net.key,
+        peers: net.peers,
+        allowed_keys: net.allowed_keys,
+        insecure_accept_any_key: net.insecure_accept_any_key,
+        stats: net.stats,
+        json: net.json,
+        quiet,
+        reconnect: true,
+        ..Options::default()
+    }
+}
+
+fn main() -> ExitCode {
+    sl_cli::run(|a: &Args| &a.common, run)
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let quiet = args.common.quiet;
+    let Some(command) = args.command else {
+        return Err(sl_cli::usage(
+            "say what to do: key, allow, send, listen, serve or recv",
+        ));
+    };
+    match command {
+        Command::Key { key } => sl_net::key_command(key),
+        Command::Allow {
+            fingerprint,
+            comment,
+            allowed_keys,
+        } => sl_net::allow_command(fingerprint, &comment, allowed_keys),
+        Command::Send {
+            addr,
+            policy,
+            no_reconnect,
+            net,
+        } => sl_net::send(
+            &addr,
+            Options {
+                policy,
+                reconnect: !no_reconnect,
+                ..options(net, quiet)
+            },
+        ),
+        Command::Listen { addr, net } => sl_net::listen(&addr, options(net, quiet)),
+        Command::Serve {
+            addr,
+            wait_for,
+            net,
+        } => sl_net::serve(
+            &addr,
+            Options {
+                wait_for,
+                ..options(net, quiet)
+            },
+        ),
+        Command::Recv {
+            addr,
+            policy,
+            no_reconnect,
+            net,
+        } => sl_net::recv(
+            &addr,
+            Options {
+                policy,
+                reconnect: !no_reconnect,
+                ..options(net, quiet)
+            },
+        ),
+    }
+}

@@ -1,0 +1,562 @@
+//! Moving messages over one connection: [`push`] from a hub subscription, [`pull`] to the
+//! output. The layout on the connection is described in [`crate::proto`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{Connection, ConnectionError, RecvStream, SendStream, VarInt};
+use sl_wire::{Limits, PREFIX_LEN};
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use crate::NetError;
+use crate::hub::{Next, SubPolicy, Subscription};
+use crate::proto::{
+    self, Msg, REC_ABORT, REC_MESSAGE, StreamReader, TAG_FRAME, TAG_ORDERED, close,
+};
+use crate::stats::Stats;
+
+/// Frames of a `latest` link that may be unacknowledged at once: this bounds the lag behind a
+/// slow link to about this many frames. A frame holds its place for a round trip plus the
+/// receiver's acknowledgement delay (up to 25 ms), so with two, a 30 fps source over a 40 ms
+/// path already lost frames to waiting alone (bench-net: 242 of 300 delivered); four keep
+/// such a path busy.
+const LATEST_IN_FLIGHT: usize = 4;
+
+/// How a push ended.
+#[derive(Debug)]
+pub enum PushEnd {
+    /// The stream ended and the peer confirmed it.
+    Done,
+    /// The input failed; the peer was told.
+    InputFailed(String),
+    /// The peer hung up first (Ctrl-C there, its downstream closed, refused...).
+    PeerClosed { code: u32, reason: String },
+    /// The connection was lost (timeout, reset).
+    Lost(ConnectionError),
+}
+
+fn conn_end(e: ConnectionError) -> PushEnd {
+    match e {
+        ConnectionError::ApplicationClosed(c) => PushEnd::PeerClosed {
+            code: c.error_code.into_inner() as u32,
+            reason: String::from_utf8_lossy(&c.reason).into_owned(),
+        },
+        e => PushEnd::Lost(e),
+    }
+}
+
+/// Newest acknowledged frame per stream, so frames still in flight behind it are reset.
+#[derive(Debug, Default)]
+struct Acked {
+    newest: Mutex<BTreeMap<u16, u64>>,
+    changed: Notify,
+}
+
+/// Send everything `sub` yields on `conn` until the stream ends.
+pub async fn push(
+    conn: &Connection,
+    sub: &Arc<Subscription>,
+    stats: &Arc<Stats>,
+) -> Result<PushEnd, NetError> {
+    let latest = sub.policy == SubPolicy::Latest;
+    let mut ordered = match conn.open_uni().await {
+        Ok(s) => s,
+        Err(e) => return Ok(conn_end(e)),
+    };
+    let r = push_loop(conn, sub, stats, &mut ordered, latest).await;
+    match r {
+        Ok(end) => Ok(end),
+        Err(NetError::Connection(e)) => Ok(conn_end(e)),
+        Err(NetError::Write(quinn::WriteError::ConnectionLost(e))) => Ok(conn_end(e)),
+        Err(e) => Err(e),
+    }
+}
+
+async fn push_loop(
+    conn: &Connection,
+    sub: &Arc<Subscription>,
+    stats: &Arc<Stats>,
+    ordered: &mut SendStream,
+    latest: bool,
+) -> Result<PushEnd, NetError> {
+    ordered.write_all(&[TAG_ORDERED]).await?;
+    let in_flight = Arc::new(Semaphore::new(LATEST_IN_FLIGHT));
+    let acked = Arc::new(Acked::default());
+    let mut frames_opened: u64 = 0;
+    let mut records: u64 = 0;
+    loop {
+        let permit = if latest {
+            tokio::select! {
+                p = Arc::clone(&in_flight).acquire_owned() => Some(p.expect("never closed")),
+                e = conn.closed() => return Ok(conn_end(e)),
+            }
+        } else {
+            None
+        };
+        let next = tokio::select! {
+            n = sub.next() => n,
+            e = conn.closed() => return Ok(conn_end(e)),
+        };
+        stats.dropped.store(sub.dropped(), Ordering::Relaxed);
+        let m = match next {
+            Some(Next::Msg(m)) => m,
+            Some(Next::Failed(reason)) => {
+                let mut rec = vec![REC_ABORT];
+                rec.extend_from_slice(&proto::encode_str(&reason));
+                ordered.write_all(&rec).await?;
+                let _ = ordered.finish();
+                // the peer closes once it has passed the failure on
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+                return Ok(PushEnd::InputFailed(reason));
+            }
+            Some(Next::Overflowed) => {
+                conn.close(
+                    VarInt::from_u32(close::PROTOCOL),
+                    b"receiver too far behind",
+                );
+                return Err(NetError::Protocol(
+                    "a receiver fell more than 1024 stream descriptions behind: cut off".into(),
+                ));
+            }
+            None => return Ok(finish_ordered(conn, ordered).await),
+        };
+        stats.count_sent(&m);
+        let end = m.is_end_of_all();
+        if latest && m.kind == sl_wire::kind::VIDEO && sub.hub().is_intra(m.stream) {
+            let seq = frames_opened;
+            frames_opened += 1;
+            let s = conn.open_uni().await?;
+            let permit = permit.expect("latest has a permit");
+            let acked = Arc::clone(&acked);
+            let stats = Arc::clone(stats);
+            let control_before = records;
+            tokio::spawn(async move {
+                let mut header = Vec::with_capacity(9);
+                header.push(TAG_FRAME);
+                header.extend_from_slice(&control_before.to_le_bytes());
+                if send_frame(s, header, m, seq, &acked, &stats).await.is_err() {
+                    // the connection went; push notices through its own calls
+                }
+                drop(permit);
+            });
+            continue;
+        }
+        let mut head = Vec::with_capacity(9);
+        head.push(REC_MESSAGE);
+        head.extend_from_slice(&frames_opened.to_le_bytes());
+        let mut chunks = Vec::with_capacity(m.parts.len() + 1);
+        chunks.push(Bytes::from(head));
+        chunks.extend(m.parts.iter().cloned());
+        ordered.write_all_chunks(&mut chunks).await?;
+        records += 1;
+        if end {
+            return Ok(finish_ordered(conn, ordered).await);
+        }
+    }
+}
+
+/// After END: finish the ordered stream and wait until the peer has acknowledged all of it,
+/// then for its DONE (briefly: a peer that acknowledged END has the whole stream).
+async fn finish_ordered(conn: &Connection, ordered: &mut SendStream) -> PushEnd {
+    let _ = ordered.finish();
+    match ordered.stopped().await {
+        Ok(None) => match tokio::time::timeout(Duration::from_secs(2), conn.closed()).await {
+            Ok(ConnectionError::ApplicationClosed(c))
+                if c.error_code.into_inner() as u32 != close::DONE =>
+            {
+                conn_end(ConnectionError::ApplicationClosed(c))
+            }
+            _ => PushEnd::Done,
+        },
+        Ok(Some(code)) => PushEnd::PeerClosed {
+            code: code.into_inner() as u32,
+            reason: "stopped reading".into(),
+        },
+        Err(quinn::StoppedError::ConnectionLost(e)) => conn_end(e),
+        Err(e) => PushEnd::PeerClosed {
+            code: close::PROTOCOL,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Send one frame on its own stream; reset it if a newer frame of its stream is acknowledged
+/// first (it is stale: the receiver would drop it anyway).
+async fn send_frame(
+    mut s: SendStream,
+    header: Vec<u8>,
+    m: Msg,
+    seq: u64,
+    acked: &Acked,
+    stats: &Stats,
+) -> Result<(), NetError> {
+    let stream = m.stream;
+    let mut chunks = Vec::with_capacity(m.parts.len() + 1);
+    chunks.push(Bytes::from(header));
+    chunks.extend(m.parts.iter().cloned());
+    let superseded = async {
+        loop {
+            let notified = acked.changed.notified();
+            if acked
+                .newest
+                .lock()
+                .map(|n| n.get(&stream).is_some_and(|&a| a > seq))
+                .unwrap_or(false)
+            {
+                return;
+            }
+            notified.await;
+        }
+    };
+    tokio::pin!(superseded);
+    let sent = async {
+        s.write_all_chunks(&mut chunks).await?;
+        let _ = s.finish();
+        s.stopped()
+            .await
+            .map_err(|e| NetError::Protocol(e.to_string()))
+    };
+    tokio::select! {
+        r = sent => {
+            if let Ok(None) = r {
+                if let Ok(mut n) = acked.newest.lock() {
+                    let e = n.entry(stream).or_insert(seq);
+                    *e = (*e).max(seq);
+                }
+                acked.changed.notify_waiters();
+            }
+            r.map(|_| ())
+        }
+        _ = &mut superseded => {
+            let _ = s.reset(VarInt::from_u32(0));
+            stats.reset_frames.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+}
+
+/// How a pull ended.
+#[derive(Debug)]
+pub enum PullEnd {
+    /// END for all streams was written.
+    Done,
+    /// The pusher's input failed or was truncated (its reason).
+    InputFailed(String),
+    /// The output pipe closed.
+    DownstreamClosed,
+    /// The pusher hung up without ending (Ctrl-C there is an END, so this is a failure).
+    PeerClosed { code: u32, reason: String },
+    /// The connection was lost.
+    Lost(ConnectionError),
+}
+
+/// Where pulled messages go: a writer thread owning stdout.
+#[derive(Debug, Clone)]
+pub struct Output {
+    tx: mpsc::Sender<Msg>,
+    pub closed: Arc<Notify>,
+    pub broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Output {
+    pub fn new(tx: mpsc::Sender<Msg>) -> Output {
+        Output {
+            tx,
+            closed: Arc::new(Notify::new()),
+            broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// Queue a message from outside the runtime (after it stopped).
+    pub fn tx_blocking(&self, m: Msg) -> bool {
+        self.tx.blocking_send(m).is_ok()
+    }
+
+    async fn write(&self, m: Msg) -> bool {
+        if self.broken.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.tx.send(m).await.is_ok()
+    }
+}
+
+enum Event {
+    Record {
+        frames_before: u64,
+        msg: Msg,
+    },
+    Abort(String),
+    OrderedEnd,
+    Frame {
+        seq: u64,
+        control_before: u64,
+        msg: Msg,
+    },
+    FrameGone {
+        seq: u64,
+    },
+    Failed(NetError),
+}
+
+/// Frames read at once from frame streams; bounds the memory a peer can make us hold.
+const FRAME_READERS: usize = 8;
+
+/// Receive on `conn` and write to `out` until the stream ends.
+pub async fn pull(
+    conn: &Connection,
+    out: &Output,
+    limits: Limits,
+    stats: &Arc<Stats>,
+) -> Result<PullEnd, NetError> {
+    let (tx, mut rx) = mpsc::channel::<Event>(64);
+    let acceptor = {
+        let conn = conn.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move { accept_streams(conn, tx, limits).await })
+    };
+    drop(tx);
+    let _guard = AbortOnDrop(acceptor);
+    let mut asm = Assembler::default();
+    loop {
+        let ev = tokio::select! {
+            biased;
+            ev = rx.recv() => ev,
+            e = conn.closed() => {
+                // deliver what already arrived before reporting
+                match e {
+                    ConnectionError::ApplicationClosed(c) => return Ok(PullEnd::PeerClosed {
+                        code: c.error_code.into_inner() as u32,
+                        reason: String::from_utf8_lossy(&c.reason).into_owned(),
+                    }),
+                    e => return Ok(PullEnd::Lost(e)),
+                }
+            }
+            _ = out.closed.notified() => return Ok(PullEnd::DownstreamClosed),
+        };
+        let Some(ev) = ev else {
+            return Ok(PullEnd::Lost(ConnectionError::LocallyClosed));
+        };
+        match ev {
+            Event::Record { frames_before, msg } => asm.ordered.push_back((frames_before, msg)),
+            Event::Frame {
+                seq,
+                control_before,
+                msg,
+            } => {
+                asm.waiting.insert(seq, (control_before, msg));
+            }
+            Event::FrameGone { seq } => asm.resolve(seq),
+            Event::Abort(reason) => asm.abort = Some(reason),
+            Event::OrderedEnd => asm.ordered_ended = true,
+            Event::Failed(e) => {
+                conn.close(VarInt::from_u32(close::PROTOCOL), e.to_string().as_bytes());
+                return Err(e);
+            }
+        }
+        for m in asm.pump(stats) {
+            let end = m.is_end_of_all();
+            stats.count_received(&m);
+            if !out.write(m).await {
+                return Ok(PullEnd::DownstreamClosed);
+            }
+            if end {
+                return Ok(PullEnd::Done);
+            }
+        }
+        if asm.ordered.is_empty() && asm.ordered_ended {
+            if let Some(r) = asm.abort.take() {
+                return Ok(PullEnd::InputFailed(r));
+            }
+            return Err(NetError::Protocol(
+                "the sender closed its stream without an end-of-stream".into(),
+            ));
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn accept_streams(conn: Connection, tx: mpsc::Sender<Event>, limits: Limits) {
+    let readers = Arc::new(Semaphore::new(FRAME_READERS));
+    let mut seen_ordered = false;
+    loop {
+        let mut rs = match conn.accept_uni().await {
+            Ok(rs) => rs,
+            Err(_) => return,
+        };
+        let index = rs.id().index();
+        if !seen_ordered {
+            seen_ordered = true;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let r = read_ordered(&mut rs, &tx, &limits).await;
+                if let Err(e) = r
+                    && !matches!(e, NetError::Read(quinn::ReadError::ConnectionLost(_)))
+                {
+                    let _ = tx.send(Event::Failed(e)).await;
+                }
+            });
+            continue;
+        }
+        // frame streams are numbered after the ordered stream (the pusher's first)
+        let seq = index.saturating_sub(1);
+        let permit = match Arc::clone(&readers).acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let ev = match read_frame(&mut rs, &limits).await {
+                Ok(Some((control_before, msg))) => Event::Frame {
+                    seq,
+                    control_before,
+                    msg,
+                },
+                // reset by the pusher (superseded), or lost with the connection
+                Ok(None) | Err(NetError::Read(_)) => Event::FrameGone { seq },
+                Err(e) => Event::Failed(e),
+            };
+            let _ = tx.send(ev).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn read_ordered(
+    rs: &mut RecvStream,
+    tx: &mpsc::Sender<Event>,
+    limits: &Limits,
+) -> Result<(), NetError> {
+    let mut r = StreamReader { rs };
+    let mut tag = [0u8; 1];
+    r.exact(&mut tag).await?;
+    if tag[0] != TAG_ORDERED {
+        return Err(NetError::Protocol(format!(
+            "the first stream has tag {}, not the ordered stream's",
+            tag[0]
+        )));
+    }
+    loop {
+        if !r.exact_or_end(&mut tag).await? {
+            let _ = tx.send(Event::OrderedEnd).await;
+            return Ok(());
+        }
+        match tag[0] {
+            REC_MESSAGE => {
+                let frames_before = r.u64().await?;
+                let Some(msg) = r.message(limits).await? else {
+                    return Err(NetError::Protocol("a record without its message".into()));
+                };
+                if tx.send(Event::Record { frames_before, msg }).await.is_err() {
+                    return Ok(());
+                }
+            }
+            REC_ABORT => {
+                let reason = r.str(proto::MAX_REASON).await?;
+                let _ = tx.send(Event::Abort(reason)).await;
+            }
+            t => return Err(NetError::Protocol(format!("unknown record type {t}"))),
+        }
+    }
+}
+
+async fn read_frame(rs: &mut RecvStream, limits: &Limits) -> Result<Option<(u64, Msg)>, NetError> {
+    let mut r = StreamReader { rs };
+    let mut head = [0u8; 9];
+    if !r.exact_or_end(&mut head).await? {
+        return Ok(None);
+    }
+    if head[0] != TAG_FRAME {
+        return Err(NetError::Protocol(format!(
+            "a frame stream has tag {}",
+            head[0]
+        )));
+    }
+    let control_before = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));
+    let mut prefix = [0u8; PREFIX_LEN];
+    r.exact(&mut prefix).await?;
+    let msg = r.message_after(prefix, limits).await?;
+    if !msg.is_frame() {
+        return Err(NetError::Protocol(
+            "a frame stream carried a message that is not a frame".into(),
+        ));
+    }
+    Ok(Some((control_before, msg)))
+}
+
+/// Puts ordered records and frame streams back in order (see [`crate::proto`]).
+#[derive(Default)]
+struct Assembler {
+    ordered: VecDeque<(u64, Msg)>,
+    ordered_ended: bool,
+    abort: Option<String>,
+    records_done: u64,
+    /// Complete frames waiting for the records sent before them.
+    waiting: BTreeMap<u64, (u64, Msg)>,
+    /// Every frame stream below this is resolved (written, dropped or reset).
+    resolved_below: u64,
+    resolved_above: BTreeSet<u64>,
+    /// Newest frame stream written, per stream index.
+    newest: BTreeMap<u16, u64>,
+}
+
+impl Assembler {
+    fn resolve(&mut self, seq: u64) {
+        if seq == self.resolved_below {
+            self.resolved_below += 1;
+            while self.resolved_above.remove(&self.resolved_below) {
+                self.resolved_below += 1;
+            }
+        } else if seq > self.resolved_below {
+            self.resolved_above.insert(seq);
+        }
+    }
+
+    fn pump(&mut self, stats: &Stats) -> Vec<Msg> {
+        let mut out = Vec::new();
+        loop {
+            let mut progress = false;
+            while let Some((fb, _)) = self.ordered.front() {
+                if *fb > self.resolved_below {
+                    break;
+                }
+                let (_, m) = self.ordered.pop_front().expect("front");
+                self.records_done += 1;
+                out.push(m);
+                progress = true;
+            }
+            let ready: Vec<u64> = self
+                .waiting
+                .iter()
+                .filter(|(_, (cb, _))| *cb <= self.records_done)
+                .map(|(s, _)| *s)
+                .collect();
+            for seq in ready {
+                let (_, m) = self.waiting.remove(&seq).expect("present");
+                match self.newest.get(&m.stream) {
+                    // a newer frame of this stream was written: this one is stale
+                    Some(&n) if n > seq => {
+                        stats.stale_frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        self.newest.insert(m.stream, seq);
+                        out.push(m);
+                    }
+                }
+                self.resolve(seq);
+                progress = true;
+            }
+            if !progress {
+                return out;
+            }
+        }
+    }
+}

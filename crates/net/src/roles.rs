@@ -1,0 +1,1017 @@
+//! The four roles (`send`, `listen`, `serve`, `recv`) and the key commands.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use quinn::{Connection, ConnectionError, Endpoint, VarInt};
+use sl_wire::Limits;
+use tokio::sync::mpsc;
+
+use crate::NetError;
+use crate::hub::{Hub, SubPolicy, Subscription};
+use crate::keys::{self, Fingerprint, Identity, Pins};
+use crate::link::{self, Output, PullEnd, PushEnd};
+use crate::proto::{
+    self, Hello, Msg, PROTOCOL_VERSION, REPLY_MAGIC, Role, StreamReader, WirePolicy, close,
+};
+use crate::stats::Stats;
+use crate::tls::{self, PinCheck};
+
+/// `--policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Block,
+    Latest,
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "block" => Ok(Policy::Block),
+            "latest" => Ok(Policy::Latest),
+            _ => Err(format!("`{s}` is not a policy: use block or latest")),
+        }
+    }
+}
+
+impl Policy {
+    fn sub(self) -> SubPolicy {
+        match self {
+            Policy::Block => SubPolicy::Block,
+            Policy::Latest => SubPolicy::Latest,
+        }
+    }
+    fn wire(self) -> WirePolicy {
+        match self {
+            Policy::Block => WirePolicy::Block,
+            Policy::Latest => WirePolicy::Latest,
+        }
+    }
+}
+
+/// What every role takes.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// This machine's key file (default under `$XDG_CONFIG_HOME/streamlib`).
+    pub key: Option<PathBuf>,
+    /// Peer keys pinned on the command line.
+    pub peers: Vec<Fingerprint>,
+    /// The allowed-keys file (default next to the key).
+    pub allowed_keys: Option<PathBuf>,
+    /// Accept any peer key (loudly).
+    pub insecure_accept_any_key: bool,
+    /// Delivery policy (send: for the link; recv: asked of the server; serve: the default for
+    /// receivers that do not ask... receivers always ask, so unused there).
+    pub policy: Option<Policy>,
+    /// Print a stats line every two seconds.
+    pub stats: bool,
+    /// Print the end summary as JSON (on stderr).
+    pub json: bool,
+    pub quiet: bool,
+    /// serve: wait for this many receivers before reading the input.
+    pub wait_for: usize,
+    /// send/recv: reconnect after a lost connection.
+    pub reconnect: bool,
+}
+
+fn say(quiet: bool, msg: impl std::fmt::Display) {
+    if !quiet {
+        eprintln!("{}: {msg}", sl_cli::program());
+    }
+}
+
+struct Setup {
+    id: Identity,
+    check: Arc<PinCheck>,
+}
+
+fn setup(o: &Options) -> anyhow::Result<Setup> {
+    let path = match &o.key {
+        Some(p) => p.clone(),
+        None => keys::default_key_path()?,
+    };
+    let (id, created) = Identity::load_or_create(&path)?;
+    if created {
+        say(
+            o.quiet,
+            format!(
+                "made this machine's key in {}; its fingerprint is {}",
+                path.display(),
+                id.fingerprint
+            ),
+        );
+    }
+    let file = match &o.allowed_keys {
+        Some(f) => f.clone(),
+        None => keys::default_allowed_path()?,
+    };
+    let mut pins = Pins::new(&o.peers, Some(&file))?;
+    if o.insecure_accept_any_key {
+        pins.accept_any = true;
+        log::warn!(
+            "--insecure-accept-any-key: accepting ANY peer key; anyone who can reach this \
+             machine can {} the stream",
+            "send or receive"
+        );
+    } else if pins.is_empty() {
+        return Err(sl_cli::usage(format!(
+            "no peer key is pinned, so every peer would be refused: pass `--peer FINGERPRINT` \
+             (the other machine's `sl-net key`), or add it to {} with `sl-net allow FINGERPRINT`. \
+             This machine's key is {}",
+            file.display(),
+            id.fingerprint
+        )));
+    }
+    Ok(Setup {
+        id,
+        check: PinCheck::new(pins),
+    })
+}
+
+/// `sl-net key`: print this machine's fingerprint (making the key on first use).
+pub fn key_command(key: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = match key {
+        Some(p) => p,
+        None => keys::default_key_path()?,
+    };
+    let (id, created) = Identity::load_or_create(&path)?;
+    if created {
+        eprintln!(
+            "{}: made a new key in {}",
+            sl_cli::program(),
+            path.display()
+        );
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", id.fingerprint)?;
+    Ok(())
+}
+
+/// `sl-net allow FINGERPRINT [COMMENT]`.
+pub fn allow_command(fp: Fingerprint, comment: &str, file: Option<PathBuf>) -> anyhow::Result<()> {
+    let file = match file {
+        Some(f) => f,
+        None => keys::default_allowed_path()?,
+    };
+    if keys::allow(&file, &fp, comment)? {
+        eprintln!("{}: {fp} added to {}", sl_cli::program(), file.display());
+    } else {
+        eprintln!(
+            "{}: {fp} was already in {}",
+            sl_cli::program(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the network runtime")
+}
+
+/// Parse `quic://host:port`, `host:port`, `[v6]:port`, or `:port` (all addresses, for a
+/// listener).
+fn resolve(addr: &str, listening: bool) -> anyhow::Result<SocketAddr> {
+    let a = addr.strip_prefix("quic://").unwrap_or(addr);
+    let a = a.trim_end_matches('/');
+    let with_host = if a.starts_with(':') {
+        if !listening {
+            return Err(sl_cli::usage(format!(
+                "`{addr}` has no host: say which machine, e.g. `quic://studio{a}`"
+            )));
+        }
+        format!("[::]{a}")
+    } else {
+        a.to_string()
+    };
+    let mut addrs = with_host.to_socket_addrs().map_err(|e| {
+        sl_cli::usage(format!(
+            "`{addr}` is not an address this program can use ({e}): write HOST:PORT, \
+             [IPv6]:PORT or :PORT"
+        ))
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| sl_cli::usage(format!("`{addr}` resolves to no address")))
+}
+
+fn bind_server(addr: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<Endpoint> {
+    let cfg = tls::server_config(&s.id, Arc::clone(&s.check), live)?;
+    Endpoint::server(cfg, addr).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => anyhow!(
+            "address {addr} is in use (another sl-net listen or serve?): pick another port, or \
+             stop the program using it"
+        ),
+        io::ErrorKind::PermissionDenied => anyhow!(
+            "not allowed to listen on {addr}: ports below 1024 need privileges; pick a higher \
+             port"
+        ),
+        io::ErrorKind::AddrNotAvailable => {
+            anyhow!("{addr} is not an address of this machine: listen on `:PORT` for all addresses")
+        }
+        _ => anyhow!("cannot listen on {addr}: {e}"),
+    })
+}
+
+fn client_endpoint(target: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<Endpoint> {
+    let local: SocketAddr = if target.is_ipv6() {
+        "[::]:0".parse().expect("address")
+    } else {
+        "0.0.0.0:0".parse().expect("address")
+    };
+    let mut ep = Endpoint::client(local).context("opening a UDP socket")?;
+    ep.set_default_client_config(tls::client_config(&s.id, Arc::clone(&s.check), live)?);
+    Ok(ep)
+}
+
+fn peer_fingerprint(c: &Connection) -> Option<Fingerprint> {
+    let certs = c
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let parsed = rustls::server::ParsedCertificate::try_from(certs.first()?).ok()?;
+    Some(Fingerprint::of_spki(
+        parsed.subject_public_key_info().as_ref(),
+    ))
+}
+
+/// TLS alert numbers inside QUIC crypto error codes (0x100 + alert).
+fn crypto_alert(e: &ConnectionError) -> Option<u8> {
+    let code = match e {
+        ConnectionError::ConnectionClosed(c) => u64::from(c.error_code),
+        ConnectionError::TransportError(t) => u64::from(t.code),
+        _ => return None,
+    };
+    (0x100..0x200).contains(&code).then(|| (code - 0x100) as u8)
+}
+
+const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
+
+/// Explain a failed handshake on the dialing side.
+fn dial_error(e: ConnectionError, addr: &str, s: &Setup, role: &str) -> anyhow::Error {
+    let seen = s.check.last_seen();
+    if seen.refused
+        && let Some(fp) = seen.fingerprint
+    {
+        return anyhow!(
+            "refused {addr}: it presented key {fp}, which is not pinned here. If that is the \
+             right machine (check with `sl-net key` there), {}",
+            s.check.pins().how_to_pin(&fp)
+        );
+    }
+    match crypto_alert(&e) {
+        Some(ALERT_NO_APPLICATION_PROTOCOL) => anyhow!(
+            "{addr} does not speak sl-net protocol {PROTOCOL_VERSION} (another streamlib \
+             release, or not sl-net at all): use the same release on both machines"
+        ),
+        Some(_) => anyhow!(
+            "{addr} refused this machine's key {fp}: on that machine, run `sl-net allow {fp}` \
+             or pass `--peer {fp}` to its {role}",
+            fp = s.id.fingerprint
+        ),
+        None => match e {
+            ConnectionError::TimedOut => anyhow!(
+                "no answer from {addr}: is `sl-net {role}` running there, and can UDP reach \
+                 that port?"
+            ),
+            e => anyhow!("cannot connect to {addr}: {e}"),
+        },
+    }
+}
+
+/// Explain a failed handshake on the accepting side (a warning: the listener goes on).
+fn accept_error(e: &ConnectionError, from: SocketAddr, s: &Setup) -> String {
+    let seen = s.check.last_seen();
+    if seen.refused
+        && let Some(fp) = seen.fingerprint
+    {
+        return format!(
+            "refused a connection from {from}: its key {fp} is not pinned here. If you trust \
+             that machine, {}",
+            s.check.pins().how_to_pin(&fp)
+        );
+    }
+    match crypto_alert(e) {
+        Some(ALERT_NO_APPLICATION_PROTOCOL) => format!(
+            "refused a connection from {from}: it does not speak sl-net protocol \
+             {PROTOCOL_VERSION} (another streamlib release?)"
+        ),
+        Some(_) => format!(
+            "{from} refused this machine's key {fp}: on that machine, run `sl-net allow {fp}` \
+             or pass `--peer {fp}`",
+            fp = s.id.fingerprint
+        ),
+        None => format!("a connection from {from} failed: {e}"),
+    }
+}
+
+/// Dial and exchange hellos. The acceptor's refusal comes back as an error.
+async fn dial(
+    ep: &Endpoint,
+    target: SocketAddr,
+    addr: &str,
+    s: &Setup,
+    hello: Hello,
+    peer_role: &str,
+) -> anyhow::Result<Connection> {
+    let connecting = ep
+        .connect(target, "streamlib")
+        .map_err(|e| anyhow!("cannot connect to {addr}: {e}"))?;
+    let conn = connecting
+        .await
+        .map_err(|e| dial_error(e, addr, s, peer_role))?;
+    let exchange = async {
+        let (mut tx, mut rx) = conn.open_bi().await?;
+        tx.write_all(&hello.encode()).await?;
+        let mut r = StreamReader { rs: &mut rx };
+        let mut head = [0u8; 5];
+        r.exact(&mut head).await?;
+        let reason = r.str(proto::MAX_REASON).await?;
+        Ok::<_, NetError>((tx, rx, head, reason))
+    };
+    let (tx, rx, head, reason) = match tokio::time::timeout(Duration::from_secs(10), exchange).await
+    {
+        Ok(Ok(x)) => x,
+        Ok(Err(
+            NetError::Connection(e)
+            | NetError::Read(quinn::ReadError::ConnectionLost(e))
+            | NetError::Write(quinn::WriteError::ConnectionLost(e)),
+        )) => {
+            if let ConnectionError::ApplicationClosed(c) = &e {
+                bail!("{addr} refused: {}", String::from_utf8_lossy(&c.reason));
+            }
+            return Err(dial_error(e, addr, s, peer_role));
+        }
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => bail!("{addr} accepted the connection but never answered the hello"),
+    };
+    if &head[..4] != REPLY_MAGIC {
+        bail!("{addr} answered with something that is not sl-net");
+    }
+    if head[4] != 0 {
+        bail!("{addr} refused: {reason}");
+    }
+    // keep the hello stream open for the connection's life (dropping it would finish it)
+    tokio::spawn(async move {
+        let _keep = (tx, rx);
+        std::future::pending::<()>().await;
+    });
+    Ok(conn)
+}
+
+/// Read the dialer's hello on an accepted connection.
+async fn read_hello(conn: &Connection) -> Result<(Hello, quinn::SendStream), NetError> {
+    let (tx, mut rx) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
+        .await
+        .map_err(|_| NetError::Protocol("the peer sent no hello within 10 s".into()))??;
+    let mut b = [0u8; Hello::LEN];
+    StreamReader { rs: &mut rx }.exact(&mut b).await?;
+    tokio::spawn(async move {
+        let _keep = rx;
+        std::future::pending::<()>().await;
+    });
+    Ok((Hello::decode(&b)?, tx))
+}
+
+async fn reply(tx: &mut quinn::SendStream, refusal: Option<&str>) -> Result<(), NetError> {
+    let mut b = REPLY_MAGIC.to_vec();
+    b.push(refusal.is_some() as u8);
+    b.extend_from_slice(&proto::encode_str(refusal.unwrap_or("")));
+    tx.write_all(&b).await?;
+    Ok(())
+}
+
+/// Let closing connections tell their peers (the close frame must go out before the
+/// endpoint is dropped), for a second at most.
+async fn drain(ep: &Endpoint) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
+}
+
+async fn until_interrupted() {
+    while !sl_cli::interrupted() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn start_stats_printer(rt: &tokio::runtime::Runtime, stats: &Arc<Stats>, on: bool) {
+    if !on {
+        return;
+    }
+    let stats = Arc::clone(stats);
+    rt.spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(2));
+        t.tick().await;
+        loop {
+            t.tick().await;
+            eprintln!("{}: {}: {}", sl_cli::program(), stats.role, stats.line());
+        }
+    });
+}
+
+fn summary(o: &Options, stats: &Stats) {
+    if o.json {
+        eprintln!("{}", stats.json());
+    } else if !o.quiet {
+        eprintln!("{}: {}: {}", sl_cli::program(), stats.role, stats.line());
+    }
+}
+
+/// Read stdin into the hub on a thread of its own.
+fn spawn_input(hub: Arc<Hub>) -> JoinHandle<anyhow::Result<()>> {
+    std::thread::spawn(move || {
+        let mut reader = match sl_cli::frame_input() {
+            Ok(r) => r,
+            Err(e) => {
+                hub.fail(format!("{e:#}"));
+                return Err(e);
+            }
+        };
+        loop {
+            match reader.next_raw() {
+                Ok(Some(raw)) => {
+                    let flags = raw.prefix_and_header[1];
+                    let mut parts = vec![Bytes::copy_from_slice(raw.prefix_and_header)];
+                    if !raw.payload.is_empty() {
+                        parts.push(Bytes::copy_from_slice(raw.payload));
+                    }
+                    let m = Msg::from_head(&raw.head, flags, parts);
+                    let end = m.is_end_of_all();
+                    hub.publish(m);
+                    if end {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => return Ok(()),
+                // Ctrl-C reached the whole pipeline: the stage before may have died first
+                Err(_) if sl_cli::interrupted() => {
+                    hub.end_now();
+                    return Ok(());
+                }
+                Err(e) => {
+                    let e = anyhow::Error::from(e).context("reading stdin");
+                    hub.fail(format!("{e:#}"));
+                    return Err(e);
+                }
+            }
+        }
+    })
+}
+
+/// A writer thread owning stdout.
+fn spawn_output() -> anyhow::Result<(Output, JoinHandle<anyhow::Result<bool>>)> {
+    let mut w = sl_cli::frame_output()?;
+    let (tx, mut rx) = mpsc::channel::<Msg>(4);
+    let out = Output::new(tx);
+    let (closed, broken) = (Arc::clone(&out.closed), Arc::clone(&out.broken));
+    let t = std::thread::spawn(move || -> anyhow::Result<bool> {
+        let r = (|| -> anyhow::Result<bool> {
+            while let Some(m) = rx.blocking_recv() {
+                if m.is_end_of_all() {
+                    w.finish()?;
+                    return Ok(true);
+                }
+                let mut slices: Vec<io::IoSlice<'_>> =
+                    m.parts.iter().map(|p| io::IoSlice::new(p)).collect();
+                write_all_slices(w.get_mut(), &mut slices)?;
+            }
+            w.flush()?;
+            Ok(false)
+        })();
+        if let Err(e) = &r
+            && sl_cli::is_broken_pipe(e)
+        {
+            broken.store(true, Ordering::Relaxed);
+            closed.notify_one();
+            return Ok(false);
+        }
+        r
+    });
+    Ok((out, t))
+}
+
+fn write_all_slices(w: &mut impl Write, slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    let mut bufs: &mut [io::IoSlice<'_>] = slices;
+    while !bufs.is_empty() {
+        let n = bufs.len().min(1024);
+        match w.write_vectored(&bufs[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(k) => io::IoSlice::advance_slices(&mut bufs, k),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Wait for the writer thread after the output channel is dropped.
+fn finish_output(out: Output, t: JoinHandle<anyhow::Result<bool>>) -> anyhow::Result<bool> {
+    drop(out);
+    t.join()
+        .map_err(|_| anyhow!("the output thread panicked"))?
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((200u64 << attempt.min(5)).min(5000))
+}
+
+/// `sl-net send ADDR`: push stdin to a listener.
+pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
+    let s = setup(&o)?;
+    let target = resolve(addr, false)?;
+    let policy = o.policy.unwrap_or(Policy::Block);
+    let rt = runtime()?;
+    let stats = Arc::new(Stats::new("send"));
+    start_stats_printer(&rt, &stats, o.stats);
+    let hub = Hub::new();
+    let mut sub = hub
+        .subscribe(policy.sub())
+        .expect("a new hub has not ended");
+    let input = spawn_input(Arc::clone(&hub));
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Push,
+        policy: policy.wire(),
+    };
+    let result = rt.block_on(async {
+        let _guard = rt.enter();
+        let ep = client_endpoint(target, &s, policy == Policy::Latest)?;
+        let interrupt_hub = Arc::clone(&hub);
+        tokio::spawn(async move {
+            until_interrupted().await;
+            interrupt_hub.end_now();
+        });
+        let mut connected_once = false;
+        let mut attempt = 0;
+        loop {
+            let conn = match dial(&ep, target, addr, &s, hello, "listen").await {
+                Ok(c) => c,
+                Err(e) if connected_once && o.reconnect && !sl_cli::interrupted() => {
+                    log::warn!("{e:#}; trying again");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => {
+                    sub.leave();
+                    return Err(e);
+                }
+            };
+            if connected_once {
+                // the new connection starts with the stream descriptions
+                let fresh = match hub.subscribe(policy.sub()) {
+                    Some(f) => f,
+                    None => {
+                        sub.leave();
+                        bail!("the input ended while the link to {addr} was down: frames were lost")
+                    }
+                };
+                sub.leave();
+                sub = fresh;
+                say(o.quiet, format!("reconnected to {addr}"));
+            }
+            connected_once = true;
+            attempt = 0;
+            stats.add_conn(&conn);
+            log::info!(
+                "connected to {addr} ({})",
+                peer_fingerprint(&conn)
+                    .map(|f| f.to_string())
+                    .unwrap_or_default()
+            );
+            let end = link::push(&conn, &sub, &stats).await;
+            match end {
+                Ok(PushEnd::Done) => {
+                    conn.close(VarInt::from_u32(close::DONE), b"");
+                    drain(&ep).await;
+                    return Ok(());
+                }
+                Ok(PushEnd::InputFailed(_)) => {
+                    conn.close(VarInt::from_u32(close::INPUT_FAILED), b"");
+                    drain(&ep).await;
+                    // the input thread's error is the one to report
+                    return Ok(());
+                }
+                Ok(PushEnd::PeerClosed { code, reason }) => {
+                    sub.leave();
+                    return peer_closed(code, &reason, addr);
+                }
+                Ok(PushEnd::Lost(e)) if o.reconnect && !sl_cli::interrupted() => {
+                    log::warn!("lost the connection to {addr} ({e}); reconnecting");
+                    tokio::time::sleep(backoff(0)).await;
+                }
+                Ok(PushEnd::Lost(e)) => {
+                    sub.leave();
+                    bail!("lost the connection to {addr}: {e}");
+                }
+                Err(e) => {
+                    sub.leave();
+                    conn.close(VarInt::from_u32(close::PROTOCOL), b"");
+                    return Err(e.into());
+                }
+            }
+        }
+    });
+    rt_shutdown(rt);
+    summary(&o, &stats);
+    // a failed input is the real error, reported once, by the input thread
+    if let Some(Err(e)) = input
+        .is_finished()
+        .then(|| input.join())
+        .and_then(Result::ok)
+    {
+        return Err(e);
+    }
+    result
+}
+
+fn rt_shutdown(rt: tokio::runtime::Runtime) {
+    rt.shutdown_timeout(Duration::from_millis(200));
+}
+
+fn peer_closed(code: u32, reason: &str, addr: &str) -> anyhow::Result<()> {
+    match code {
+        // the receiving side stopped (Ctrl-C there) or its downstream closed: like a closed
+        // pipe, a quiet end
+        close::INTERRUPTED | close::DOWNSTREAM_CLOSED | close::DONE => {
+            log::info!("{addr} stopped receiving");
+            Ok(())
+        }
+        close::REPLACED => bail!("{addr} took a newer connection from this machine instead"),
+        _ => bail!(
+            "{addr} closed the connection: {}",
+            if reason.is_empty() {
+                "no reason given"
+            } else {
+                reason
+            }
+        ),
+    }
+}
+
+/// The sender a listener receives from: its connection, key, and the task pulling from it.
+type Active = (
+    Connection,
+    Option<Fingerprint>,
+    tokio::task::JoinHandle<Result<PullEnd, NetError>>,
+);
+
+/// `sl-net listen ADDR`: accept one sender, write its stream to stdout.
+pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
+    let s = setup(&o)?;
+    let bind = resolve(addr, true)?;
+    let (out, writer) = spawn_output()?;
+    let rt = runtime()?;
+    let stats = Arc::new(Stats::new("listen"));
+    start_stats_printer(&rt, &stats, o.stats);
+    let result: anyhow::Result<bool> = rt.block_on(async {
+        let ep = bind_server(bind, &s, false)?;
+        say(
+            o.quiet,
+            format!(
+                "listening on {} as {}",
+                ep.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                s.id.fingerprint
+            ),
+        );
+        let mut active: Option<Active> = None;
+        loop {
+            tokio::select! {
+                incoming = ep.accept() => {
+                    let Some(incoming) = incoming else { bail!("the endpoint closed") };
+                    let from = incoming.remote_address();
+                    let conn = match incoming.await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            log::warn!("{}", accept_error(&e, from, &s));
+                            continue;
+                        }
+                    };
+                    let fp = peer_fingerprint(&conn);
+                    let (hello, mut tx) = match read_hello(&conn).await {
+                        Ok(h) => h,
+                        Err(e) => {
+                            log::warn!("a connection from {from} failed before its hello: {e}");
+                            conn.close(VarInt::from_u32(close::PROTOCOL), e.to_string().as_bytes());
+                            continue;
+                        }
+                    };
+                    if hello.role != Role::Push {
+                        let why = "this is `sl-net listen`, which receives a stream: to pull one, connect `sl-net recv` to an `sl-net serve`";
+                        let _ = reply(&mut tx, Some(why)).await;
+                        log::warn!("refused {from}: it wants to receive, but a listener receives too");
+                        conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
+                        continue;
+                    }
+                    if let Some((old, old_fp, task)) = active.take() {
+                        if old_fp == fp {
+                            log::warn!("{from} connected again: taking the new connection (the sender restarted?)");
+                            task.abort();
+                            old.close(VarInt::from_u32(close::REPLACED), b"replaced by a newer connection");
+                        } else {
+                            let why = "busy: this listener already receives from another sender";
+                            let _ = reply(&mut tx, Some(why)).await;
+                            conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
+                            active = Some((old, old_fp, task));
+                            continue;
+                        }
+                    }
+                    if reply(&mut tx, None).await.is_err() {
+                        continue;
+                    }
+                    log::info!("receiving from {from} ({})", fp.map(|f| f.to_string()).unwrap_or_default());
+                    stats.add_conn(&conn);
+                    let task = {
+                        let (conn, out, stats) = (conn.clone(), out.clone(), Arc::clone(&stats));
+                        tokio::spawn(async move { link::pull(&conn, &out, Limits::default(), &stats).await })
+                    };
+                    active = Some((conn, fp, task));
+                }
+                end = async { (&mut active.as_mut().expect("guarded").2).await }, if active.is_some() => {
+                    let (conn, _, _) = active.take().expect("active");
+                    let end = end.map_err(|e| anyhow!("the receiving task failed: {e}"))?;
+                    match end {
+                        Ok(PullEnd::Done) => {
+                            conn.close(VarInt::from_u32(close::DONE), b"");
+                            drain(&ep).await;
+                            return Ok(true);
+                        }
+                        Ok(PullEnd::DownstreamClosed) => {
+                            conn.close(VarInt::from_u32(close::DOWNSTREAM_CLOSED), b"");
+                            drain(&ep).await;
+                            return Ok(false);
+                        }
+                        Ok(PullEnd::InputFailed(r)) => {
+                            conn.close(VarInt::from_u32(close::DONE), b"");
+                            drain(&ep).await;
+                            bail!("the sender's input failed, so this stream is truncated too: {r}");
+                        }
+                        Ok(PullEnd::PeerClosed { code, reason }) => {
+                            bail!("the sender closed the connection (code {code}): {reason}");
+                        }
+                        Ok(PullEnd::Lost(e)) => {
+                            log::warn!("lost the sender ({e}); waiting for it to connect again (Ctrl-C to stop)");
+                        }
+                        Err(e) => bail!("{e}"),
+                    }
+                }
+                _ = until_interrupted() => {
+                    if let Some((conn, _, task)) = active.take() {
+                        task.abort();
+                        conn.close(VarInt::from_u32(close::INTERRUPTED), b"interrupted");
+                    }
+                    drain(&ep).await;
+                    return Ok(false);
+                }
+            }
+        }
+    });
+    rt_shutdown(rt);
+    if matches!(result, Ok(false)) && sl_cli::interrupted() {
+        // Ctrl-C: finalise the output as every stage does
+        let _ = out.tx_blocking(Msg::end_of_all());
+    }
+    let wrote = finish_output(out, writer);
+    summary(&o, &stats);
+    result?;
+    wrote?;
+    Ok(())
+}
+
+/// `sl-net serve ADDR`: publish stdin to every receiver that connects.
+pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
+    let s = Arc::new(setup(&o)?);
+    let bind = resolve(addr, true)?;
+    let rt = runtime()?;
+    let stats = Arc::new(Stats::new("serve"));
+    start_stats_printer(&rt, &stats, o.stats);
+    let hub = Hub::new();
+    let mut input: Option<JoinHandle<anyhow::Result<()>>> = None;
+    if o.wait_for == 0 {
+        input = Some(spawn_input(Arc::clone(&hub)));
+    }
+    let quiet = o.quiet;
+    let result: anyhow::Result<()> = rt.block_on(async {
+        // a live fan-out (receivers default to latest): BBR, see tls::transport
+        let ep = bind_server(bind, &s, true)?;
+        say(
+            quiet,
+            format!(
+                "serving on {} as {}",
+                ep.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                s.id.fingerprint
+            ),
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut ticker = tokio::time::interval(Duration::from_millis(50));
+        let mut served = 0usize;
+        loop {
+            tokio::select! {
+                incoming = ep.accept() => {
+                    let Some(incoming) = incoming else { bail!("the endpoint closed") };
+                    let (s, hub, stats) = (Arc::clone(&s), Arc::clone(&hub), Arc::clone(&stats));
+                    tasks.spawn(async move { serve_one(incoming, &s, &hub, &stats).await });
+                }
+                Some(r) = tasks.join_next(), if !tasks.is_empty() => {
+                    served += 1;
+                    if let Ok(Err(e)) = r {
+                        log::warn!("{e:#}");
+                    }
+                }
+                _ = ticker.tick() => {
+                    if input.is_none() && hub.subscribers() >= o.wait_for {
+                        input = Some(spawn_input(Arc::clone(&hub)));
+                    }
+                    if sl_cli::interrupted() {
+                        hub.end_now();
+                    }
+                    if hub.finish().is_some() && tasks.is_empty() {
+                        log::info!("served {served} receivers");
+                        drain(&ep).await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    });
+    rt_shutdown(rt);
+    summary(&o, &stats);
+    result?;
+    if let Some(input) = input
+        && input.is_finished()
+        && let Ok(Err(e)) = input.join()
+    {
+        return Err(e);
+    }
+    Ok(())
+}
+
+async fn serve_one(
+    incoming: quinn::Incoming,
+    s: &Setup,
+    hub: &Arc<Hub>,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<()> {
+    let from = incoming.remote_address();
+    let conn = incoming
+        .await
+        .map_err(|e| anyhow!("{}", accept_error(&e, from, s)))?;
+    let (hello, mut tx) = read_hello(&conn)
+        .await
+        .with_context(|| format!("a connection from {from} failed before its hello"))?;
+    if hello.role != Role::Pull {
+        let why = "this is `sl-net serve`, which sends a stream: to push one, connect `sl-net send` to an `sl-net listen`";
+        let _ = reply(&mut tx, Some(why)).await;
+        conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
+        bail!("refused {from}: it wants to send, but serve sends too");
+    }
+    let policy = match hello.policy {
+        WirePolicy::Block => SubPolicy::Block,
+        WirePolicy::Latest => SubPolicy::Latest,
+    };
+    let Some(sub) = hub.subscribe(policy) else {
+        let why = "the stream has ended";
+        let _ = reply(&mut tx, Some(why)).await;
+        conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
+        return Ok(());
+    };
+    let _leave = Leave(Arc::clone(&sub));
+    reply(&mut tx, None).await?;
+    stats.add_conn(&conn);
+    log::info!(
+        "{from} ({}) receives with --policy {}",
+        peer_fingerprint(&conn)
+            .map(|f| f.to_string())
+            .unwrap_or_default(),
+        if policy == SubPolicy::Block {
+            "block"
+        } else {
+            "latest"
+        }
+    );
+    match link::push(&conn, &sub, stats).await? {
+        PushEnd::Done => {}
+        PushEnd::InputFailed(_) => conn.close(VarInt::from_u32(close::INPUT_FAILED), b""),
+        PushEnd::PeerClosed { code, reason } => {
+            if !matches!(
+                code,
+                close::DONE | close::INTERRUPTED | close::DOWNSTREAM_CLOSED
+            ) {
+                log::warn!("{from} closed the connection (code {code}): {reason}");
+            }
+        }
+        PushEnd::Lost(e) => log::warn!("lost receiver {from}: {e}"),
+    }
+    Ok(())
+}
+
+struct Leave(Arc<Subscription>);
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+/// `sl-net recv ADDR`: pull a served stream to stdout.
+pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
+    let s = setup(&o)?;
+    let target = resolve(addr, false)?;
+    let policy = o.policy.unwrap_or(Policy::Latest);
+    let (out, writer) = spawn_output()?;
+    let rt = runtime()?;
+    let stats = Arc::new(Stats::new("recv"));
+    start_stats_printer(&rt, &stats, o.stats);
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Pull,
+        policy: policy.wire(),
+    };
+    let result: anyhow::Result<()> = rt.block_on(async {
+        let ep = client_endpoint(target, &s, false)?;
+        let mut connected_once = false;
+        let mut attempt = 0;
+        loop {
+            let conn = tokio::select! {
+                c = dial(&ep, target, addr, &s, hello, "serve") => c,
+                _ = until_interrupted() => return Ok(()),
+            };
+            let conn = match conn {
+                Ok(c) => c,
+                Err(e) if connected_once && o.reconnect => {
+                    log::warn!("{e:#}; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(attempt)) => {}
+                        _ = until_interrupted() => return Ok(()),
+                    }
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if connected_once {
+                say(o.quiet, format!("reconnected to {addr}"));
+            }
+            connected_once = true;
+            attempt = 0;
+            stats.add_conn(&conn);
+            let end = tokio::select! {
+                e = link::pull(&conn, &out, Limits::default(), &stats) => e,
+                _ = until_interrupted() => {
+                    conn.close(VarInt::from_u32(close::INTERRUPTED), b"interrupted");
+                    drain(&ep).await;
+                    return Ok(());
+                }
+            };
+            match end {
+                Ok(PullEnd::Done) => {
+                    conn.close(VarInt::from_u32(close::DONE), b"");
+                    drain(&ep).await;
+                    return Ok(());
+                }
+                Ok(PullEnd::DownstreamClosed) => {
+                    conn.close(VarInt::from_u32(close::DOWNSTREAM_CLOSED), b"");
+                    drain(&ep).await;
+                    return Ok(());
+                }
+                Ok(PullEnd::InputFailed(r)) => {
+                    conn.close(VarInt::from_u32(close::DONE), b"");
+                    drain(&ep).await;
+                    bail!("the server's input failed, so this stream is truncated too: {r}");
+                }
+                Ok(PullEnd::Lost(e)) if o.reconnect => {
+                    log::warn!("lost the connection to {addr} ({e}); reconnecting");
+                }
+                Ok(PullEnd::PeerClosed { code, reason })
+                    if o.reconnect && code != close::REFUSED =>
+                {
+                    log::warn!("{addr} closed the connection ({reason}); reconnecting");
+                }
+                Ok(PullEnd::Lost(e)) => bail!("lost the connection to {addr}: {e}"),
+                Ok(PullEnd::PeerClosed { code, reason }) => {
+                    bail!("{addr} closed the connection (code {code}): {reason}")
+                }
+                Err(e) => bail!("{e}"),
+            }
+        }
+    });
+    rt_shutdown(rt);
+    if result.is_ok() && sl_cli::interrupted() {
+        let _ = out.tx_blocking(Msg::end_of_all());
+    }
+    let wrote = finish_output(out, writer);
+    summary(&o, &stats);
+    result?;
+    wrote?;
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! TLS 1.3 with pinned keys on both sides, and QUIC transport settings.
+//!
+//! Both ends present a certificate and both check the other's: a custom verifier accepts a
+//! certificate only if the SHA-256 of its SubjectPublicKeyInfo is pinned, and the TLS 1.3
+//! CertificateVerify signature proves the peer holds that key. Names, issuers and dates are
+//! not looked at: the key is the identity, as with ssh.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use crate::NetError;
+use crate::keys::{Fingerprint, Identity, Pins};
+
+/// The application protocol both ends must speak; a peer of another sl-net protocol version
+/// fails the TLS handshake with "no application protocol".
+pub const ALPN: &[u8] = b"sl-net/1";
+
+/// What the verifier saw of the peer: its key, and whether it was refused.
+#[derive(Debug, Default, Clone)]
+pub struct PeerSeen {
+    pub fingerprint: Option<Fingerprint>,
+    pub refused: bool,
+}
+
+/// Checks a peer's key against the pins. Records the last key it saw, so the roles can say
+/// which key to pin after a refusal.
+#[derive(Debug)]
+pub struct PinCheck {
+    pins: Pins,
+    provider: Arc<CryptoProvider>,
+    pub seen: Mutex<PeerSeen>,
+}
+
+impl PinCheck {
+    pub fn new(pins: Pins) -> Arc<PinCheck> {
+        Arc::new(PinCheck {
+            pins,
+            provider: provider(),
+            seen: Mutex::new(PeerSeen::default()),
+        })
+    }
+
+    pub fn pins(&self) -> &Pins {
+        &self.pins
+    }
+
+    pub fn last_seen(&self) -> PeerSeen {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let parsed = rustls::server::ParsedCertificate::try_from(cert)?;
+        let fp = Fingerprint::of_spki(parsed.subject_public_key_info().as_ref());
+        let ok = self.pins.allows(&fp);
+        if let Ok(mut s) = self.seen.lock() {
+            *s = PeerSeen {
+                fingerprint: Some(fp),
+                refused: !ok,
+            };
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+}
+
+impl ServerCertVerifier for PinCheck {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for PinCheck {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_err(e: impl std::fmt::Display) -> NetError {
+    NetError::Tls(e.to_string())
+}
+
+/// QUIC settings for both ends; `live` for a link that sends with `latest`.
+///
+/// - Flow-control windows hold a few raw 1080p frames (8 MiB each), so one frame never waits
+///   for a window update per round trip.
+/// - Path MTU discovery may climb to 64 KiB: on loopback (MTU 65536) that cuts the packets,
+///   and with them the per-packet encryption and system-call work, by ~40x against 1452-byte
+///   packets; on an Ethernet path the probes simply fail and it stays at the path's MTU.
+/// - Keep-alives every second and a 5 s idle timeout notice a vanished peer quickly.
+fn transport(live: bool) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.stream_receive_window(quinn::VarInt::from_u32(32 << 20));
+    t.receive_window(quinn::VarInt::from_u32(96 << 20));
+    t.send_window(96 << 20);
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(64));
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(4));
+    t.keep_alive_interval(Some(Duration::from_secs(1)));
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(5)).expect("5 s fits"),
+    ));
+    // Congestion control by what the link is for. A `latest` link (live, drops rather than
+    // lags) uses BBR: Cubic reads random loss as congestion and backs off. Measured with
+    // scripts/bench-net.sh (5% loss each way, 40 ms, 30 fps of 160x120 gray8, `latest`):
+    // Cubic delivered 158 of 300 frames at p99 475 ms, BBR 239-264 at p99 51-64 ms (ssh over
+    // the same path: 300 at p99 165-246 ms). A lossless link keeps quinn's default Cubic: on
+    // loopback at 720p30 raw it kept p99 at 44-58 ms where BBR's pacing let it reach 191-865 ms.
+    // SL_NET_CONGESTION=cubic or bbr overrides (quinn marks its BBR experimental).
+    let bbr = match std::env::var("SL_NET_CONGESTION").as_deref() {
+        Ok("bbr") => true,
+        Ok("cubic") => false,
+        _ => live,
+    };
+    if bbr {
+        t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    }
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(65_000);
+    t.mtu_discovery_config(Some(mtu));
+    Arc::new(t)
+}
+
+/// Server side: present `id`, require and check the client's key.
+pub fn server_config(
+    id: &Identity,
+    check: Arc<PinCheck>,
+    live: bool,
+) -> Result<quinn::ServerConfig, NetError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_client_cert_verifier(check)
+        .with_single_cert(vec![id.cert.clone()], id.private_key())
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(tls_err)?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(transport(live));
+    Ok(cfg)
+}
+
+/// Client side: present `id`, check the server's key.
+pub fn client_config(
+    id: &Identity,
+    check: Arc<PinCheck>,
+    live: bool,
+) -> Result<quinn::ClientConfig, NetError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .dangerous()
+        .with_custom_certificate_verifier(check)
+        .with_client_auth_cert(vec![id.cert.clone()], id.private_key())
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(tls_err)?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(transport(live));
+    Ok(cfg)
+}

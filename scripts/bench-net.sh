@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# sl-net against what a user would otherwise use, every figure from the same run:
+#
+# 1. raw 1080p RGBA over loopback: sl-net send -> listen, against the same bytes through ssh
+#    to localhost (encrypted against encrypted; sshd on loopback with a throwaway key, started
+#    here) and through plain TCP (socat). Goal: >= 3 Gbit/s and >= 1.0x ssh.
+# 2. per-frame latency at 720p30 raw on loopback (capture time to the moment the receiver
+#    writes the frame), p50 and p99. Goal: p99 < 5 ms.
+#
+# 3. live frames (30 fps, 160x120 gray8, 10 s) from one network namespace to another across 5%
+#    random loss each way and 40 ms of delay (nftables + tests/net/delay.py through NFQUEUE;
+#    this kernel has no netem): sl-net serve -> recv --policy latest, side by side with the same
+#    source through ssh over the same namespaces. Frames delivered and latency, judged by the
+#    same reader (scripts/net/latency.py).
+#
+# Usage: scripts/bench-net.sh [FRAMES]   (default 240 frames of 1080p, about 2 GB)
+# Needs: socat, sshd (scripts/setup.sh installs them from scripts/deps/net.apt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FRAMES=${1:-240}
+
+scripts/setup.sh
+cargo build --release -q -p sl-test -p sl-net
+BIN=target/release
+for t in socat /usr/sbin/sshd ssh ssh-keygen bc ss; do
+  command -v "$t" >/dev/null || { echo "bench-net: $t is missing: run scripts/setup.sh" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/bench-net.XXXXXX)
+PIDS=()
+INPUT=
+NS_A=slbench$$a
+NS_B=slbench$$b
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  ip netns del "$NS_A" 2>/dev/null || true
+  ip netns del "$NS_B" 2>/dev/null || true
+  rm -rf "$WORK"
+  [ -z "$INPUT" ] || rm -f "$INPUT"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+
+# Two "machines": their own config directories, keys pinned both ways.
+mkdir -p "$WORK/a" "$WORK/b"
+FA=$(XDG_CONFIG_HOME=$WORK/a $BIN/sl-net key 2>/dev/null)
+FB=$(XDG_CONFIG_HOME=$WORK/b $BIN/sl-net key 2>/dev/null)
+
+# The input, made once (in memory when /dev/shm is there) so every link reads the same bytes.
+IN_DIR=/dev/shm; [ -w "$IN_DIR" ] || IN_DIR=$WORK
+INPUT=$(mktemp "$IN_DIR/bench-net-input.XXXXXX")
+$BIN/sl-test --fast -n "$FRAMES" -s 1080p -p box >"$INPUT"
+BYTES=$(stat -c %s "$INPUT")
+echo "bench-net: $FRAMES frames of 1080p RGBA, $((BYTES / 1000000)) MB; machine loaded by other builds: compare ratios"
+
+wait_udp() { for _ in $(seq 200); do ss -Hlun "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
+wait_tcp() { for _ in $(seq 200); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
+
+# --- sl-net ---
+P=$(free_port)
+XDG_CONFIG_HOME=$WORK/b $BIN/sl-net listen "127.0.0.1:$P" --peer "$FA" -q >/dev/null &
+LPID=$!; PIDS+=($LPID)
+wait_udp "$P"
+t0=$(now)
+XDG_CONFIG_HOME=$WORK/a $BIN/sl-net send "127.0.0.1:$P" --peer "$FB" -q <"$INPUT"
+wait $LPID
+t1=$(now)
+NET=$(echo "$t1 - $t0" | bc -l)
+
+# --- plain TCP (socat) ---
+P=$(free_port)
+socat -u "TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr" OPEN:/dev/null &
+SPID=$!; PIDS+=($SPID)
+wait_tcp "$P"
+t0=$(now)
+socat -u "FILE:$INPUT" "TCP:127.0.0.1:$P"
+wait $SPID
+t1=$(now)
+TCP=$(echo "$t1 - $t0" | bc -l)
+
+# --- ssh to localhost, sshd started here with throwaway keys ---
+P=$(free_port)
+mkdir -p "$WORK/ssh" /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh/host"
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh/user"
+cp "$WORK/ssh/user.pub" "$WORK/ssh/authorized_keys"
+chmod 600 "$WORK/ssh/authorized_keys"
+cat >"$WORK/ssh/sshd_config" <<EOF
+Port $P
+ListenAddress 127.0.0.1
+HostKey $WORK/ssh/host
+AuthorizedKeysFile $WORK/ssh/authorized_keys
+PermitRootLogin yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile none
+EOF
+/usr/sbin/sshd -D -e -f "$WORK/ssh/sshd_config" 2>"$WORK/ssh/log" &
+PIDS+=($!)
+wait_tcp "$P"
+SSH=(ssh -p "$P" -i "$WORK/ssh/user" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+  -o LogLevel=ERROR -o BatchMode=yes "$(id -un)@127.0.0.1")
+t0=$(now)
+"${SSH[@]}" 'cat >/dev/null' <"$INPUT"
+t1=$(now)
+SSHT=$(echo "$t1 - $t0" | bc -l)
+
+gbit() { echo "scale=2; $BYTES * 8 / $1 / 1000000000" | bc -l; }
+echo
+echo "raw 1080p RGBA over loopback ($FRAMES frames):"
+printf '  %-22s %6.2f s  %6s Gbit/s\n' "sl-net (QUIC, TLS)" "$NET" "$(gbit "$NET")"
+printf '  %-22s %6.2f s  %6s Gbit/s\n' "ssh localhost" "$SSHT" "$(gbit "$SSHT")"
+printf '  %-22s %6.2f s  %6s Gbit/s\n' "socat (plain TCP)" "$TCP" "$(gbit "$TCP")"
+printf '  sl-net / ssh speed: %.2fx   sl-net / plain TCP speed: %.2fx\n' \
+  "$(echo "$SSHT / $NET" | bc -l)" "$(echo "$TCP / $NET" | bc -l)"
+
+# --- latency at 720p30 ---
+P=$(free_port)
+XDG_CONFIG_HOME=$WORK/b $BIN/sl-net listen "127.0.0.1:$P" --peer "$FA" -q \
+  | python3 scripts/net/latency.py --skip 30 >"$WORK/lat.json" &
+LPID=$!; PIDS+=($LPID)
+wait_udp "$P"
+$BIN/sl-test -n 300 -s 720p --fps 30 -p box | XDG_CONFIG_HOME=$WORK/a $BIN/sl-net send "127.0.0.1:$P" --peer "$FB" -q
+wait $LPID
+python3 - "$WORK/lat.json" <<'EOF'
+import json, sys
+v = json.load(open(sys.argv[1]))
+print(f"\n720p30 raw over loopback, {v['frames']} frames (latency after the first second, capture "
+      f"to arrival): p50 {v['p50_ms']} ms, p99 {v['p99_ms']} ms, max {v['max_ms']} ms")
+EOF
+
+# --- across loss and delay, in two namespaces ---
+VA=slb$$a; VB=slb$$b; IPA=10.213.99.1; IPB=10.213.99.2
+ip netns add "$NS_A"; ip netns add "$NS_B"
+ip link add "$VA" type veth peer name "$VB"
+ip link set "$VA" netns "$NS_A"; ip link set "$VB" netns "$NS_B"
+ip -n "$NS_A" addr add $IPA/24 dev "$VA"; ip -n "$NS_B" addr add $IPB/24 dev "$VB"
+for ns in "$NS_A" "$NS_B"; do
+  ip -n "$ns" link set lo up
+  dev=$VA; [ "$ns" = "$NS_B" ] && dev=$VB
+  ip -n "$ns" link set "$dev" up
+  ip netns exec "$ns" nft add table inet loss
+  ip netns exec "$ns" nft add chain inet loss in '{ type filter hook input priority -10; }'
+  ip netns exec "$ns" nft add rule inet loss in iifname "$dev" numgen random mod 100 '<' 5 drop
+done
+ip netns exec "$NS_B" iptables -A INPUT -i "$VB" -j NFQUEUE --queue-num 0
+ip netns exec "$NS_B" python3 tests/net/delay.py 0 40 >"$WORK/delay.out" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q ready "$WORK/delay.out" 2>/dev/null && break; sleep 0.05; done
+LIVE=(-n 300 -s 160x120 -f gray8 --fps 30)
+ABS=$(cd "$BIN" && pwd)
+
+ip netns exec "$NS_A" env XDG_CONFIG_HOME=$WORK/a sh -c \
+  "$ABS/sl-test ${LIVE[*]} | $ABS/sl-net serve $IPA:4433 --wait-for 1 --peer $FB -q" &
+PIDS+=($!)
+for _ in $(seq 200); do ip netns exec "$NS_A" ss -Hlun 'sport = :4433' | grep -q . && break; sleep 0.05; done
+NETL=$(ip netns exec "$NS_B" env XDG_CONFIG_HOME=$WORK/b "$ABS/sl-net" recv $IPA:4433 --policy latest \
+  --peer "$FA" -q --no-reconnect | python3 scripts/net/latency.py)
+
+ip netns exec "$NS_A" /usr/sbin/sshd -D -e -f "$WORK/ssh/sshd_config" -o "ListenAddress $IPA" -o "Port 2222" \
+  2>"$WORK/ssh/log-ns" &
+PIDS+=($!)
+for _ in $(seq 200); do ip netns exec "$NS_A" ss -Hltn 'sport = :2222' | grep -q . && break; sleep 0.05; done
+SSHL=$(ip netns exec "$NS_B" ssh -p 2222 -i "$WORK/ssh/user" -o StrictHostKeyChecking=no \
+  -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes "$(id -un)@$IPA" \
+  "$ABS/sl-test ${LIVE[*]}" | python3 scripts/net/latency.py)
+
+python3 - "$NETL" "$SSHL" <<'EOF2'
+import json, sys
+n, s = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print("\n300 live frames (160x120 gray8, 30 fps, 4.6 Mbit/s) across 5% loss each way + 40 ms delay:")
+for name, v in (("sl-net --policy latest", n), ("ssh", s)):
+    print(f"  {name:24s} {v['frames']:4d} frames delivered, latency p50 {v['p50_ms']} ms, "
+          f"p99 {v['p99_ms']} ms, max {v['max_ms']} ms")
+if n["p99_ms"] and s["p99_ms"]:
+    print(f"  ssh p99 / sl-net p99: {s['p99_ms'] / n['p99_ms']:.2f}x")
+EOF2

@@ -1,0 +1,1008 @@
+//! sl-net as a user meets it: two "machines" (each its own XDG_CONFIG_HOME, so its own key)
+//! joined over loopback, real pipes, real signals.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use sl_e2e::{Pipeline, bin, decode, free_udp_port, run_cmd, scratch_dir, video_frames};
+use sl_wire::{Message, Reader, WireError};
+
+/// A machine: its own config directory, hence its own key.
+struct Machine {
+    dir: PathBuf,
+    fp: String,
+}
+
+fn machine(name: &str) -> Machine {
+    let dir = scratch_dir(&format!("sl-net-{name}"));
+    let out = Command::new(bin("sl-net"))
+        .arg("key")
+        .env("XDG_CONFIG_HOME", &dir)
+        .output()
+        .expect("run sl-net key");
+    assert!(out.status.success(), "sl-net key: {:?}", out);
+    let fp = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(fp.starts_with("SHA256:"), "{fp}");
+    // a second call prints the same key: it was kept
+    let again = Command::new(bin("sl-net"))
+        .arg("key")
+        .env("XDG_CONFIG_HOME", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap().trim(), fp);
+    Machine { dir, fp }
+}
+
+/// A running program whose stdout is collected as it arrives.
+struct Proc {
+    child: Child,
+    out: Arc<Mutex<Vec<u8>>>,
+    out_thread: Option<JoinHandle<()>>,
+    err_thread: Option<JoinHandle<String>>,
+}
+
+impl Proc {
+    fn start(m: &Machine, args: &[&str], stdin: Option<Stdio>) -> Proc {
+        let mut child = Command::new(bin("sl-net"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", &m.dir)
+            .stdin(stdin.unwrap_or_else(Stdio::null))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sl-net");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut so = child.stdout.take().unwrap();
+        let o2 = Arc::clone(&out);
+        let out_thread = thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                match so.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => o2.lock().unwrap().extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        let mut se = child.stderr.take().unwrap();
+        let err_thread = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = se.read_to_string(&mut s);
+            s
+        });
+        Proc {
+            child,
+            out,
+            out_thread: Some(out_thread),
+            err_thread: Some(err_thread),
+        }
+    }
+
+    fn bytes_out(&self) -> usize {
+        self.out.lock().unwrap().len()
+    }
+
+    /// Wait until stdout holds at least `n` bytes (panics after 30 s).
+    fn wait_for_output(&mut self, n: usize) {
+        let t = Instant::now();
+        while self.bytes_out() < n {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "exited {st} before writing {n} bytes: {}",
+                    self.stderr_now()
+                );
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "no output after 30 s"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stderr_now(&mut self) -> String {
+        let _ = self.child.kill();
+        self.err_thread
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Wait (60 s at most) and return (exit code, stdout, stderr).
+    fn finish(mut self) -> (Option<i32>, Vec<u8>, String) {
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                let err = self.err_thread.take().unwrap().join().unwrap();
+                panic!("sl-net did not exit within 60 s; stderr:\n{err}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        self.out_thread.take().unwrap().join().unwrap();
+        let err = self.err_thread.take().unwrap().join().unwrap();
+        let out = std::mem::take(&mut *self.out.lock().unwrap());
+        (status.code(), out, err)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until something has bound UDP `addr` (a listener is ready).
+fn wait_bound(addr: &str) {
+    let t = Instant::now();
+    while std::net::UdpSocket::bind(addr).is_ok() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "nothing bound {addr}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A pipeline `sl-test ARGS | sl-net send ...` run by machine `m`.
+fn send_pipeline(m: &Machine, test_args: &[&str], send_args: &[&str]) -> Pipeline {
+    Pipeline::new()
+        .sl("sl-test", test_args)
+        .sl("sl-net", send_args)
+        .env("XDG_CONFIG_HOME", &m.dir)
+}
+
+fn test_stream(args: &[&str]) -> Vec<u8> {
+    let out = Pipeline::new().sl("sl-test", args).run();
+    out.assert_success();
+    out.stdout
+}
+
+#[test]
+fn send_to_listen_delivers_every_frame_and_ends_cleanly_on_both_sides() {
+    let (a, b) = (machine("send-a"), machine("send-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp, "--json"], None);
+    wait_bound(&addr);
+    let sent = send_pipeline(
+        &a,
+        &["--fast", "-n", "60", "-s", "320x240", "-p", "box"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .run();
+    sent.assert_success();
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "listen: {err}");
+    let got = decode(&out).expect("a complete stream");
+    let want = decode(&test_stream(&[
+        "--fast", "-n", "60", "-s", "320x240", "-p", "box",
+    ]))
+    .unwrap();
+    assert!(
+        matches!(got[0], Message::Stream { .. }),
+        "descriptions first"
+    );
+    let (gf, wf) = (video_frames(&got), video_frames(&want));
+    assert_eq!(gf.len(), 60);
+    for (g, w) in gf.iter().zip(&wf) {
+        assert_eq!(g.info.frame_number, w.info.frame_number);
+        assert_eq!(g.info.pts, w.info.pts);
+        assert_eq!(
+            g.data(),
+            w.data(),
+            "pixels of frame {}",
+            g.info.frame_number
+        );
+        assert!(g.info.capture_time_ns.is_some(), "capture times travel");
+    }
+    // the --json summary is one JSON object on stderr
+    let json_line = err
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("json summary");
+    let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    assert_eq!(v["frames"], 60);
+    assert_eq!(v["missing_frames"], 0);
+}
+
+#[test]
+fn ipv6_loopback_works() {
+    let (a, b) = (machine("v6-a"), machine("v6-b"));
+    let port = free_udp_port();
+    let addr = format!("[::1]:{port}");
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    send_pipeline(
+        &a,
+        &["--fast", "-n", "10", "-s", "64x48"],
+        &["send", &format!("quic://{addr}"), "--peer", &b.fp],
+    )
+    .run()
+    .assert_success();
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(video_frames(&decode(&out).unwrap()).len(), 10);
+}
+
+#[test]
+fn an_unpinned_sender_is_refused_and_both_sides_say_how_to_pin() {
+    let (a, b, c) = (machine("unpin-a"), machine("unpin-b"), machine("unpin-c"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    // the listener trusts c, not a
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &c.fp], None);
+    wait_bound(&addr);
+    let sent = send_pipeline(
+        &a,
+        &["--fast", "-n", "5", "-s", "64x48"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .run();
+    let s = sent.stage(1);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(
+        s.stderr.contains("refused this machine's key")
+            && s.stderr.contains(&format!("sl-net allow {}", a.fp)),
+        "sender: {}",
+        s.stderr
+    );
+    listener.signal("INT");
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(
+        err.contains(&a.fp) && err.contains("not pinned") && err.contains("--peer"),
+        "listener: {err}"
+    );
+    // Ctrl-C still ends the listener's output properly, with no frames in it
+    assert!(video_frames(&decode(&out).unwrap()).is_empty());
+}
+
+#[test]
+fn a_listener_with_the_wrong_key_is_refused_by_the_sender() {
+    let (a, b, c) = (machine("wrong-a"), machine("wrong-b"), machine("wrong-c"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    // the sender expects c's key at that address
+    let sent = send_pipeline(
+        &a,
+        &["--fast", "-n", "5", "-s", "64x48"],
+        &["send", &addr, "--peer", &c.fp],
+    )
+    .run();
+    let s = sent.stage(1);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(
+        s.stderr.contains(&b.fp) && s.stderr.contains("not pinned"),
+        "sender: {}",
+        s.stderr
+    );
+    listener.signal("INT");
+    let (code, _, err) = listener.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(
+        err.contains("refused this machine's key"),
+        "listener: {err}"
+    );
+}
+
+#[test]
+fn nothing_pinned_is_a_usage_error_naming_this_key() {
+    let a = machine("nopin");
+    let (code, _, err) = {
+        let out = Command::new(bin("sl-net"))
+            .args(["listen", "127.0.0.1:1"])
+            .env("XDG_CONFIG_HOME", &a.dir)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            (),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--peer") && err.contains(&a.fp), "{err}");
+}
+
+#[test]
+fn allowed_keys_file_pins_peers() {
+    let (a, b) = (machine("allow-a"), machine("allow-b"));
+    for (m, other) in [(&a, &b), (&b, &a)] {
+        let (code, _, err) = {
+            let out = Command::new(bin("sl-net"))
+                .args(["allow", &other.fp, "the other one"])
+                .env("XDG_CONFIG_HOME", &m.dir)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                (),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let listener = Proc::start(&b, &["listen", &addr], None);
+    wait_bound(&addr);
+    send_pipeline(&a, &["--fast", "-n", "3", "-s", "64x48"], &["send", &addr])
+        .run()
+        .assert_success();
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(video_frames(&decode(&out).unwrap()).len(), 3);
+}
+
+#[test]
+fn a_truncated_upstream_gives_a_truncated_downstream_and_exit_1_on_both_sides() {
+    let (a, b) = (machine("trunc-a"), machine("trunc-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    let mut bytes = test_stream(&["--fast", "-n", "8", "-s", "64x48"]);
+    bytes.truncate(bytes.len() - 16); // no END
+    let sent = Pipeline::new()
+        .sl("sl-net", &["send", &addr, "--peer", &b.fp])
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .stdin(bytes)
+        .run();
+    let s = sent.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(s.stderr.contains("truncated"), "{}", s.stderr);
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("truncated"), "{err}");
+    let mut r = Reader::new(&out[..]).unwrap();
+    let mut frames = 0;
+    loop {
+        match r.next_message() {
+            Ok(Some(Message::Video { .. })) => frames += 1,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the listener ended a stream whose sender's input was truncated"),
+            Err(WireError::Truncated(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(frames, 8);
+}
+
+#[test]
+fn garbage_input_is_named_and_the_listener_fails_too() {
+    let (a, b) = (machine("garbage-a"), machine("garbage-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    let sent = Pipeline::new()
+        .sl("sl-net", &["send", &addr, "--peer", &b.fp])
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .stdin(b"hello, this is text and not video\n".to_vec())
+        .run();
+    let s = sent.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(s.stderr.contains("not a streamlib stream"), "{}", s.stderr);
+    let (code, _, err) = listener.finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not a streamlib stream"), "{err}");
+}
+
+#[test]
+fn random_datagrams_do_not_disturb_a_listener() {
+    let (a, b) = (machine("udp-a"), machine("udp-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..500 {
+        let len = 1 + (i * 37) % 1400;
+        let pkt: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        sock.send_to(&pkt, &addr).unwrap();
+    }
+    send_pipeline(
+        &a,
+        &["--fast", "-n", "5", "-s", "64x48"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .run()
+    .assert_success();
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(video_frames(&decode(&out).unwrap()).len(), 5);
+}
+
+#[test]
+fn address_in_use_and_unreachable_host_are_clear_errors() {
+    let (a, b) = (machine("addr-a"), machine("addr-b"));
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(bin("sl-net"))
+        .args(["listen", &addr, "--peer", &a.fp])
+        .env("XDG_CONFIG_HOME", &b.dir)
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("in use"), "{err}");
+    drop(taken);
+    // nobody listens on this port
+    let nobody = format!("127.0.0.1:{}", free_udp_port());
+    let sent = send_pipeline(
+        &a,
+        &["--fast", "-n", "3", "-s", "64x48"],
+        &["send", &nobody, "--peer", &b.fp],
+    )
+    .run();
+    let s = sent.stage(1);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(s.stderr.contains("no answer from"), "{}", s.stderr);
+}
+
+#[test]
+fn ctrl_c_on_the_sender_ends_both_sides_cleanly() {
+    let (a, b) = (machine("intr-a"), machine("intr-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let mut listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    // a live source that never ends by itself
+    let running = send_pipeline(
+        &a,
+        &["-s", "160x120", "--fps", "30"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .spawn();
+    listener.wait_for_output(160 * 120 * 4 * 3);
+    // Ctrl-C in a terminal reaches every stage of the pipeline
+    running.signal(1, "INT");
+    running.signal(0, "INT");
+    let sent = running.wait();
+    assert_eq!(sent.stage(1).code, Some(130), "{}", sent.stage(1).stderr);
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let frames = video_frames(&decode(&out).expect("a complete stream"));
+    assert!(frames.len() >= 3);
+}
+
+#[test]
+fn ctrl_c_on_the_listener_ends_its_output_and_the_sender_quietly() {
+    let (a, b) = (machine("lintr-a"), machine("lintr-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let mut listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    let running = send_pipeline(
+        &a,
+        &["-s", "160x120", "--fps", "30"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .spawn();
+    listener.wait_for_output(160 * 120 * 4 * 3);
+    listener.signal("INT");
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(decode(&out).is_ok(), "the output is a complete stream");
+    running.signal(0, "INT");
+    let sent = running.wait();
+    assert_eq!(sent.stage(1).code, Some(0), "{}", sent.stage(1).stderr);
+}
+
+#[test]
+fn ten_receivers_with_block_each_get_every_frame() {
+    let (a, b) = (machine("fan-a"), machine("fan-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let server = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-n", "100", "-s", "160x120", "-p", "box"],
+        )
+        .sl(
+            "sl-net",
+            &["serve", &addr, "--wait-for", "10", "--peer", &b.fp],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .spawn();
+    wait_bound(&addr);
+    let recvs: Vec<Proc> = (0..10)
+        .map(|_| {
+            Proc::start(
+                &b,
+                &["recv", &addr, "--policy", "block", "--peer", &a.fp],
+                None,
+            )
+        })
+        .collect();
+    let served = server.wait();
+    served.assert_success();
+    for (i, r) in recvs.into_iter().enumerate() {
+        let (code, out, err) = r.finish();
+        assert_eq!(code, Some(0), "recv {i}: {err}");
+        let msgs = decode(&out).expect("a complete stream");
+        assert!(matches!(msgs[0], Message::Stream { .. }));
+        let frames = video_frames(&msgs);
+        let numbers: Vec<u64> = frames.iter().map(|f| f.info.frame_number).collect();
+        assert_eq!(numbers, (0..100).collect::<Vec<_>>(), "recv {i}");
+    }
+}
+
+#[test]
+fn latest_delivers_whole_frames_in_order_and_counts_the_gaps() {
+    let (a, b) = (machine("latest-a"), machine("latest-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let server = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-n", "120", "-s", "1280x720", "-p", "box"],
+        )
+        .sl(
+            "sl-net",
+            &["serve", &addr, "--wait-for", "1", "--peer", &b.fp],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .spawn();
+    wait_bound(&addr);
+    let r = Proc::start(
+        &b,
+        &[
+            "recv", &addr, "--policy", "latest", "--peer", &a.fp, "--json",
+        ],
+        None,
+    );
+    server.wait().assert_success();
+    let (code, out, err) = r.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let frames = video_frames(&decode(&out).expect("a complete stream"));
+    assert!(!frames.is_empty());
+    let numbers: Vec<u64> = frames.iter().map(|f| f.info.frame_number).collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "in order: {numbers:?}"
+    );
+    let want = decode(&test_stream(&[
+        "--fast", "-n", "120", "-s", "1280x720", "-p", "box",
+    ]))
+    .unwrap();
+    let wf = video_frames(&want);
+    for f in &frames {
+        assert_eq!(
+            f.data(),
+            wf[f.info.frame_number as usize].data(),
+            "whole frames only"
+        );
+    }
+    let json_line = err
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("json summary");
+    let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    let first = numbers[0];
+    let missing = (numbers.last().unwrap() - first + 1) - numbers.len() as u64;
+    assert_eq!(v["missing_frames"], missing, "{v}");
+}
+
+#[test]
+fn a_late_receiver_starts_with_the_descriptions() {
+    let (a, b) = (machine("late-a"), machine("late-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let server = Pipeline::new()
+        .sl("sl-test", &["-n", "150", "-s", "160x120", "--fps", "30"])
+        .sl(
+            "sl-net",
+            &["serve", &addr, "--wait-for", "1", "--peer", &b.fp],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .spawn();
+    wait_bound(&addr);
+    let mut first = Proc::start(&b, &["recv", &addr, "--peer", &a.fp], None);
+    first.wait_for_output(160 * 120 * 4 * 10);
+    let late = Proc::start(&b, &["recv", &addr, "--peer", &a.fp], None);
+    server.wait().assert_success();
+    let (code, out, err) = late.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let msgs = decode(&out).expect("a complete stream");
+    assert!(
+        matches!(msgs[0], Message::Stream { .. }),
+        "description first"
+    );
+    let frames = video_frames(&msgs);
+    assert!(
+        !frames.is_empty() && frames[0].info.frame_number > 0,
+        "joined late"
+    );
+    let (code, _, err) = first.finish();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_restarted_sender_is_picked_up_by_the_waiting_listener() {
+    let (a, b) = (machine("restart-a"), machine("restart-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let mut listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    let first = send_pipeline(
+        &a,
+        &["-s", "160x120", "--fps", "30", "--source-id", "one"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .spawn();
+    listener.wait_for_output(160 * 120 * 4 * 3);
+    // the sender dies without a word
+    first.signal(1, "KILL");
+    first.signal(0, "KILL");
+    let _ = first.wait();
+    send_pipeline(
+        &a,
+        &["--fast", "-n", "20", "-s", "320x240", "--source-id", "two"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .run()
+    .assert_success();
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let msgs = decode(&out).expect("a complete stream: the new sender ended it");
+    let infos: Vec<&str> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Message::Stream { info, .. } => Some(info.source_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(infos.first(), Some(&"one"));
+    assert_eq!(
+        infos.last(),
+        Some(&"two"),
+        "a new description for the new sender"
+    );
+    let frames = video_frames(&msgs);
+    let second: Vec<_> = frames
+        .iter()
+        .filter(|f| f.info.source_id == "two")
+        .collect();
+    assert_eq!(second.len(), 20);
+    assert!(frames.iter().any(|f| f.info.source_id == "one"));
+}
+
+#[test]
+fn help_and_usage() {
+    let (code, out, _) = run_cmd(&bin("sl-net"), &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("listen") && out.contains("serve") && out.contains("latest"));
+    let (code, _, err) = run_cmd(&bin("sl-net"), &["send"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run_cmd(
+        &bin("sl-net"),
+        &["send", "h:1", "--policy", "sometimes", "--peer", "SHA256:x"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+}
+
+/// Two network namespaces joined by a veth pair, made for one test and removed when dropped.
+/// Packets into either side are dropped at 5% at random (nftables `numgen`), and packets into
+/// `b` are delayed 40 ms by tests/net/delay.py through NFQUEUE (this kernel has no netem).
+struct Lossy {
+    a: String,
+    b: String,
+    ip_a: String,
+    delayer: Option<Child>,
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{args:?}: {e} (scripts/setup.sh installs iproute2, nftables, iptables)")
+        });
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Lossy {
+    fn new(tag: u8) -> Lossy {
+        for p in ["ip", "nft", "iptables", "python3"] {
+            sl_e2e::require(p);
+        }
+        let id = std::process::id() % 100_000;
+        let (a, b) = (format!("slnet{id}{tag}a"), format!("slnet{id}{tag}b"));
+        let (va, vb) = (format!("sl{id}{tag}a"), format!("sl{id}{tag}b"));
+        let net = format!("10.213.{}", 100 + tag);
+        let mut l = Lossy {
+            a: a.clone(),
+            b: b.clone(),
+            ip_a: format!("{net}.1"),
+            delayer: None,
+        };
+        sh(&["ip", "netns", "add", &a]);
+        sh(&["ip", "netns", "add", &b]);
+        sh(&[
+            "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb,
+        ]);
+        sh(&["ip", "link", "set", &va, "netns", &a]);
+        sh(&["ip", "link", "set", &vb, "netns", &b]);
+        for (ns, dev, ip) in [
+            (&a, &va, format!("{net}.1/24")),
+            (&b, &vb, format!("{net}.2/24")),
+        ] {
+            sh(&["ip", "-n", ns, "addr", "add", &ip, "dev", dev]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            sh(&[
+                "ip", "netns", "exec", ns, "nft", "add", "table", "inet", "loss",
+            ]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                "loss",
+                "in",
+                "{ type filter hook input priority -10; }",
+            ]);
+            sh(&[
+                "ip", "netns", "exec", ns, "nft", "add", "rule", "inet", "loss", "in", "iifname",
+                dev, "numgen", "random", "mod", "100", "<", "5", "drop",
+            ]);
+        }
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &b,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-i",
+            &vb,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            "0",
+        ]);
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/net/delay.py");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &b, "python3", script, "0", "40"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the delayer");
+        let mut line = [0u8; 6];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut line)
+            .expect("delayer ready");
+        assert_eq!(&line, b"ready\n");
+        l.delayer = Some(child);
+        l
+    }
+
+    /// `ip netns exec NS program args...` as a pipeline stage's argument list.
+    fn exec<'s>(ns: &'s str, program: &'s str, args: &[&'s str]) -> Vec<&'s str> {
+        let mut v = vec!["netns", "exec", ns, program];
+        v.extend_from_slice(args);
+        v
+    }
+
+    fn wait_bound(&self, ns: &str, port: u16) {
+        let t = Instant::now();
+        loop {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    ns,
+                    "ss",
+                    "-Hlun",
+                    &format!("sport = :{port}"),
+                ])
+                .output()
+                .unwrap();
+            if !out.stdout.is_empty() {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "nothing bound {port} in {ns}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Lossy {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.delayer.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// serve in namespace a, recv in namespace b, 150 small live frames (30 fps) across 5% loss
+/// each way and 40 ms of delay. Returns the frame numbers received and the recv summary.
+fn lossy_run(tag: u8, policy: &str) -> (Vec<u64>, serde_json::Value) {
+    let (fa, fb) = (
+        machine(&format!("loss{tag}-a")),
+        machine(&format!("loss{tag}-b")),
+    );
+    let net = Lossy::new(tag);
+    let port = 4433u16;
+    let addr = format!("{}:{port}", net.ip_a);
+    let (sl_test, sl_net) = (bin("sl-test"), bin("sl-net"));
+    let (sl_test, sl_net) = (sl_test.to_str().unwrap(), sl_net.to_str().unwrap());
+    let server = Pipeline::new()
+        .cmd(
+            "ip",
+            &Lossy::exec(
+                &net.a,
+                sl_test,
+                &["-n", "150", "-s", "64x48", "-f", "gray8"],
+            ),
+        )
+        .cmd(
+            "ip",
+            &Lossy::exec(
+                &net.a,
+                sl_net,
+                &["serve", &addr, "--wait-for", "1", "--peer", &fb.fp],
+            ),
+        )
+        .env("XDG_CONFIG_HOME", &fa.dir)
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    net.wait_bound(&net.a, port);
+    let recv = Pipeline::new()
+        .cmd(
+            "ip",
+            &Lossy::exec(
+                &net.b,
+                sl_net,
+                &[
+                    "recv",
+                    &addr,
+                    "--policy",
+                    policy,
+                    "--peer",
+                    &fa.fp,
+                    "--json",
+                    "--no-reconnect",
+                ],
+            ),
+        )
+        .env("XDG_CONFIG_HOME", &fb.dir)
+        .timeout(Duration::from_secs(120))
+        .run();
+    let served = server.wait();
+    served.assert_success();
+    recv.assert_success();
+    let frames = video_frames(&decode(&recv.stdout).expect("a complete stream"));
+    let err = &recv.stage(0).stderr;
+    let json_line = err
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("json summary");
+    let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    eprintln!("{policy} over 5% loss and 40 ms: {v}");
+    (frames.iter().map(|f| f.info.frame_number).collect(), v)
+}
+
+#[test]
+fn latest_keeps_frames_coming_across_loss_and_delay() {
+    let (numbers, v) = lossy_run(1, "latest");
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "in order, whole: {numbers:?}"
+    );
+    // the newest frame is never superseded, so the end of the stream always arrives
+    assert_eq!(numbers.last(), Some(&149), "{numbers:?}");
+    assert!(numbers.len() >= 75, "most frames arrive: {numbers:?}");
+    let missing = 150 - numbers.len() as u64 - numbers[0];
+    assert_eq!(v["missing_frames"], missing);
+    assert!(v["latency_ms"]["p99"].as_f64().is_some());
+    assert!(
+        v["packets_lost"].as_u64().unwrap() > 0,
+        "the loss was real: {v}"
+    );
+}
+
+#[test]
+fn block_loses_nothing_across_loss_and_delay() {
+    let (numbers, v) = lossy_run(2, "block");
+    assert_eq!(numbers, (0..150).collect::<Vec<_>>());
+    assert_eq!(v["missing_frames"], 0);
+    assert!(
+        v["packets_lost"].as_u64().unwrap() > 0,
+        "the loss was real: {v}"
+    );
+}
+
+#[test]
+fn a_receiver_reconnects_to_a_restarted_server_and_sees_a_new_description() {
+    let (a, b) = (machine("rserve-a"), machine("rserve-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let first = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["-s", "160x120", "--fps", "30", "--source-id", "one"],
+        )
+        .sl(
+            "sl-net",
+            &["serve", &addr, "--wait-for", "1", "--peer", &b.fp],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .spawn();
+    wait_bound(&addr);
+    let mut r = Proc::start(
+        &b,
+        &["recv", &addr, "--policy", "block", "--peer", &a.fp],
+        None,
+    );
+    r.wait_for_output(160 * 120 * 4 * 3);
+    // the server dies without a word, and comes back
+    first.signal(1, "KILL");
+    first.signal(0, "KILL");
+    let _ = first.wait();
+    let second = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-n", "20", "-s", "64x48", "--source-id", "two"],
+        )
+        .sl(
+            "sl-net",
+            &["serve", &addr, "--wait-for", "1", "--peer", &b.fp],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .spawn();
+    second.wait().assert_success();
+    let (code, out, err) = r.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("reconnected"), "{err}");
+    let msgs = decode(&out).expect("one complete stream across both servers");
+    let infos: Vec<&str> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Message::Stream { info, .. } => Some(info.source_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(infos.first(), Some(&"one"));
+    assert_eq!(infos.last(), Some(&"two"));
+    let frames = video_frames(&msgs);
+    assert_eq!(
+        frames.iter().filter(|f| f.info.source_id == "two").count(),
+        20
+    );
+}
