@@ -176,7 +176,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     if args.pass {
         if !args.common.quiet {
-            eprint!("{text}");
+            // not eprint!, which panics when stderr cannot be written (`2>/dev/full`)
+            let _ = std::io::stderr().write_all(text.as_bytes());
         }
     } else {
         let mut out = std::io::stdout().lock();

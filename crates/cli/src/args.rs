@@ -122,7 +122,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             }
             secs = secs * 60.0 + v;
         }
-        return Ok(Duration::from_secs_f64(secs));
+        return to_duration(secs, s);
     }
     let mut total = 0.0;
     let mut rest = t;
@@ -152,10 +152,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += v * mult;
         rest = &rest[unit_end..];
     }
-    if !total.is_finite() {
-        return Err(bad());
+    to_duration(total, s)
+}
+
+/// The longest duration any flag takes: about 31 years. Far past anything a stream runs for,
+/// and far enough from the limits of `Duration` and `Instant` that no deadline computed from
+/// it (`Instant::now() + d`, a frame count) can overflow.
+pub const MAX_DURATION_SECS: f64 = 1e9;
+
+/// Seconds as a `Duration`, refusing what does not fit instead of panicking
+/// (`Duration::from_secs_f64` panics past u64 seconds).
+fn to_duration(secs: f64, s: &str) -> Result<Duration, String> {
+    if !secs.is_finite() || !(0.0..=MAX_DURATION_SECS).contains(&secs) {
+        return Err(format!(
+            "`{s}` is out of range: a duration is at most {MAX_DURATION_SECS:.0} s (about 31 years)"
+        ));
     }
-    Ok(Duration::from_secs_f64(total))
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `--frames N` / `--duration D`: when a source or filter should stop.
@@ -231,6 +244,15 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("5x").is_err());
+        // past u64 seconds, or past any sane stream: an error, not a panic later
+        assert!(parse_duration("18446744073709551616s").is_err());
+        assert!(parse_duration("99999999999:00:00").is_err());
+        assert!(parse_duration("1e400").is_err());
+        assert!(parse_duration("2000000000s").is_err());
+        assert_eq!(
+            parse_duration("1000000000").unwrap(),
+            Duration::from_secs(1_000_000_000)
+        );
     }
 
     #[test]

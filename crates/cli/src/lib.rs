@@ -25,6 +25,7 @@ mod policy;
 mod progress;
 mod readahead;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -114,13 +115,16 @@ where
     let c = common(&args);
     if let Some(shell) = c.completions {
         let mut cmd = A::command();
-        clap_complete::generate(shell, &mut cmd, program(), &mut std::io::stdout());
-        return ExitCode::SUCCESS;
+        // Rendered to memory first: clap_complete writes with `write_all(..).expect(..)`, which
+        // panics when stdout is a pipe closed early (`--completions bash | head -c 1`).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, program(), &mut script);
+        return print_generated(&script);
     }
     if c.man {
-        let man = clap_mangen::Man::new(A::command());
-        return match man.render(&mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
+        let mut page = Vec::new();
+        return match clap_mangen::Man::new(A::command()).render(&mut page) {
+            Ok(()) => print_generated(&page),
             Err(_) => ExitCode::from(exit::FAILURE),
         };
     }
@@ -128,6 +132,18 @@ where
     install_signal_handlers();
     let result = body(args);
     ExitCode::from(outcome(result))
+}
+
+/// Write generated text (completions, a man page) to stdout; a reader that stops early (a
+/// closed pipe) is a quiet success, like every stage.
+fn print_generated(text: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(exit::FAILURE),
+    }
 }
 
 /// The exit code for a stage's result, printing the error if there is one.
@@ -138,9 +154,12 @@ pub fn outcome(result: anyhow::Result<()>) -> u8 {
         Err(e) if is_broken_pipe(&e) => exit::SUCCESS,
         Err(e) => {
             let usage = e.chain().any(|c| c.is::<UsageError>());
-            eprintln!("{}: error: {e:#}", program());
+            // Not eprintln!: it panics when stderr cannot be written (`2>/dev/full`), and a
+            // stage that cannot report its error still exits with the code that says it failed.
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{}: error: {e:#}", program());
             if usage {
-                eprintln!("Try '{} --help' for more information.", program());
+                let _ = writeln!(err, "Try '{} --help' for more information.", program());
                 exit::USAGE
             } else if interrupted() {
                 exit::INTERRUPTED
