@@ -62,6 +62,7 @@ def info_json(data: bytes) -> dict:
     report.pop("wall_seconds")
     for s in report["streams"]:
         s.pop("arrival_fps")
+        s.pop("latency", None)  # glass-to-glass: now minus each frame's capture time
     return report
 
 
