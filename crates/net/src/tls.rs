@@ -88,6 +88,19 @@ impl PinCheck {
     }
 }
 
+/// Both directions refuse TLS 1.2: only 1.3 is offered, so a 1.2 signature is never genuine.
+const NO_TLS12: rustls::Error =
+    rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered);
+
+impl PinCheck {
+    /// The signature schemes both verifiers accept: the crypto provider's.
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 impl ServerCertVerifier for PinCheck {
     fn verify_server_cert(
         &self,
@@ -107,9 +120,7 @@ impl ServerCertVerifier for PinCheck {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        Err(NO_TLS12)
     }
 
     fn verify_tls13_signature(
@@ -122,9 +133,7 @@ impl ServerCertVerifier for PinCheck {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.schemes()
     }
 }
 
@@ -149,9 +158,7 @@ impl ClientCertVerifier for PinCheck {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        Err(NO_TLS12)
     }
 
     fn verify_tls13_signature(
@@ -164,9 +171,7 @@ impl ClientCertVerifier for PinCheck {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.schemes()
     }
 }
 
