@@ -719,6 +719,55 @@ fn stamps_survive_a_stream_saved_to_a_file_and_read_back() {
 }
 
 #[test]
+fn stamps_survive_an_encode_into_nut_and_a_decode() {
+    let (bytes, frames) = stamped_stream();
+    // raw video in NUT, as `sl-file -o - --container nut` pipes it to another program
+    let out = Pipeline::new()
+        .stdin(bytes.clone())
+        .sl("sl-file", &["-o", "-", "--container", "nut"])
+        .sl("sl-file", &["-"])
+        .run();
+    out.assert_success();
+    assert_eq!(stamps(&out.frames()), stamps(&frames));
+    // and H.264 (frames reordered inside the encoder) in a NUT file
+    let dir = scratch_dir("ptp-nut");
+    let nut = dir.join("take.nut");
+    Pipeline::new()
+        .stdin(bytes)
+        .sl(
+            "sl-file",
+            &[
+                "-o",
+                nut.to_str().unwrap(),
+                "--codec",
+                "libx264",
+                "--preset",
+                "medium",
+            ],
+        )
+        .run()
+        .assert_success();
+    let out = Pipeline::new()
+        .sl("sl-file", &[nut.to_str().unwrap()])
+        .run();
+    out.assert_success();
+    assert_eq!(stamps(&out.frames()), stamps(&frames));
+    // ffmpeg reads the file as any NUT
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&nut)
+        .output()
+        .expect("ffprobe (scripts/setup.sh installs it)");
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "h264,10");
+}
+
+#[test]
 fn sl_info_reports_latency_per_stream() {
     // PTP basis: sl-info reads the same trusted clock the source stamped with
     let out = Pipeline::new()

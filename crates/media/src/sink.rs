@@ -199,6 +199,9 @@ struct VideoEnc {
     /// [`Sink::force_keyframes_every`]), and when the next one is due.
     key_interval: Option<f64>,
     next_key: f64,
+    /// Frames' stamps (capture time, PTP time, source id) by encoder pts, waiting for their
+    /// packet: NUT carries them per packet (see [`stamps`]); other containers have no place.
+    stamps: Option<std::collections::BTreeMap<i64, Vec<u8>>>,
 }
 
 struct AudioEnc {
@@ -478,6 +481,17 @@ impl Sink {
             );
             fopts.set("update", "1");
         }
+        if muxer == "nut"
+            && let Some(v) = sink_video.as_mut()
+            && !opts.format_options.iter().any(|(k, _)| k == "syncpoints")
+        {
+            // Per-packet metadata (the frames' stamps) needs NUT version 4, which FFmpeg
+            // writes only when asked for a syncpoint mode and told it may be experimental;
+            // its NUT reader takes it, and hands the metadata to the decoded frame.
+            fopts.set("syncpoints", "timestamped");
+            fopts.set("strict", "experimental");
+            v.stamps = Some(Default::default());
+        }
         for (k, v) in &opts.format_options {
             fopts.set(k, v);
         }
@@ -643,6 +657,15 @@ impl Sink {
         }
         v.last_pts = Some(pts);
         av_frame.set_pts(Some(pts));
+        if let Some(waiting) = v.stamps.as_mut()
+            && let Some(packed) = stamps::pack(&frame.info)
+        {
+            waiting.insert(pts, packed);
+            // an encoder holds a few frames at most: never let this grow
+            while waiting.len() > 1024 {
+                waiting.pop_first();
+            }
+        }
         if let Some(every) = v.key_interval {
             // a thousandth of a second of slack: 60 frames at 1/30 s may sum to 1.9999...
             let t = pts as f64 * tb + 1e-3;
@@ -740,6 +763,7 @@ impl Sink {
             ticks,
             "video",
             &self.name,
+            v.stamps.as_mut(),
         )
     }
 
@@ -756,6 +780,7 @@ impl Sink {
             0,
             "audio",
             &self.name,
+            None,
         )
     }
 
@@ -1189,6 +1214,7 @@ fn open_video_encoder(
         color,
         key_interval: None,
         next_key: 0.0,
+        stamps: None,
     })
 }
 
@@ -1481,6 +1507,7 @@ fn drain_packets(
     frame_ticks: i64,
     what: &str,
     name: &str,
+    mut stamps: Option<&mut std::collections::BTreeMap<i64, Vec<u8>>>,
 ) -> Result<(), MediaError> {
     loop {
         match encoder.receive_packet(packet) {
@@ -1488,6 +1515,12 @@ fn drain_packets(
             Err(av::Error::Other { errno }) if errno == av::util::error::EAGAIN => return Ok(()),
             Err(av::Error::Eof) => return Ok(()),
             Err(e) => return Err(MediaError::av(format!("encoding {what} for {name}"), e)),
+        }
+        if let Some(waiting) = stamps.as_deref_mut()
+            && let Some(pts) = packet.pts()
+            && let Some(packed) = waiting.remove(&pts)
+        {
+            stamps::attach(packet, &packed);
         }
         if frame_ticks > 0 && packet.duration() == 0 {
             packet.set_duration(frame_ticks);
@@ -1572,5 +1605,103 @@ mod tests {
         push_samples(&mut fifo, &chunk, 2);
         assert_eq!(fifo[0], vec![0.25, -0.25]);
         assert_eq!(fifo[1], vec![0.0, 0.0]);
+    }
+}
+
+/// Frame stamps as NUT per-packet side data. The stamps are packed `key\0value\0...` behind
+/// an 8-byte id in the packet's MATROSKA_BLOCKADDITIONAL side data, which NUT (version 4)
+/// writes per packet as `CodecSpecificSide<id>` and its reader gives back on the packet; the
+/// source takes it off the packet ([`from_packet`]) and puts it on the frame decoded from it
+/// ([`unpack`]). (String metadata would be simpler, but FFmpeg's NUT reader drops it.)
+pub(crate) mod stamps {
+    use av::packet::Mut as _;
+    use ffmpeg_next as av;
+    use sl_frame::FrameInfo;
+
+    /// `SLSTAMP1`: tells our side data from any other codec-specific side data.
+    const ID: [u8; 8] = *b"SLSTAMP1";
+    /// Longest stamps accepted back (hostile input): three short values.
+    const MAX_LEN: usize = 512;
+
+    pub(crate) const CAPTURE: &str = "sl_capture_ns";
+    pub(crate) const PTP: &str = "sl_ptp_ns";
+    pub(crate) const SOURCE: &str = "sl_source_id";
+
+    /// The frame's stamps packed, or None when it has none.
+    pub(crate) fn pack(info: &FrameInfo) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut put = |k: &str, v: &str| {
+            // a NUL would end the value early: such a source id is left out
+            if !v.contains('\0') {
+                out.extend_from_slice(k.as_bytes());
+                out.push(0);
+                out.extend_from_slice(v.as_bytes());
+                out.push(0);
+            }
+        };
+        if let Some(t) = info.capture_time_ns {
+            put(CAPTURE, &t.to_string());
+        }
+        if let Some(t) = info.ptp_time_ns {
+            put(PTP, &t.to_string());
+        }
+        if !info.source_id.is_empty() {
+            put(SOURCE, &info.source_id);
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Put packed stamps on an encoded packet.
+    #[allow(unsafe_code)]
+    pub(crate) fn attach(packet: &mut av::Packet, packed: &[u8]) {
+        // SAFETY: the packet is a valid AVPacket owned by us; av_packet_new_side_data
+        // allocates `len` bytes (or returns null), which we fill completely.
+        unsafe {
+            let len = ID.len() + packed.len();
+            let data = av::ffi::av_packet_new_side_data(
+                packet.as_mut_ptr(),
+                av::ffi::AVPacketSideDataType::AV_PKT_DATA_MATROSKA_BLOCKADDITIONAL,
+                len,
+            );
+            if !data.is_null() {
+                std::ptr::copy_nonoverlapping(ID.as_ptr(), data, ID.len());
+                std::ptr::copy_nonoverlapping(packed.as_ptr(), data.add(ID.len()), packed.len());
+            }
+        }
+    }
+
+    /// Our stamps on a demuxed packet, if it carries them. (FFmpeg's NUT writer stores the
+    /// whole side data, id included, and its reader puts the id in front again: the id is
+    /// there once or twice.)
+    pub(crate) fn from_packet(packet: &av::Packet) -> Option<Vec<u8>> {
+        packet.side_data().find_map(|sd| {
+            if sd.kind() != av::packet::side_data::Type::MatroskaBlockAdditional {
+                return None;
+            }
+            let mut d = sd.data().strip_prefix(&ID[..])?;
+            if let Some(rest) = d.strip_prefix(&ID[..]) {
+                d = rest;
+            }
+            (!d.is_empty() && d.len() <= MAX_LEN).then(|| d.to_vec())
+        })
+    }
+
+    /// Put stamps taken off a packet ([`from_packet`]) on the frame decoded from it; values
+    /// that do not parse (hostile input) are ignored.
+    pub(crate) fn unpack(packed: &[u8], info: &mut FrameInfo) {
+        let mut parts = packed.split(|&b| b == 0);
+        while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+            let Ok(v) = std::str::from_utf8(v) else {
+                continue;
+            };
+            match k {
+                b"sl_capture_ns" => info.capture_time_ns = v.parse().ok().or(info.capture_time_ns),
+                b"sl_ptp_ns" => info.ptp_time_ns = v.parse().ok().or(info.ptp_time_ns),
+                b"sl_source_id" if !v.is_empty() && v.len() <= 255 => {
+                    info.source_id = v.to_string()
+                }
+                _ => {}
+            }
+        }
     }
 }

@@ -125,6 +125,9 @@ struct VideoDec {
     /// The last source (format, width, height), to warn when it changes mid-stream.
     last_src: Option<(Pixel, u32, u32)>,
     timing: Timing,
+    /// Frame stamps carried on packets (NUT written by sl-file -o), by packet pts, until the
+    /// frame decoded from that packet comes out.
+    stamps: std::collections::BTreeMap<i64, Vec<u8>>,
 }
 
 struct AudioDec {
@@ -602,6 +605,15 @@ impl Source {
         }
         if self.video.as_ref().is_some_and(|v| v.index == idx) {
             let v = self.video.as_mut().expect("checked");
+            if let (Some(pts), Some(packed)) =
+                (packet.pts(), crate::sink::stamps::from_packet(packet))
+            {
+                v.stamps.insert(pts, packed);
+                // a decoder holds a few packets at most: never let this grow
+                while v.stamps.len() > 1024 {
+                    v.stamps.pop_first();
+                }
+            }
             if let Err(e) = v.decoder.send_packet(packet) {
                 self.decode_error(e);
                 return Ok(());
@@ -693,7 +705,7 @@ impl Source {
                 );
             }
             v.last_src = Some(src);
-            let info = FrameInfo {
+            let mut info = FrameInfo {
                 frame_number: v.timing.frames,
                 pts,
                 time_base: tb,
@@ -704,6 +716,10 @@ impl Source {
                 keyframe: true,
                 metadata: Default::default(),
             };
+            // stamps carried per packet (NUT written by sl-file -o): as they were
+            if let Some(packed) = raw.and_then(|p| v.stamps.remove(&p)) {
+                crate::sink::stamps::unpack(&packed, &mut info);
+            }
             v.timing.frames += 1;
             if direct {
                 // hand the decoded frame over without copying; the decoder fills a new one
@@ -914,6 +930,7 @@ fn open_video(
         color,
         last_src: None,
         timing: Timing::new(time_base, default_duration),
+        stamps: Default::default(),
     })
 }
 
