@@ -753,7 +753,7 @@ fn stamps_survive_an_encode_into_nut_and_a_decode() {
     out.assert_success();
     assert_eq!(stamps(&out.frames()), stamps(&frames));
     // ffmpeg reads the file as any NUT
-    let probe = std::process::Command::new("ffprobe")
+    let probe = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
         .args([
             "-show_entries",
