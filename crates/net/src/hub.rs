@@ -19,6 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sl_wire::kind;
 
+use crate::codec::KeyframeRequest;
 use crate::proto::Msg;
 
 /// Messages a blocking subscriber may have queued before the input waits.
@@ -79,6 +80,9 @@ pub struct Hub {
     state: Mutex<HubState>,
     /// Signalled when a blocking subscriber takes a message or goes away.
     space: Condvar,
+    /// Raised when a subscriber waits for a keyframe (it joined late, or dropped a frame of
+    /// an H.264 stream): the link encoder then makes one soon.
+    keyframes: Arc<KeyframeRequest>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,7 +114,13 @@ impl Hub {
         });
         st.subs.push(Arc::clone(&sub));
         sub.notify.notify_one();
+        self.keyframes.ask();
         Some(sub)
+    }
+
+    /// Where subscribers ask the link encoder for a keyframe.
+    pub fn keyframe_requests(&self) -> Arc<KeyframeRequest> {
+        Arc::clone(&self.keyframes)
     }
 
     pub fn subscribers(&self) -> usize {
@@ -247,6 +257,7 @@ impl Subscription {
                         // the frame after a dropped one cannot be decoded: wait for a keyframe
                         q.dropped += 1;
                         q.wait_key.insert(m.stream);
+                        self.hub.keyframes.ask();
                         return;
                     }
                 }

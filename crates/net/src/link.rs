@@ -125,7 +125,9 @@ async fn push_loop(
         };
         stats.count_sent(&m);
         let end = m.is_end_of_all();
-        if latest && m.kind == sl_wire::kind::VIDEO && sub.hub().is_intra(m.stream) {
+        // raw frames and JPEG-coded ones stand alone: one stream each, reset when stale
+        let standalone = matches!(m.kind, sl_wire::kind::VIDEO | sl_wire::kind::PACKET);
+        if latest && standalone && sub.hub().is_intra(m.stream) {
             let seq = frames_opened;
             frames_opened += 1;
             let s = conn.open_uni().await?;
@@ -259,6 +261,35 @@ pub struct Output {
     tx: mpsc::Sender<Msg>,
     pub closed: Arc<Notify>,
     pub broken: Arc<std::sync::atomic::AtomicBool>,
+    /// The writer stopped on an error of the stream itself (a frame that does not decode),
+    /// not a closed pipe: the link closes as a protocol error.
+    pub failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the writer has stopped (after END, or on an error).
+    pub settled: Arc<Settled>,
+}
+
+/// A flag with a wake-up, set once.
+#[derive(Debug, Default)]
+pub struct Settled {
+    flag: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl Settled {
+    pub fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        loop {
+            let n = self.notify.notified();
+            if self.flag.load(Ordering::SeqCst) {
+                return;
+            }
+            n.await;
+        }
+    }
 }
 
 impl Output {
@@ -267,6 +298,34 @@ impl Output {
             tx,
             closed: Arc::new(Notify::new()),
             broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            failed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            settled: Arc::new(Settled::default()),
+        }
+    }
+
+    /// How to close the connection when the output stops taking messages.
+    pub fn close_code(&self) -> (VarInt, &'static [u8]) {
+        if self.failed.load(Ordering::Relaxed) {
+            (
+                VarInt::from_u32(close::PROTOCOL),
+                b"the receiver could not decode the stream",
+            )
+        } else {
+            (VarInt::from_u32(close::DOWNSTREAM_CLOSED), b"")
+        }
+    }
+
+    /// Wait until the writer has written END or stopped on an error.
+    pub async fn settled(&self) {
+        self.settled.wait().await
+    }
+
+    /// How to close the connection after END: DONE, unless the writer failed on it.
+    pub fn close_code_at_end(&self) -> (VarInt, &'static [u8]) {
+        if self.failed.load(Ordering::Relaxed) {
+            self.close_code()
+        } else {
+            (VarInt::from_u32(close::DONE), b"")
         }
     }
 

@@ -15,6 +15,7 @@ use sl_wire::Limits;
 use tokio::sync::mpsc;
 
 use crate::NetError;
+use crate::codec::{CodecOptions, Decoded, Emit, LinkDecoder, LinkEncoder};
 use crate::hub::{Hub, SubPolicy, Subscription};
 use crate::keys::{self, Fingerprint, Identity, Pins};
 use crate::link::{self, Output, PullEnd, PushEnd};
@@ -80,6 +81,8 @@ pub struct Options {
     pub wait_for: usize,
     /// send/recv: reconnect after a lost connection.
     pub reconnect: bool,
+    /// send/serve: how raw video is coded on the link (`None`: the role's default).
+    pub codec: Option<CodecOptions>,
 }
 
 fn say(quiet: bool, msg: impl std::fmt::Display) {
@@ -428,8 +431,8 @@ fn summary(o: &Options, stats: &Stats) {
     }
 }
 
-/// Read stdin into the hub on a thread of its own.
-fn spawn_input(hub: Arc<Hub>) -> JoinHandle<anyhow::Result<()>> {
+/// Read stdin into the hub on a thread of its own, coding raw video as `codec` says.
+fn spawn_input(hub: Arc<Hub>, codec: CodecOptions) -> JoinHandle<anyhow::Result<()>> {
     std::thread::spawn(move || {
         let mut reader = match sl_cli::frame_input() {
             Ok(r) => r,
@@ -438,17 +441,40 @@ fn spawn_input(hub: Arc<Hub>) -> JoinHandle<anyhow::Result<()>> {
                 return Err(e);
             }
         };
+        let mut encoder = LinkEncoder::new(codec, hub.keyframe_requests());
+        let mut emits = Vec::new();
         loop {
             match reader.next_raw() {
                 Ok(Some(raw)) => {
-                    let flags = raw.prefix_and_header[1];
-                    let mut parts = vec![Bytes::copy_from_slice(raw.prefix_and_header)];
-                    if !raw.payload.is_empty() {
-                        parts.push(Bytes::copy_from_slice(raw.payload));
+                    emits.clear();
+                    if let Err(e) = encoder.process(&raw.head, raw.payload, &mut emits) {
+                        let e = anyhow::Error::from(e).context("coding the stream for the link");
+                        hub.fail(format!("{e:#}"));
+                        return Err(e);
                     }
-                    let m = Msg::from_head(&raw.head, flags, parts);
-                    let end = m.is_end_of_all();
-                    hub.publish(m);
+                    let end = raw.is_end_of_all();
+                    for emit in emits.drain(..) {
+                        let m = match emit {
+                            Emit::Original => {
+                                let flags = raw.prefix_and_header[1];
+                                let mut parts = vec![Bytes::copy_from_slice(raw.prefix_and_header)];
+                                if !raw.payload.is_empty() {
+                                    parts.push(Bytes::copy_from_slice(raw.payload));
+                                }
+                                Msg::from_head(&raw.head, flags, parts)
+                            }
+                            Emit::New(m) => match Msg::from_message(&m) {
+                                Ok(m) => m,
+                                Err(e) => {
+                                    let e = anyhow::Error::from(e)
+                                        .context("coding the stream for the link");
+                                    hub.fail(format!("{e:#}"));
+                                    return Err(e);
+                                }
+                            },
+                        };
+                        hub.publish(m);
+                    }
                     if end {
                         return Ok(());
                     }
@@ -469,36 +495,74 @@ fn spawn_input(hub: Arc<Hub>) -> JoinHandle<anyhow::Result<()>> {
     })
 }
 
-/// A writer thread owning stdout.
+/// A writer thread owning stdout. Link-coded frames are decoded back to raw here, off the
+/// network runtime.
 fn spawn_output() -> anyhow::Result<(Output, JoinHandle<anyhow::Result<bool>>)> {
     let mut w = sl_cli::frame_output()?;
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let out = Output::new(tx);
-    let (closed, broken) = (Arc::clone(&out.closed), Arc::clone(&out.broken));
+    let (closed, broken, failed, settled) = (
+        Arc::clone(&out.closed),
+        Arc::clone(&out.broken),
+        Arc::clone(&out.failed),
+        Arc::clone(&out.settled),
+    );
     let t = std::thread::spawn(move || -> anyhow::Result<bool> {
+        let mut decoder = LinkDecoder::new(Limits::default());
         let r = (|| -> anyhow::Result<bool> {
             while let Some(m) = rx.blocking_recv() {
-                if m.is_end_of_all() {
-                    w.finish()?;
-                    return Ok(true);
+                let decoded = match m.kind {
+                    sl_wire::kind::STREAM_INFO | sl_wire::kind::PACKET | sl_wire::kind::END => {
+                        decoder.process(m.head()?, &m.payload())?
+                    }
+                    _ => Decoded::Original,
+                };
+                let msgs = match decoded {
+                    Decoded::Original => vec![m],
+                    Decoded::Replaced(ms) => ms
+                        .iter()
+                        .map(Msg::from_message)
+                        .collect::<Result<Vec<_>, _>>()?,
+                };
+                for m in msgs {
+                    if m.is_end_of_all() {
+                        w.finish()?;
+                        return Ok(true);
+                    }
+                    let mut slices: Vec<io::IoSlice<'_>> =
+                        m.parts.iter().map(|p| io::IoSlice::new(p)).collect();
+                    write_all_slices(w.get_mut(), &mut slices)?;
                 }
-                let mut slices: Vec<io::IoSlice<'_>> =
-                    m.parts.iter().map(|p| io::IoSlice::new(p)).collect();
-                write_all_slices(w.get_mut(), &mut slices)?;
             }
             w.flush()?;
             Ok(false)
         })();
-        if let Err(e) = &r
-            && sl_cli::is_broken_pipe(e)
-        {
-            broken.store(true, Ordering::Relaxed);
-            closed.notify_one();
-            return Ok(false);
+        let _settle = Settle(settled);
+        match &r {
+            Err(e) if sl_cli::is_broken_pipe(e) => {
+                broken.store(true, Ordering::Relaxed);
+                closed.notify_one();
+                return Ok(false);
+            }
+            Err(_) => {
+                // the stream cannot go on (a frame that does not decode): stop the link too
+                failed.store(true, Ordering::Relaxed);
+                broken.store(true, Ordering::Relaxed);
+                closed.notify_one();
+            }
+            Ok(_) => {}
         }
         r
     });
     Ok((out, t))
+}
+
+/// Marks the output settled when the writer thread ends, however it ends.
+struct Settle(Arc<link::Settled>);
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.0.set();
+    }
 }
 
 fn write_all_slices(w: &mut impl Write, slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
@@ -538,7 +602,11 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
     let mut sub = hub
         .subscribe(policy.sub())
         .expect("a new hub has not ended");
-    let input = spawn_input(Arc::clone(&hub));
+    let codec = o
+        .codec
+        .clone()
+        .unwrap_or_else(CodecOptions::default_for_send);
+    let input = spawn_input(Arc::clone(&hub), codec);
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: Role::Push,
@@ -743,12 +811,17 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
                     let end = end.map_err(|e| anyhow!("the receiving task failed: {e}"))?;
                     match end {
                         Ok(PullEnd::Done) => {
-                            conn.close(VarInt::from_u32(close::DONE), b"");
+                            // tell the sender how the stream really ended: written, or not
+                            // decodable after all
+                            out.settled().await;
+                            let (code, why) = out.close_code_at_end();
+                            conn.close(code, why);
                             drain(&ep).await;
                             return Ok(true);
                         }
                         Ok(PullEnd::DownstreamClosed) => {
-                            conn.close(VarInt::from_u32(close::DOWNSTREAM_CLOSED), b"");
+                            let (code, why) = out.close_code();
+                            conn.close(code, why);
                             drain(&ep).await;
                             return Ok(false);
                         }
@@ -797,9 +870,13 @@ pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::new("serve"));
     start_stats_printer(&rt, &stats, o.stats);
     let hub = Hub::new();
+    let codec = o
+        .codec
+        .clone()
+        .unwrap_or_else(CodecOptions::default_for_serve);
     let mut input: Option<JoinHandle<anyhow::Result<()>>> = None;
     if o.wait_for == 0 {
-        input = Some(spawn_input(Arc::clone(&hub)));
+        input = Some(spawn_input(Arc::clone(&hub), codec.clone()));
     }
     let quiet = o.quiet;
     let result: anyhow::Result<()> = rt.block_on(async {
@@ -831,7 +908,7 @@ pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
                 }
                 _ = ticker.tick() => {
                     if input.is_none() && hub.subscribers() >= o.wait_for {
-                        input = Some(spawn_input(Arc::clone(&hub)));
+                        input = Some(spawn_input(Arc::clone(&hub), codec.clone()));
                     }
                     if sl_cli::interrupted() {
                         hub.end_now();
@@ -975,12 +1052,15 @@ pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
             };
             match end {
                 Ok(PullEnd::Done) => {
-                    conn.close(VarInt::from_u32(close::DONE), b"");
+                    out.settled().await;
+                    let (code, why) = out.close_code_at_end();
+                    conn.close(code, why);
                     drain(&ep).await;
                     return Ok(());
                 }
                 Ok(PullEnd::DownstreamClosed) => {
-                    conn.close(VarInt::from_u32(close::DOWNSTREAM_CLOSED), b"");
+                    let (code, why) = out.close_code();
+                    conn.close(code, why);
                     drain(&ep).await;
                     return Ok(());
                 }
