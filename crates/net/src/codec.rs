@@ -154,6 +154,14 @@ impl KeyframeRequest {
     fn clear(&self) {
         self.0.store(false, Ordering::Relaxed);
     }
+    #[cfg(test)]
+    pub(crate) fn clear_for_test(&self) {
+        self.clear()
+    }
+    #[cfg(test)]
+    pub(crate) fn asked_for_test(&self) -> bool {
+        self.asked()
+    }
 }
 
 /// At most this often a keyframe is forced on request: a receiver on a lossy path would

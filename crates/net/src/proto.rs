@@ -17,6 +17,12 @@
 //!    has arrived or been reset. A frame older than one already written for its stream is
 //!    dropped (it is stale).
 //!
+//! 4. On the hello stream, after the reply, the puller reports how many ordered records it
+//!    has written out (a u64 each time the count grows). A `latest` pusher takes the next
+//!    message from its queue only while fewer than four of its ordered records are
+//!    unreported, so frames that must travel in order (H.264) never pile up in the
+//!    connection's buffers: the queue drops superseded ones instead.
+//!
 //! Every length is checked against [`sl_wire::Limits`] before anything is kept, buffers grow
 //! only as bytes arrive (a lying length costs nothing), and headers are decoded by
 //! `sl_wire` before the payload is read, so a hostile peer gets an error, never a panic.

@@ -328,7 +328,7 @@ async fn dial(
     s: &Setup,
     hello: Hello,
     peer_role: &str,
-) -> anyhow::Result<Connection> {
+) -> anyhow::Result<(Connection, HelloStream)> {
     let connecting = ep
         .connect(target, "streamlib")
         .map_err(|e| anyhow!("cannot connect to {addr}: {e}"))?;
@@ -366,26 +366,46 @@ async fn dial(
     if head[4] != 0 {
         bail!("{addr} refused: {reason}");
     }
-    // keep the hello stream open for the connection's life (dropping it would finish it)
-    tokio::spawn(async move {
-        let _keep = (tx, rx);
-        std::future::pending::<()>().await;
-    });
-    Ok(conn)
+    Ok((conn, HelloStream { tx, rx }))
+}
+
+/// The hello stream, kept open for the connection's life: afterwards it carries the
+/// puller's delivery reports (see [`crate::proto`]).
+struct HelloStream {
+    tx: quinn::SendStream,
+    rx: quinn::RecvStream,
+}
+
+impl HelloStream {
+    /// The half a pusher reads delivery reports from; the other half stays open.
+    fn for_push(self) -> quinn::RecvStream {
+        let tx = self.tx;
+        tokio::spawn(async move {
+            let _keep = tx;
+            std::future::pending::<()>().await;
+        });
+        self.rx
+    }
+
+    /// The half a puller writes delivery reports to; the other half stays open.
+    fn for_pull(self) -> quinn::SendStream {
+        let rx = self.rx;
+        tokio::spawn(async move {
+            let _keep = rx;
+            std::future::pending::<()>().await;
+        });
+        self.tx
+    }
 }
 
 /// Read the dialer's hello on an accepted connection.
-async fn read_hello(conn: &Connection) -> Result<(Hello, quinn::SendStream), NetError> {
+async fn read_hello(conn: &Connection) -> Result<(Hello, HelloStream), NetError> {
     let (tx, mut rx) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
         .await
         .map_err(|_| NetError::Protocol("the peer sent no hello within 10 s".into()))??;
     let mut b = [0u8; Hello::LEN];
     StreamReader { rs: &mut rx }.exact(&mut b).await?;
-    tokio::spawn(async move {
-        let _keep = rx;
-        std::future::pending::<()>().await;
-    });
-    Ok((Hello::decode(&b)?, tx))
+    Ok((Hello::decode(&b)?, HelloStream { tx, rx }))
 }
 
 async fn reply(tx: &mut quinn::SendStream, refusal: Option<&str>) -> Result<(), NetError> {
@@ -623,7 +643,7 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
         let mut connected_once = false;
         let mut attempt = 0;
         loop {
-            let conn = match dial(&ep, target, addr, &s, hello, "listen").await {
+            let (conn, hello_stream) = match dial(&ep, target, addr, &s, hello, "listen").await {
                 Ok(c) => c,
                 Err(e) if connected_once && o.reconnect && !sl_cli::interrupted() => {
                     log::warn!("{e:#}; trying again");
@@ -658,7 +678,7 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
                     .map(|f| f.to_string())
                     .unwrap_or_default()
             );
-            let end = link::push(&conn, &sub, &stats).await;
+            let end = link::push(&conn, &sub, &stats, hello_stream.for_push()).await;
             match end {
                 Ok(PushEnd::Done) => {
                     conn.close(VarInt::from_u32(close::DONE), b"");
@@ -767,7 +787,7 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
                         }
                     };
                     let fp = peer_fingerprint(&conn);
-                    let (hello, mut tx) = match read_hello(&conn).await {
+                    let (hello, mut hs) = match read_hello(&conn).await {
                         Ok(h) => h,
                         Err(e) => {
                             log::warn!("a connection from {from} failed before its hello: {e}");
@@ -777,7 +797,7 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
                     };
                     if hello.role != Role::Push {
                         let why = "this is `sl-net listen`, which receives a stream: to pull one, connect `sl-net recv` to an `sl-net serve`";
-                        let _ = reply(&mut tx, Some(why)).await;
+                        let _ = reply(&mut hs.tx, Some(why)).await;
                         log::warn!("refused {from}: it wants to receive, but a listener receives too");
                         conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
                         continue;
@@ -789,20 +809,21 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
                             old.close(VarInt::from_u32(close::REPLACED), b"replaced by a newer connection");
                         } else {
                             let why = "busy: this listener already receives from another sender";
-                            let _ = reply(&mut tx, Some(why)).await;
+                            let _ = reply(&mut hs.tx, Some(why)).await;
                             conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
                             active = Some((old, old_fp, task));
                             continue;
                         }
                     }
-                    if reply(&mut tx, None).await.is_err() {
+                    if reply(&mut hs.tx, None).await.is_err() {
                         continue;
                     }
                     log::info!("receiving from {from} ({})", fp.map(|f| f.to_string()).unwrap_or_default());
                     stats.add_conn(&conn);
                     let task = {
                         let (conn, out, stats) = (conn.clone(), out.clone(), Arc::clone(&stats));
-                        tokio::spawn(async move { link::pull(&conn, &out, Limits::default(), &stats).await })
+                        let reports = hs.for_pull();
+                        tokio::spawn(async move { link::pull(&conn, &out, Limits::default(), &stats, reports).await })
                     };
                     active = Some((conn, fp, task));
                 }
@@ -944,12 +965,12 @@ async fn serve_one(
     let conn = incoming
         .await
         .map_err(|e| anyhow!("{}", accept_error(&e, from, s)))?;
-    let (hello, mut tx) = read_hello(&conn)
+    let (hello, mut hs) = read_hello(&conn)
         .await
         .with_context(|| format!("a connection from {from} failed before its hello"))?;
     if hello.role != Role::Pull {
         let why = "this is `sl-net serve`, which sends a stream: to push one, connect `sl-net send` to an `sl-net listen`";
-        let _ = reply(&mut tx, Some(why)).await;
+        let _ = reply(&mut hs.tx, Some(why)).await;
         conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
         bail!("refused {from}: it wants to send, but serve sends too");
     }
@@ -959,12 +980,12 @@ async fn serve_one(
     };
     let Some(sub) = hub.subscribe(policy) else {
         let why = "the stream has ended";
-        let _ = reply(&mut tx, Some(why)).await;
+        let _ = reply(&mut hs.tx, Some(why)).await;
         conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
         return Ok(());
     };
     let _leave = Leave(Arc::clone(&sub));
-    reply(&mut tx, None).await?;
+    reply(&mut hs.tx, None).await?;
     stats.add_conn(&conn);
     log::info!(
         "{from} ({}) receives with --policy {}",
@@ -977,7 +998,7 @@ async fn serve_one(
             "latest"
         }
     );
-    match link::push(&conn, &sub, stats).await? {
+    match link::push(&conn, &sub, stats, hs.for_push()).await? {
         PushEnd::Done => {}
         PushEnd::InputFailed(_) => conn.close(VarInt::from_u32(close::INPUT_FAILED), b""),
         PushEnd::PeerClosed { code, reason } => {
@@ -1023,7 +1044,7 @@ pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
                 c = dial(&ep, target, addr, &s, hello, "serve") => c,
                 _ = until_interrupted() => return Ok(()),
             };
-            let conn = match conn {
+            let (conn, hello_stream) = match conn {
                 Ok(c) => c,
                 Err(e) if connected_once && o.reconnect => {
                     log::warn!("{e:#}; trying again");
@@ -1043,7 +1064,7 @@ pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
             attempt = 0;
             stats.add_conn(&conn);
             let end = tokio::select! {
-                e = link::pull(&conn, &out, Limits::default(), &stats) => e,
+                e = link::pull(&conn, &out, Limits::default(), &stats, hello_stream.for_pull()) => e,
                 _ = until_interrupted() => {
                     conn.close(VarInt::from_u32(close::INTERRUPTED), b"interrupted");
                     drain(&ep).await;
