@@ -143,7 +143,7 @@ EOF
 # --- an h264 link at 1080p30 ---
 H264=(--codec h264 --bitrate 6M --preset veryfast)
 # (a) as fast as it goes: the same frames for both (ffmpeg reads them as raw video in NUT)
-$BIN/sl-file - -o "$INPUT.nut" -c nut --codec rawvideo -q <"$INPUT"
+$BIN/sl-file -o "$INPUT.nut" -c nut --codec rawvideo -q <"$INPUT"
 P=$(free_port)
 XDG_CONFIG_HOME=$WORK/b $BIN/sl-net listen "127.0.0.1:$P" --peer "$FA" -q \
   | python3 scripts/net/latency.py >"$WORK/h264.json" &

@@ -1042,7 +1042,8 @@ fn mean_abs_diff(a: &sl_frame::VideoFrame, b: &sl_frame::VideoFrame) -> f64 {
     sum as f64 / n as f64
 }
 
-/// sl-test's box pattern with everything else a stream can carry around it: metadata and
+/// sl-test's moving gradient (measured worst mean abs diff after a link: jpeg 0.68, h264 0.66
+/// of 255 for RGBA, 0.3 for YUV) with everything else a stream can carry around it: metadata and
 /// PTP times on every frame, an audio stream, a data stream and an already compressed
 /// H.264 stream (stream 2, made-up bytes: they must arrive byte for byte).
 fn rich_stream(format: &str, size: &str, frames: u32) -> (Vec<u8>, Vec<Message>) {
@@ -1050,7 +1051,7 @@ fn rich_stream(format: &str, size: &str, frames: u32) -> (Vec<u8>, Vec<Message>)
     use sl_wire::{AudioParams, DataMessage, StreamInfo, StreamKind, VideoFormat, VideoParams};
     let n = frames.to_string();
     let base = decode(&test_stream(&[
-        "--fast", "-n", &n, "-s", size, "-f", format, "-p", "box",
+        "--fast", "-n", &n, "-s", size, "-f", format, "-p", "gradient",
     ]))
     .unwrap();
     let mut msgs = Vec::new();
@@ -1244,7 +1245,7 @@ fn a_jpeg_link_delivers_every_frame_close_to_the_source_and_the_rest_unchanged()
     ] {
         let (input, want) = rich_stream(format, size, 30);
         let got = coded_link(&format!("jpeg-{format}"), "jpeg", input);
-        let worst = assert_same_but_pixels(&got, &want, 3.0);
+        let worst = assert_same_but_pixels(&got, &want, 2.0);
         eprintln!("jpeg {format} {size}: worst mean abs diff {worst:.2}");
     }
 }
@@ -1258,7 +1259,7 @@ fn an_h264_link_delivers_every_frame_close_to_the_source_and_the_rest_unchanged(
     ] {
         let (input, want) = rich_stream(format, size, 60);
         let got = coded_link(&format!("h264-{format}"), "h264", input);
-        let worst = assert_same_but_pixels(&got, &want, 4.0);
+        let worst = assert_same_but_pixels(&got, &want, 2.0);
         eprintln!("h264 {format} {size}: worst mean abs diff {worst:.2}");
     }
 }

@@ -20,9 +20,12 @@ use sl_net::{Codec, CodecOptions, Fingerprint, Options, Policy};
       sl-net listen :4433 | sl-hls out/               # receive one sender\n  \
       sl-cam | sl-net send quic://edge:4433           # ...and send to it\n  \
       sl-cam | sl-net serve :4433                     # publish to any number of receivers\n  \
-      sl-net recv edge:4433 --policy latest | sl-show\n\n\
+      sl-net recv edge:4433 --policy latest | sl-show\n  \
+      sl-cam | sl-net send studio:4433 --codec h264   # compressed on the link, raw again after\n\n\
       Policies: block (lossless back-pressure; default for send) and latest (live: a frame\n\
       superseded by a newer one is dropped whole, lag never builds up; default for recv).\n\
+      Codecs: raw (default for send), jpeg (default for serve) or h264; the receiver decodes\n\
+      back to the frames the sender read. Compressed streams, audio and data pass as they are.\n\
       Exit status: 0 after a complete stream, 1 for a truncated one or a failed link,\n\
       2 for usage errors, 130 after Ctrl-C (the output is ended properly first)."
 )]
