@@ -1096,6 +1096,76 @@ mod tests {
     }
 
     #[test]
+    fn damaged_packets_never_panic() {
+        // real packets with bytes flipped, cut short or doubled: an error or a picture (libav
+        // conceals some damage), never a panic, and never a picture of another size
+        for codec in [Codec::Jpeg, Codec::H264] {
+            let (w, h) = (64, 48);
+            let mut enc = LinkEncoder::new(
+                CodecOptions {
+                    codec,
+                    ..CodecOptions::raw()
+                },
+                Arc::new(KeyframeRequest::default()),
+            );
+            let mut out = Vec::new();
+            enc.process(&info_head(PixelFormat::Rgba, w, h), &[], &mut out)
+                .unwrap();
+            for n in 0..3 {
+                let f = gradient(PixelFormat::Rgba, w, h, n);
+                enc.process(&video_head(&f), f.data(), &mut out).unwrap();
+            }
+            let packets: Vec<Packet> = out
+                .into_iter()
+                .filter_map(|e| match e {
+                    Emit::New(m) => match *m {
+                        Message::Packet { packet, .. } => Some(packet),
+                        _ => None,
+                    },
+                    Emit::Original => None,
+                })
+                .collect();
+            let mut seed = 99u32;
+            for trial in 0..60 {
+                let mut dec = LinkDecoder::new(Limits::default());
+                dec.process(info_head(PixelFormat::Rgba, w, h), &[])
+                    .unwrap();
+                for (i, p) in packets.iter().enumerate() {
+                    let mut data = p.data.clone();
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    let at = (seed as usize >> 8) % data.len();
+                    match trial % 3 {
+                        0 => data[at] ^= (seed >> 24) as u8 | 1,
+                        1 => data.truncate(at.max(1)),
+                        _ => {
+                            let tail = data[at..].to_vec();
+                            data.extend_from_slice(&tail);
+                        }
+                    }
+                    let head = MessageHead::Packet {
+                        stream: 0,
+                        info: FrameInfo {
+                            frame_number: i as u64,
+                            ..p.info.clone()
+                        },
+                        codec: p.codec,
+                        width: w,
+                        height: h,
+                    };
+                    if let Ok(Decoded::Replaced(ms)) = dec.process(head, &data) {
+                        for m in ms {
+                            let Message::Video { frame, .. } = m else {
+                                panic!("{m:?}")
+                            };
+                            assert_eq!((frame.width(), frame.height()), (w, h));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bitrates_parse() {
         assert_eq!(parse_bitrate("8M").unwrap(), 8_000_000);
         assert_eq!(parse_bitrate("2500k").unwrap(), 2_500_000);

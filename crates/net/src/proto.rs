@@ -12,6 +12,10 @@
 //!    `u64 seq, u64 control_before, message`, then FIN. A frame stream is reset when a newer
 //!    frame of its stream has arrived (it is stale), so a lost packet never holds up the
 //!    frames behind it.
+//!    With `--codec jpeg|h264` ([`crate::codec`]) a raw video frame travels as a PACKET of that
+//!    codec on the same stream, whose description still says raw: a PACKET on a stream
+//!    described as raw video is link-coded, and the puller decodes it back to the described
+//!    format. The codec is in each PACKET's header, so nothing else is negotiated.
 //! 3. Ordering for the puller: a frame is written after the first `control_before` ordered
 //!    records; an ordered record after every frame stream numbered below its `frames_before`
 //!    has arrived or been reset. A frame older than one already written for its stream is
