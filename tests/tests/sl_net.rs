@@ -863,6 +863,16 @@ impl Drop for Lossy {
 /// serve in namespace a, recv in namespace b, 150 small live frames (30 fps) across 5% loss
 /// each way and 40 ms of delay. Returns the frame numbers received and the recv summary.
 fn lossy_run(tag: u8, policy: &str) -> (Vec<u64>, serde_json::Value) {
+    let (frames, v) = lossy_run_frames(tag, policy, "jpeg");
+    (frames.iter().map(|f| f.info.frame_number).collect(), v)
+}
+
+/// [`lossy_run`] with a link codec, returning the frames.
+fn lossy_run_frames(
+    tag: u8,
+    policy: &str,
+    codec: &str,
+) -> (Vec<sl_frame::VideoFrame>, serde_json::Value) {
     let (fa, fb) = (
         machine(&format!("loss{tag}-a")),
         machine(&format!("loss{tag}-b")),
@@ -886,7 +896,16 @@ fn lossy_run(tag: u8, policy: &str) -> (Vec<u64>, serde_json::Value) {
             &Lossy::exec(
                 &net.a,
                 sl_net,
-                &["serve", &addr, "--wait-for", "1", "--peer", &fb.fp],
+                &[
+                    "serve",
+                    &addr,
+                    "--wait-for",
+                    "1",
+                    "--codec",
+                    codec,
+                    "--peer",
+                    &fb.fp,
+                ],
             ),
         )
         .env("XDG_CONFIG_HOME", &fa.dir)
@@ -924,8 +943,8 @@ fn lossy_run(tag: u8, policy: &str) -> (Vec<u64>, serde_json::Value) {
         .find(|l| l.starts_with('{'))
         .expect("json summary");
     let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
-    eprintln!("{policy} over 5% loss and 40 ms: {v}");
-    (frames.iter().map(|f| f.info.frame_number).collect(), v)
+    eprintln!("{policy} ({codec}) over 5% loss and 40 ms: {v}");
+    (frames, v)
 }
 
 #[test]
@@ -941,6 +960,32 @@ fn latest_keeps_frames_coming_across_loss_and_delay() {
     let missing = 150 - numbers.len() as u64 - numbers[0];
     assert_eq!(v["missing_frames"], missing);
     assert!(v["latency_ms"]["p99"].as_f64().is_some());
+    assert!(
+        v["packets_lost"].as_u64().unwrap() > 0,
+        "the loss was real: {v}"
+    );
+}
+
+#[test]
+fn an_h264_link_under_latest_decodes_right_across_loss_and_delay() {
+    let (frames, v) = lossy_run_frames(3, "latest", "h264");
+    let numbers: Vec<u64> = frames.iter().map(|f| f.info.frame_number).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    assert!(numbers.len() >= 75, "most frames arrive: {numbers:?}");
+    let want = video_frames(
+        &decode(&test_stream(&[
+            "--fast", "-n", "150", "-s", "64x48", "-f", "gray8",
+        ]))
+        .unwrap(),
+    );
+    for f in &frames {
+        let d = mean_abs_diff(f, &want[f.info.frame_number as usize]);
+        assert!(
+            d < 2.0,
+            "frame {} decodes wrong: diff {d:.2}",
+            f.info.frame_number
+        );
+    }
     assert!(
         v["packets_lost"].as_u64().unwrap() > 0,
         "the loss was real: {v}"
