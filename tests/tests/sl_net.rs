@@ -706,6 +706,22 @@ fn help_and_usage() {
         &["send", "h:1", "--policy", "sometimes", "--peer", "SHA256:x"],
     );
     assert_eq!(code, Some(2), "{err}");
+    // the link codecs: named in the help, bad values are usage errors that say what to use
+    let (code, out, _) = run_cmd(&bin("sl-net"), &["serve", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("--codec") && out.contains("jpeg for serve") && out.contains("--bitrate"),
+        "{out}"
+    );
+    for (flag, value, says) in [
+        ("--codec", "vp9", "raw, jpeg or h264"),
+        ("--bitrate", "fast", "bits per second"),
+        ("--quality", "101", "1..=100"),
+    ] {
+        let (code, _, err) = run_cmd(&bin("sl-net"), &["send", "127.0.0.1:9", flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
 }
 
 /// Two network namespaces joined by a veth pair, made for one test and removed when dropped.
