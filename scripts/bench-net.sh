@@ -7,7 +7,14 @@
 # 2. per-frame latency at 720p30 raw on loopback (capture time to the moment the receiver
 #    writes the frame), p50 and p99. Goal: p99 < 5 ms.
 #
-# 3. live frames (30 fps, 160x120 gray8, 10 s) from one network namespace to another across 5%
+# 3. an h264 link at 1080p30 (--codec h264 --bitrate 6M --preset veryfast): (a) as fast as it
+#    goes, the same frames through sl-net send -> listen (encode, QUIC, decode back to RGBA)
+#    against ffmpeg doing the same work (libx264 -tune zerolatency, same preset and bit rate,
+#    MPEG-TS over socat, decoded back to raw RGBA), as a ratio of frame rates; (b) a live
+#    1080p30 source for 10 s: frames per second achieved / 30 and capture-to-arrival latency.
+#    Both ends run on this machine's 2 cores, so each figure counts encode and decode.
+#
+# 4. live frames (30 fps, 160x120 gray8, 10 s) from one network namespace to another across 5%
 #    random loss each way and 40 ms of delay (nftables + tests/net/delay.py through NFQUEUE;
 #    this kernel has no netem): sl-net serve -> recv --policy latest, side by side with the same
 #    source through ssh over the same namespaces. Frames delivered and latency, judged by the
@@ -20,9 +27,9 @@ cd "$(dirname "$0")/.."
 FRAMES=${1:-240}
 
 scripts/setup.sh
-cargo build --release -q -p sl-test -p sl-net
+cargo build --release -q -p sl-test -p sl-net -p sl-file
 BIN=target/release
-for t in socat /usr/sbin/sshd ssh ssh-keygen bc ss; do
+for t in socat /usr/sbin/sshd ssh ssh-keygen bc ss ffmpeg; do
   command -v "$t" >/dev/null || { echo "bench-net: $t is missing: run scripts/setup.sh" >&2; exit 1; }
 done
 
@@ -36,7 +43,7 @@ cleanup() {
   ip netns del "$NS_A" 2>/dev/null || true
   ip netns del "$NS_B" 2>/dev/null || true
   rm -rf "$WORK"
-  [ -z "$INPUT" ] || rm -f "$INPUT"
+  [ -z "$INPUT" ] || rm -f "$INPUT" "$INPUT.nut"
 }
 trap cleanup EXIT
 
@@ -133,6 +140,69 @@ print(f"\n720p30 raw over loopback, {v['frames']} frames (latency after the firs
       f"to arrival): p50 {v['p50_ms']} ms, p99 {v['p99_ms']} ms, max {v['max_ms']} ms")
 EOF
 
+# --- an h264 link at 1080p30 ---
+H264=(--codec h264 --bitrate 6M --preset veryfast)
+# (a) as fast as it goes: the same frames for both (ffmpeg reads them as raw video in NUT)
+$BIN/sl-file -o "$INPUT.nut" -c nut --codec rawvideo -q <"$INPUT"
+P=$(free_port)
+XDG_CONFIG_HOME=$WORK/b $BIN/sl-net listen "127.0.0.1:$P" --peer "$FA" -q \
+  | python3 scripts/net/latency.py >"$WORK/h264.json" &
+LPID=$!; PIDS+=($LPID)
+wait_udp "$P"
+t0=$(now)
+XDG_CONFIG_HOME=$WORK/a $BIN/sl-net send "127.0.0.1:$P" --peer "$FB" -q "${H264[@]}" <"$INPUT"
+wait $LPID
+t1=$(now)
+NETH=$(echo "$t1 - $t0" | bc -l)
+P=$(free_port)
+socat -u "TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr" STDOUT \
+  | ffmpeg -nostdin -loglevel error -f mpegts -i - -f rawvideo -pix_fmt rgba - | wc -c >"$WORK/ff.bytes" &
+FPID=$!; PIDS+=($FPID)
+wait_tcp "$P"
+t0=$(now)
+ffmpeg -nostdin -loglevel error -f nut -i "$INPUT.nut" -c:v libx264 -preset veryfast -tune zerolatency \
+  -b:v 6M -maxrate 6M -bufsize 3M -g 60 -f mpegts - | socat -u STDIN "TCP:127.0.0.1:$P"
+wait $FPID
+t1=$(now)
+FFH=$(echo "$t1 - $t0" | bc -l)
+rm -f "$INPUT.nut"
+# (b) live: a 1080p30 source for 10 s
+P=$(free_port)
+XDG_CONFIG_HOME=$WORK/b $BIN/sl-net listen "127.0.0.1:$P" --peer "$FA" -q \
+  | python3 scripts/net/latency.py --skip 30 >"$WORK/h264live.json" &
+LPID=$!; PIDS+=($LPID)
+wait_udp "$P"
+t0=$(now)
+$BIN/sl-test -n 300 -s 1080p --fps 30 -p box \
+  | XDG_CONFIG_HOME=$WORK/a $BIN/sl-net send "127.0.0.1:$P" --peer "$FB" -q "${H264[@]}"
+wait $LPID
+t1=$(now)
+LIVEH=$(echo "$t1 - $t0" | bc -l)
+# the same live source alone, into the same reader: on a loaded machine the source itself may
+# not keep 30 fps, and this tells the link's share apart
+t0=$(now)
+$BIN/sl-test -n 300 -s 1080p --fps 30 -p box | python3 scripts/net/latency.py >/dev/null
+t1=$(now)
+SRCH=$(echo "$t1 - $t0" | bc -l)
+python3 - "$WORK/h264.json" "$NETH" "$(cat "$WORK/ff.bytes")" "$FFH" "$FRAMES" \
+  "$WORK/h264live.json" "$LIVEH" "$SRCH" <<'EOF'
+import json, sys
+n = json.load(open(sys.argv[1]))
+net_s, ff_bytes, ff_s, frames = float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+live, live_s = json.load(open(sys.argv[6])), float(sys.argv[7])
+ff_frames = ff_bytes // (1920 * 1080 * 4)
+print(f"\nh264 link, 1080p RGBA in and out (6 Mbit/s, veryfast), {frames} frames as fast as they go:")
+print(f"  sl-net --codec h264          {n['frames']:4d} frames in {net_s:6.2f} s = {n['frames'] / net_s:6.1f} fps")
+print(f"  ffmpeg x264 | socat | ffmpeg {ff_frames:4d} frames in {ff_s:6.2f} s = {ff_frames / ff_s:6.1f} fps")
+print(f"  sl-net / ffmpeg frame rate: {(n['frames'] / net_s) / (ff_frames / ff_s):.2f}x")
+fps = live['frames'] / live_s
+src_fps = 300 / float(sys.argv[8])
+print(f"live 1080p30 for 10 s: {live['frames']} of 300 frames, {fps:.1f} fps = {fps / 30:.2f} of real time "
+      f"(start-up included); latency after the first second p50 {live['p50_ms']} ms, "
+      f"p99 {live['p99_ms']} ms, max {live['max_ms']} ms")
+print(f"  the source alone: {src_fps:.1f} fps; through the h264 link: {fps / src_fps:.2f} of the source's rate")
+EOF
+
 # --- across loss and delay, in two namespaces ---
 VA=slb$$a; VB=slb$$b; IPA=10.213.99.1; IPB=10.213.99.2
 ip netns add "$NS_A"; ip netns add "$NS_B"
@@ -155,7 +225,7 @@ LIVE=(-n 300 -s 160x120 -f gray8 --fps 30)
 ABS=$(cd "$BIN" && pwd)
 
 ip netns exec "$NS_A" env XDG_CONFIG_HOME=$WORK/a sh -c \
-  "$ABS/sl-test ${LIVE[*]} | $ABS/sl-net serve $IPA:4433 --wait-for 1 --peer $FB -q" &
+  "$ABS/sl-test ${LIVE[*]} | $ABS/sl-net serve $IPA:4433 --wait-for 1 --codec raw --peer $FB -q" &
 PIDS+=($!)
 for _ in $(seq 200); do ip netns exec "$NS_A" ss -Hlun 'sport = :4433' | grep -q . && break; sleep 0.05; done
 NETL=$(ip netns exec "$NS_B" env XDG_CONFIG_HOME=$WORK/b "$ABS/sl-net" recv $IPA:4433 --policy latest \

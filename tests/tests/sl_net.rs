@@ -559,7 +559,16 @@ fn latest_delivers_whole_frames_in_order_and_counts_the_gaps() {
         )
         .sl(
             "sl-net",
-            &["serve", &addr, "--wait-for", "1", "--peer", &b.fp],
+            &[
+                "serve",
+                &addr,
+                "--wait-for",
+                "1",
+                "--codec",
+                "raw",
+                "--peer",
+                &b.fp,
+            ],
         )
         .env("XDG_CONFIG_HOME", &a.dir)
         .spawn();
@@ -697,6 +706,22 @@ fn help_and_usage() {
         &["send", "h:1", "--policy", "sometimes", "--peer", "SHA256:x"],
     );
     assert_eq!(code, Some(2), "{err}");
+    // the link codecs: named in the help, bad values are usage errors that say what to use
+    let (code, out, _) = run_cmd(&bin("sl-net"), &["serve", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("--codec") && out.contains("jpeg for serve") && out.contains("--bitrate"),
+        "{out}"
+    );
+    for (flag, value, says) in [
+        ("--codec", "vp9", "raw, jpeg or h264"),
+        ("--bitrate", "fast", "bits per second"),
+        ("--quality", "101", "1..=100"),
+    ] {
+        let (code, _, err) = run_cmd(&bin("sl-net"), &["send", "127.0.0.1:9", flag, value]);
+        assert_eq!(code, Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
 }
 
 /// Two network namespaces joined by a veth pair, made for one test and removed when dropped.
@@ -854,6 +879,16 @@ impl Drop for Lossy {
 /// serve in namespace a, recv in namespace b, 150 small live frames (30 fps) across 5% loss
 /// each way and 40 ms of delay. Returns the frame numbers received and the recv summary.
 fn lossy_run(tag: u8, policy: &str) -> (Vec<u64>, serde_json::Value) {
+    let (frames, v) = lossy_run_frames(tag, policy, "jpeg");
+    (frames.iter().map(|f| f.info.frame_number).collect(), v)
+}
+
+/// [`lossy_run`] with a link codec, returning the frames.
+fn lossy_run_frames(
+    tag: u8,
+    policy: &str,
+    codec: &str,
+) -> (Vec<sl_frame::VideoFrame>, serde_json::Value) {
     let (fa, fb) = (
         machine(&format!("loss{tag}-a")),
         machine(&format!("loss{tag}-b")),
@@ -877,7 +912,16 @@ fn lossy_run(tag: u8, policy: &str) -> (Vec<u64>, serde_json::Value) {
             &Lossy::exec(
                 &net.a,
                 sl_net,
-                &["serve", &addr, "--wait-for", "1", "--peer", &fb.fp],
+                &[
+                    "serve",
+                    &addr,
+                    "--wait-for",
+                    "1",
+                    "--codec",
+                    codec,
+                    "--peer",
+                    &fb.fp,
+                ],
             ),
         )
         .env("XDG_CONFIG_HOME", &fa.dir)
@@ -915,8 +959,8 @@ fn lossy_run(tag: u8, policy: &str) -> (Vec<u64>, serde_json::Value) {
         .find(|l| l.starts_with('{'))
         .expect("json summary");
     let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
-    eprintln!("{policy} over 5% loss and 40 ms: {v}");
-    (frames.iter().map(|f| f.info.frame_number).collect(), v)
+    eprintln!("{policy} ({codec}) over 5% loss and 40 ms: {v}");
+    (frames, v)
 }
 
 #[test]
@@ -932,6 +976,32 @@ fn latest_keeps_frames_coming_across_loss_and_delay() {
     let missing = 150 - numbers.len() as u64 - numbers[0];
     assert_eq!(v["missing_frames"], missing);
     assert!(v["latency_ms"]["p99"].as_f64().is_some());
+    assert!(
+        v["packets_lost"].as_u64().unwrap() > 0,
+        "the loss was real: {v}"
+    );
+}
+
+#[test]
+fn an_h264_link_under_latest_decodes_right_across_loss_and_delay() {
+    let (frames, v) = lossy_run_frames(3, "latest", "h264");
+    let numbers: Vec<u64> = frames.iter().map(|f| f.info.frame_number).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    assert!(numbers.len() >= 75, "most frames arrive: {numbers:?}");
+    let want = video_frames(
+        &decode(&test_stream(&[
+            "--fast", "-n", "150", "-s", "64x48", "-f", "gray8",
+        ]))
+        .unwrap(),
+    );
+    for f in &frames {
+        let d = mean_abs_diff(f, &want[f.info.frame_number as usize]);
+        assert!(
+            d < 2.0,
+            "frame {} decodes wrong: diff {d:.2}",
+            f.info.frame_number
+        );
+    }
     assert!(
         v["packets_lost"].as_u64().unwrap() > 0,
         "the loss was real: {v}"
@@ -1004,5 +1074,670 @@ fn a_receiver_reconnects_to_a_restarted_server_and_sees_a_new_description() {
     assert_eq!(
         frames.iter().filter(|f| f.info.source_id == "two").count(),
         20
+    );
+}
+
+// ---- compression per link (--codec) ----
+
+/// Mean absolute difference of two frames' bytes (same format and size).
+fn mean_abs_diff(a: &sl_frame::VideoFrame, b: &sl_frame::VideoFrame) -> f64 {
+    assert_eq!(
+        (a.format(), a.width(), a.height()),
+        (b.format(), b.width(), b.height())
+    );
+    let (w, h) = (a.width(), a.height());
+    let mut sum = 0u64;
+    let mut n = 0u64;
+    for p in 0..a.plane_count() {
+        let (row, rows) = a.format().plane_dims(p, w, h);
+        for y in 0..rows {
+            let (ra, rb) = (&a.row(p, y)[..row], &b.row(p, y)[..row]);
+            sum += ra
+                .iter()
+                .zip(rb)
+                .map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as u64)
+                .sum::<u64>();
+            n += row as u64;
+        }
+    }
+    sum as f64 / n as f64
+}
+
+/// sl-test's moving gradient (measured worst mean abs diff after a link: jpeg 0.68, h264 0.66
+/// of 255 for RGBA, 0.3 for YUV) with everything else a stream can carry around it: metadata and
+/// PTP times on every frame, an audio stream, a data stream and an already compressed
+/// H.264 stream (stream 2, made-up bytes: they must arrive byte for byte).
+fn rich_stream(format: &str, size: &str, frames: u32) -> (Vec<u8>, Vec<Message>) {
+    use sl_frame::{AudioChunk, FrameInfo, Metadata, Packet, Rational, SampleFormat, VideoCodec};
+    use sl_wire::{AudioParams, DataMessage, StreamInfo, StreamKind, VideoFormat, VideoParams};
+    let n = frames.to_string();
+    let base = decode(&test_stream(&[
+        "--fast", "-n", &n, "-s", size, "-f", format, "-p", "gradient",
+    ]))
+    .unwrap();
+    let mut msgs = Vec::new();
+    let mut meta = Metadata::new();
+    meta.insert("camera", "studio-2");
+    msgs.push(Message::Stream {
+        stream: 1,
+        info: StreamInfo {
+            kind: StreamKind::Audio(AudioParams {
+                format: SampleFormat::S16,
+                planar: false,
+                channels: 2,
+                sample_rate: 48_000,
+            }),
+            source_id: "mic".into(),
+            time_base: Rational::new(1, 48_000),
+            extradata: Vec::new(),
+            metadata: meta.clone(),
+        },
+    });
+    msgs.push(Message::Stream {
+        stream: 2,
+        info: StreamInfo {
+            kind: StreamKind::Video(VideoParams {
+                format: VideoFormat::Coded(VideoCodec::H264),
+                width: 64,
+                height: 48,
+                fps: Rational::new(30, 1),
+                color: sl_frame::ColorInfo::default(),
+            }),
+            source_id: "file".into(),
+            time_base: Rational::new(1, 90_000),
+            extradata: vec![0, 0, 0, 1, 0x67, 1, 2, 3],
+            metadata: Metadata::new(),
+        },
+    });
+    msgs.push(Message::Stream {
+        stream: 3,
+        info: StreamInfo {
+            kind: StreamKind::Data,
+            source_id: "detector".into(),
+            time_base: Rational::MICROS,
+            extradata: Vec::new(),
+            metadata: Metadata::new(),
+        },
+    });
+    for m in base {
+        match m {
+            Message::Video { stream, mut frame } => {
+                let i = frame.info.frame_number;
+                frame.info.ptp_time_ns = Some(1_700_000_000_000_000_000 + i as i64 * 33_333_333);
+                frame.info.metadata.insert("label", format!("frame {i}"));
+                frame.info.metadata.insert("score", 0.25 + i as f64);
+                frame.info.duration = 1;
+                msgs.push(Message::Video { stream, frame });
+                let mut chunk = AudioChunk::new(
+                    SampleFormat::S16,
+                    48_000,
+                    2,
+                    false,
+                    1600,
+                    (0..6400).map(|k| (k as u64 * 7 + i) as u8).collect(),
+                )
+                .unwrap();
+                chunk.info = FrameInfo {
+                    frame_number: i,
+                    pts: i as i64 * 1600,
+                    time_base: Rational::new(1, 48_000),
+                    capture_time_ns: Some(1_000 + i as i64),
+                    source_id: "mic".into(),
+                    ..FrameInfo::default()
+                };
+                msgs.push(Message::Audio { stream: 1, chunk });
+                let mut info = FrameInfo {
+                    frame_number: i,
+                    pts: i as i64 * 3000,
+                    time_base: Rational::new(1, 90_000),
+                    keyframe: i % 10 == 0,
+                    source_id: "file".into(),
+                    ..FrameInfo::default()
+                };
+                info.metadata.insert("n", i as i64);
+                msgs.push(Message::Packet {
+                    stream: 2,
+                    packet: Packet {
+                        info,
+                        codec: VideoCodec::H264,
+                        width: 64,
+                        height: 48,
+                        data: (0..(100 + i as usize * 13))
+                            .map(|k| (k * 31) as u8)
+                            .collect(),
+                    },
+                });
+                let mut dinfo = FrameInfo {
+                    frame_number: i,
+                    source_id: "detector".into(),
+                    ..FrameInfo::default()
+                };
+                dinfo.metadata.insert("faces", i as i64 % 3);
+                msgs.push(Message::Data {
+                    stream: 3,
+                    data: DataMessage {
+                        info: dinfo,
+                        payload: vec![i as u8; 5],
+                    },
+                });
+            }
+            Message::End { stream } if stream == sl_wire::ALL_STREAMS => {}
+            other => msgs.push(other),
+        }
+    }
+    let mut w = sl_wire::Writer::new(Vec::new()).unwrap();
+    for m in &msgs {
+        w.write_message(m).unwrap();
+    }
+    w.finish().unwrap();
+    msgs.push(Message::End {
+        stream: sl_wire::ALL_STREAMS,
+    });
+    (w.get_ref().clone(), msgs)
+}
+
+/// Send `input` through `send --codec CODEC` to a listener; returns what the listener wrote.
+fn coded_link(tag: &str, codec: &str, input: Vec<u8>) -> Vec<Message> {
+    let (a, b) = (machine(&format!("{tag}-a")), machine(&format!("{tag}-b")));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    let sent = Pipeline::new()
+        .sl(
+            "sl-net",
+            &["send", &addr, "--peer", &b.fp, "--codec", codec, "--json"],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .stdin(input)
+        .run();
+    sent.assert_success();
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "listen: {err}");
+    decode(&out).expect("a complete stream")
+}
+
+/// Every message but the raw video is the same; video frames have the same timing,
+/// identity, metadata, format and size, with pixels within `max_diff` on average.
+fn assert_same_but_pixels(got: &[Message], want: &[Message], max_diff: f64) -> f64 {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "one message out for every message in"
+    );
+    let mut worst = 0.0f64;
+    for (g, w) in got.iter().zip(want) {
+        match (g, w) {
+            (
+                Message::Video {
+                    stream: gs,
+                    frame: gf,
+                },
+                Message::Video {
+                    stream: ws,
+                    frame: wf,
+                },
+            ) => {
+                assert_eq!(gs, ws);
+                assert_eq!(
+                    gf.info, wf.info,
+                    "timing, ids and metadata travel unchanged"
+                );
+                assert_eq!(gf.color, wf.color);
+                let d = mean_abs_diff(gf, wf);
+                assert!(
+                    d <= max_diff,
+                    "frame {}: mean abs diff {d:.2} > {max_diff}",
+                    gf.info.frame_number
+                );
+                worst = worst.max(d);
+            }
+            _ => assert_eq!(g, w, "non-video messages arrive unchanged"),
+        }
+    }
+    worst
+}
+
+#[test]
+fn a_jpeg_link_delivers_every_frame_close_to_the_source_and_the_rest_unchanged() {
+    for (format, size) in [
+        ("rgba", "320x240"),
+        ("i420", "161x121"),
+        ("nv12", "320x240"),
+    ] {
+        let (input, want) = rich_stream(format, size, 30);
+        let got = coded_link(&format!("jpeg-{format}"), "jpeg", input);
+        let worst = assert_same_but_pixels(&got, &want, 2.0);
+        eprintln!("jpeg {format} {size}: worst mean abs diff {worst:.2}");
+    }
+}
+
+#[test]
+fn an_h264_link_delivers_every_frame_close_to_the_source_and_the_rest_unchanged() {
+    for (format, size) in [
+        ("rgba", "320x240"),
+        ("i420", "320x240"),
+        ("gray8", "160x120"),
+    ] {
+        let (input, want) = rich_stream(format, size, 60);
+        let got = coded_link(&format!("h264-{format}"), "h264", input);
+        let worst = assert_same_but_pixels(&got, &want, 2.0);
+        eprintln!("h264 {format} {size}: worst mean abs diff {worst:.2}");
+    }
+}
+
+#[test]
+fn a_coded_link_is_much_smaller_than_raw() {
+    let a = machine("size-a");
+    let b = machine("size-b");
+    let mut bytes = Vec::new();
+    for codec in ["raw", "jpeg", "h264"] {
+        let addr = format!("127.0.0.1:{}", free_udp_port());
+        let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+        wait_bound(&addr);
+        let sent = send_pipeline(
+            &a,
+            &["--fast", "-n", "30", "-s", "640x360", "-p", "box"],
+            &["send", &addr, "--peer", &b.fp, "--codec", codec, "--json"],
+        )
+        .run();
+        sent.assert_success();
+        let (code, out, err) = listener.finish();
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(video_frames(&decode(&out).unwrap()).len(), 30);
+        let json_line = sent
+            .last()
+            .stderr
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .expect("json summary")
+            .to_string();
+        let v: serde_json::Value = serde_json::from_str(&json_line).unwrap();
+        bytes.push(v["bytes"].as_u64().unwrap());
+    }
+    eprintln!("bytes on the link, raw / jpeg / h264: {bytes:?}");
+    assert!(bytes[1] * 5 < bytes[0], "jpeg: {bytes:?}");
+    assert!(bytes[2] * 5 < bytes[1], "h264: {bytes:?}");
+}
+
+/// Read a child's stdout slowly, so the link behind it has to drop frames under `latest`.
+fn slow_reader(mut so: std::process::ChildStdout) -> JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 32 << 10];
+        loop {
+            match so.read(&mut buf) {
+                Ok(0) | Err(_) => return all,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    })
+}
+
+#[test]
+fn h264_under_latest_drops_until_a_keyframe_so_every_delivered_frame_decodes_right() {
+    let (a, b) = (machine("h264-latest-a"), machine("h264-latest-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    // 60 fps for two seconds, read at about 20: the link has to drop, and recovers at the
+    // keyframes the receiver's drops ask for
+    let args = ["-n", "120", "--fps", "60", "-s", "320x240", "-p", "box"];
+    let server = Pipeline::new()
+        .sl("sl-test", &args)
+        .sl(
+            "sl-net",
+            &[
+                "serve",
+                &addr,
+                "--wait-for",
+                "1",
+                "--codec",
+                "h264",
+                "--peer",
+                &b.fp,
+            ],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .spawn();
+    wait_bound(&addr);
+    let mut child = Command::new(bin("sl-net"))
+        .args([
+            "recv", &addr, "--policy", "latest", "--peer", &a.fp, "--json",
+        ])
+        .env("XDG_CONFIG_HOME", &b.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = slow_reader(child.stdout.take().unwrap());
+    let mut se = child.stderr.take().unwrap();
+    let err_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    server.wait().assert_success();
+    let status = child.wait().unwrap();
+    let out = reader.join().unwrap();
+    let err = err_thread.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    let frames = video_frames(&decode(&out).expect("a complete stream"));
+    let want = video_frames(
+        &decode(&test_stream(&[
+            "--fast", "-n", "120", "-s", "320x240", "-p", "box",
+        ]))
+        .unwrap(),
+    );
+    let numbers: Vec<u64> = frames.iter().map(|f| f.info.frame_number).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    assert!(
+        numbers.len() < 120,
+        "the slow reader made the link drop frames: {numbers:?}"
+    );
+    let gap = numbers
+        .windows(2)
+        .position(|w| w[1] > w[0] + 1)
+        .expect("a gap");
+    assert!(
+        numbers.len() > gap + 2,
+        "frames keep coming after the first gap (from a keyframe): {numbers:?}"
+    );
+    for f in &frames {
+        let d = mean_abs_diff(f, &want[f.info.frame_number as usize]);
+        assert!(
+            d < 4.0,
+            "frame {} decodes wrong: diff {d:.2} ({numbers:?})",
+            f.info.frame_number
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(err.lines().find(|l| l.starts_with('{')).expect("json")).unwrap();
+    let missing = numbers.last().unwrap() - numbers[0] + 1 - numbers.len() as u64;
+    assert_eq!(v["missing_frames"], missing, "{v}");
+}
+
+#[test]
+fn a_late_recv_of_an_h264_serve_starts_at_a_keyframe() {
+    let (a, b) = (machine("h264-late-a"), machine("h264-late-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let args = ["-n", "150", "-s", "320x240", "--fps", "30", "-p", "box"];
+    let server = Pipeline::new()
+        .sl("sl-test", &args)
+        .sl(
+            "sl-net",
+            &[
+                "serve",
+                &addr,
+                "--wait-for",
+                "1",
+                "--codec",
+                "h264",
+                "--peer",
+                &b.fp,
+            ],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .spawn();
+    wait_bound(&addr);
+    let mut first = Proc::start(
+        &b,
+        &["recv", &addr, "--policy", "block", "--peer", &a.fp],
+        None,
+    );
+    // a third of a second in: between two of the two-second keyframes
+    first.wait_for_output(320 * 240 * 4 * 10);
+    let late = Proc::start(&b, &["recv", &addr, "--peer", &a.fp], None);
+    server.wait().assert_success();
+    let want = video_frames(
+        &decode(&test_stream(&[
+            "--fast", "-n", "150", "-s", "320x240", "-p", "box",
+        ]))
+        .unwrap(),
+    );
+    for (who, p) in [("late", late), ("first", first)] {
+        let (code, out, err) = p.finish();
+        assert_eq!(code, Some(0), "{who}: {err}");
+        let msgs = decode(&out).expect("a complete stream");
+        assert!(
+            matches!(msgs[0], Message::Stream { .. }),
+            "{who}: description first"
+        );
+        let frames = video_frames(&msgs);
+        assert!(!frames.is_empty(), "{who}");
+        if who == "late" {
+            assert!(frames[0].info.frame_number > 0, "joined late");
+        } else {
+            assert_eq!(frames.len(), 150, "block gets every frame");
+        }
+        for f in &frames {
+            let d = mean_abs_diff(f, &want[f.info.frame_number as usize]);
+            assert!(d < 4.0, "{who}: frame {} diff {d:.2}", f.info.frame_number);
+        }
+    }
+}
+
+#[test]
+fn a_coded_frame_that_does_not_decode_is_a_clear_error_on_both_sides() {
+    use sl_frame::{FrameInfo, Packet, PixelFormat, Rational, VideoCodec};
+    use sl_wire::StreamInfo;
+    // a raw stream whose second frame is "link-coded" garbage, as a broken or hostile
+    // sender would send it
+    let mut w = sl_wire::Writer::new(Vec::new()).unwrap();
+    w.write_stream_info(
+        0,
+        &StreamInfo::raw_video(PixelFormat::Rgba, 64, 48, Rational::new(30, 1)),
+    )
+    .unwrap();
+    let mut f = sl_frame::VideoFrame::new(PixelFormat::Rgba, 64, 48).unwrap();
+    w.write_video(0, &f).unwrap();
+    f.info.frame_number = 1;
+    w.write_packet(
+        0,
+        &Packet {
+            info: FrameInfo {
+                frame_number: 1,
+                ..FrameInfo::default()
+            },
+            codec: VideoCodec::Jpeg,
+            width: 64,
+            height: 48,
+            data: b"\xff\xd8 this is not a jpeg at all".to_vec(),
+        },
+    )
+    .unwrap();
+    w.write_video(0, &f).unwrap();
+    w.finish().unwrap();
+    let (a, b) = (machine("badjpeg-a"), machine("badjpeg-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    let sent = Pipeline::new()
+        .sl(
+            "sl-net",
+            &["send", &addr, "--peer", &b.fp, "--no-reconnect"],
+        )
+        .env("XDG_CONFIG_HOME", &a.dir)
+        .stdin(w.get_ref().clone())
+        .run();
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("frame 1 of stream 0") && err.contains("does not decode"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // what came before the bad frame was written, and the output is truncated, not ended
+    let mut r = Reader::new(&out[..]).unwrap();
+    assert!(matches!(r.next_message(), Ok(Some(Message::Stream { .. }))));
+    assert!(matches!(r.next_message(), Ok(Some(Message::Video { .. }))));
+    assert!(matches!(r.next_message(), Err(WireError::Truncated(_))));
+    let s = sent.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(s.stderr.contains("could not decode"), "{}", s.stderr);
+}
+
+// ---- another protocol version ----
+
+/// A peer of an older sl-net release: it speaks the same QUIC and TLS but an older
+/// application protocol (`sl-net/1`, before link codecs).
+mod old_release {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    pub const ALPN: &[u8] = b"sl-net/1";
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    pub fn runtime() -> tokio::runtime::Runtime {
+        // its own thread, so the old listener answers while the test waits on sl-net
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A listener of the old release on `addr`; returns how its first handshake ended.
+    pub async fn listen_once(ep: quinn::Endpoint) -> Result<(), quinn::ConnectionError> {
+        let incoming = ep.accept().await.expect("an incoming connection");
+        incoming.await.map(|_| ())
+    }
+
+    pub fn server(addr: std::net::SocketAddr) -> quinn::Endpoint {
+        let ck = rcgen::generate_simple_self_signed(vec!["streamlib".into()]).unwrap();
+        let cert = CertificateDer::from(ck.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
+        quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(crypto)), addr).unwrap()
+    }
+
+    /// Connect as an old sender; returns how the handshake ended.
+    pub async fn dial(addr: std::net::SocketAddr) -> Result<(), quinn::ConnectionError> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyKey))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let r = ep.connect(addr, "streamlib").unwrap().await.map(|_| ());
+        ep.wait_idle().await;
+        r
+    }
+
+    /// The old peer never gets as far as checking keys: the handshake stops at ALPN.
+    #[derive(Debug)]
+    struct AnyKey;
+
+    impl ServerCertVerifier for AnyKey {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+}
+
+#[test]
+fn a_sender_facing_a_listener_of_another_version_says_so_and_exits_1() {
+    let a = machine("oldlisten-a");
+    let port = free_udp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let rt = old_release::runtime();
+    let ep = {
+        let _g = rt.enter();
+        old_release::server(addr.parse().unwrap())
+    };
+    let old = rt.spawn(old_release::listen_once(ep));
+    let sent = send_pipeline(
+        &a,
+        &["--fast", "-n", "5", "-s", "64x48"],
+        &[
+            "send",
+            &addr,
+            "--peer",
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "--no-reconnect",
+        ],
+    )
+    .run();
+    let s = sent.last();
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(
+        s.stderr.contains("does not speak sl-net protocol 2")
+            && s.stderr.contains("use the same release on both machines"),
+        "{}",
+        s.stderr
+    );
+    assert!(!s.stderr.contains("panicked"), "{}", s.stderr);
+    // and the old listener was refused at the handshake, before any frame
+    let r = rt.block_on(old).unwrap();
+    assert!(r.is_err(), "{r:?}");
+}
+
+#[test]
+fn a_listener_refuses_a_sender_of_another_version_with_a_message_and_keeps_listening() {
+    let (a, b) = (machine("oldsend-a"), machine("oldsend-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
+    wait_bound(&addr);
+    let rt = old_release::runtime();
+    let r = rt.block_on(old_release::dial(addr.parse().unwrap()));
+    let e = r.expect_err("an old release is refused");
+    assert!(e.to_string().contains("error 120"), "{e}");
+    // a sender of this release still gets through
+    send_pipeline(
+        &a,
+        &["--fast", "-n", "5", "-s", "64x48"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .run()
+    .assert_success();
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(video_frames(&decode(&out).unwrap()).len(), 5);
+    assert!(
+        err.contains("does not speak sl-net protocol 2"),
+        "the listener says why it refused: {err}"
     );
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use sl_cli::Common;
-use sl_net::{Fingerprint, Options, Policy};
+use sl_net::{Codec, CodecOptions, Fingerprint, Options, Policy};
 
 /// Send and receive streamlib streams between machines over QUIC. Always TLS 1.3; both
 /// sides present their machine's key and accept the other only if its fingerprint is pinned
@@ -20,9 +20,12 @@ use sl_net::{Fingerprint, Options, Policy};
       sl-net listen :4433 | sl-hls out/               # receive one sender\n  \
       sl-cam | sl-net send quic://edge:4433           # ...and send to it\n  \
       sl-cam | sl-net serve :4433                     # publish to any number of receivers\n  \
-      sl-net recv edge:4433 --policy latest | sl-show\n\n\
+      sl-net recv edge:4433 --policy latest | sl-show\n  \
+      sl-cam | sl-net send studio:4433 --codec h264   # compressed on the link, raw again after\n\n\
       Policies: block (lossless back-pressure; default for send) and latest (live: a frame\n\
       superseded by a newer one is dropped whole, lag never builds up; default for recv).\n\
+      Codecs: raw (default for send), jpeg (default for serve) or h264; the receiver decodes\n\
+      back to the frames the sender read. Compressed streams, audio and data pass as they are.\n\
       Exit status: 0 after a complete stream, 1 for a truncated one or a failed link,\n\
       2 for usage errors, 130 after Ctrl-C (the output is ended properly first)."
 )]
@@ -63,6 +66,8 @@ enum Command {
         #[arg(long)]
         no_reconnect: bool,
         #[command(flatten)]
+        codec: CodecArgs,
+        #[command(flatten)]
         net: NetArgs,
     },
     /// Accept one sender and write its stream to stdout.
@@ -80,6 +85,8 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 0)]
         wait_for: usize,
         #[command(flatten)]
+        codec: CodecArgs,
+        #[command(flatten)]
         net: NetArgs,
     },
     /// Connect to a server and write its stream to stdout.
@@ -95,6 +102,38 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
+}
+
+/// How raw video is coded on the link; the receiver decodes it back to the frames it was.
+#[derive(ClapArgs, Debug)]
+struct CodecArgs {
+    /// raw, jpeg or h264 [default: raw for send, jpeg for serve]. Compressed streams (a
+    /// file's H.264), audio and data always pass as they are.
+    #[arg(long, value_name = "CODEC")]
+    codec: Option<Codec>,
+    /// JPEG quality, 1 to 100.
+    #[arg(long, value_name = "Q", default_value_t = sl_net::codec::DEFAULT_QUALITY,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: u8,
+    /// H.264 bit rate in bits per second (8M, 2500k) [default: about 0.1 bit per pixel,
+    /// 6.2M at 1080p30].
+    #[arg(long, value_name = "RATE", value_parser = sl_net::codec::parse_bitrate)]
+    bitrate: Option<u64>,
+    /// libx264 preset (ultrafast ... veryslow): faster presets take less CPU per frame.
+    #[arg(long, value_name = "PRESET", default_value = sl_net::codec::DEFAULT_PRESET)]
+    preset: String,
+}
+
+impl CodecArgs {
+    /// The options, over the role's default codec.
+    fn options(self, default: fn() -> CodecOptions) -> Option<CodecOptions> {
+        Some(CodecOptions {
+            codec: self.codec.unwrap_or(default().codec),
+            quality: self.quality,
+            bitrate: self.bitrate,
+            preset: self.preset,
+        })
+    }
 }
 
 #[derive(ClapArgs, Debug)]
@@ -156,12 +195,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             addr,
             policy,
             no_reconnect,
+            codec,
             net,
         } => sl_net::send(
             &addr,
             Options {
                 policy,
                 reconnect: !no_reconnect,
+                codec: codec.options(CodecOptions::default_for_send),
                 ..options(net, quiet)
             },
         ),
@@ -169,11 +210,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         Command::Serve {
             addr,
             wait_for,
+            codec,
             net,
         } => sl_net::serve(
             &addr,
             Options {
                 wait_for,
+                codec: codec.options(CodecOptions::default_for_serve),
                 ..options(net, quiet)
             },
         ),

@@ -19,6 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sl_wire::kind;
 
+use crate::codec::KeyframeRequest;
 use crate::proto::Msg;
 
 /// Messages a blocking subscriber may have queued before the input waits.
@@ -79,6 +80,9 @@ pub struct Hub {
     state: Mutex<HubState>,
     /// Signalled when a blocking subscriber takes a message or goes away.
     space: Condvar,
+    /// Raised when a subscriber waits for a keyframe (it joined late, or dropped a frame of
+    /// an H.264 stream): the link encoder then makes one soon.
+    keyframes: Arc<KeyframeRequest>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,7 +114,13 @@ impl Hub {
         });
         st.subs.push(Arc::clone(&sub));
         sub.notify.notify_one();
+        self.keyframes.ask();
         Some(sub)
+    }
+
+    /// Where subscribers ask the link encoder for a keyframe.
+    pub fn keyframe_requests(&self) -> Arc<KeyframeRequest> {
+        Arc::clone(&self.keyframes)
     }
 
     pub fn subscribers(&self) -> usize {
@@ -229,26 +239,30 @@ impl Subscription {
                 q.wait_key.remove(&m.stream);
             }
             if self.policy == SubPolicy::Latest {
-                // a queued, unsent frame of this stream after the last control message is stale
-                let mut stale = None;
-                for (i, it) in q.items.iter().enumerate().rev() {
-                    if !it.is_frame() {
-                        break;
-                    }
-                    if it.stream == m.stream {
-                        stale = Some(i);
-                        break;
-                    }
-                }
-                if let Some(i) = stale {
-                    q.items.remove(i);
-                    q.dropped += 1;
-                    if !intra && !m.keyframe {
-                        // the frame after a dropped one cannot be decoded: wait for a keyframe
+                // queued, unsent frames of this stream after the last control message
+                let queued: Vec<usize> = q
+                    .items
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .take_while(|(_, it)| it.is_frame())
+                    .filter(|(_, it)| it.stream == m.stream)
+                    .map(|(i, _)| i)
+                    .collect();
+                if intra || m.keyframe {
+                    // they are stale: this frame (a fresh start for H.264) supersedes them
+                    for i in queued {
+                        q.items.remove(i);
                         q.dropped += 1;
-                        q.wait_key.insert(m.stream);
-                        return;
                     }
+                } else if !queued.is_empty() {
+                    // Behind on a stream whose frames reference the ones before (H.264):
+                    // the queued ones still decode, this one and the rest of its group are
+                    // dropped, and the encoder is asked for a keyframe to start again from.
+                    q.dropped += 1;
+                    q.wait_key.insert(m.stream);
+                    self.hub.keyframes.ask();
+                    return;
                 }
             }
         } else if self.policy == SubPolicy::Latest && q.items.len() >= CONTROL_DEPTH {
@@ -389,6 +403,30 @@ mod tests {
                 (kind::PACKET, Some(4))
             ]
         );
+    }
+
+    #[test]
+    fn latest_on_h264_keeps_the_chain_decodable_and_asks_for_a_keyframe() {
+        let hub = Hub::new();
+        let s = hub.subscribe(SubPolicy::Latest).unwrap();
+        hub.keyframes.clear_for_test();
+        hub.publish(msg(kind::STREAM_INFO, 0, None, false));
+        hub.publish(msg(kind::PACKET, 0, Some(0), true));
+        hub.publish(msg(kind::PACKET, 0, Some(1), false));
+        assert!(
+            hub.keyframes.asked_for_test(),
+            "behind: a keyframe is asked for"
+        );
+        hub.publish(msg(kind::PACKET, 0, Some(2), false));
+        hub.publish(msg(kind::PACKET, 0, Some(3), true));
+        hub.publish(msg(kind::PACKET, 0, Some(4), false));
+        // 0 is still queued when 1 comes: 1 and 2 are dropped (they would follow a frame the
+        // receiver has not got yet, and 2 references 1); the keyframe 3 supersedes 0
+        assert_eq!(
+            drain(&s),
+            vec![(kind::STREAM_INFO, None), (kind::PACKET, Some(3))]
+        );
+        assert_eq!(s.dropped(), 4);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! tokio lives only inside this crate: the roles are blocking functions that run their own
 //! runtime.
 
+pub mod codec;
 pub mod hub;
 pub mod keys;
 pub mod link;
@@ -25,6 +26,7 @@ mod roles;
 pub mod stats;
 pub mod tls;
 
+pub use codec::{Codec, CodecOptions};
 pub use keys::{Fingerprint, Identity, Pins};
 pub use roles::{Options, Policy, allow_command, key_command, listen, recv, send, serve};
 
@@ -45,6 +47,8 @@ pub enum NetError {
     Version(u16),
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    Codec(String),
     #[error("connection: {0}")]
     Connection(#[from] quinn::ConnectionError),
     #[error("connecting: {0}")]

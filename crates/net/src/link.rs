@@ -55,18 +55,53 @@ struct Acked {
     changed: Notify,
 }
 
-/// Send everything `sub` yields on `conn` until the stream ends.
+/// How many ordered records the puller has written out, from its delivery reports.
+#[derive(Debug, Default)]
+struct Delivered {
+    records: std::sync::atomic::AtomicU64,
+    changed: Notify,
+}
+
+impl Delivered {
+    async fn read_reports(&self, mut rs: RecvStream) {
+        let mut r = StreamReader { rs: &mut rs };
+        while let Ok(n) = r.u64().await {
+            self.records.fetch_max(n, Ordering::SeqCst);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Wait until fewer than `max` of the first `written` records are undelivered.
+    async fn wait_below(&self, written: u64, max: u64) {
+        loop {
+            let n = self.changed.notified();
+            if written.saturating_sub(self.records.load(Ordering::SeqCst)) < max {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// Send everything `sub` yields on `conn` until the stream ends. `reports` is the hello
+/// stream's receiving half, where the puller reports what it has written out.
 pub async fn push(
     conn: &Connection,
     sub: &Arc<Subscription>,
     stats: &Arc<Stats>,
+    reports: RecvStream,
 ) -> Result<PushEnd, NetError> {
     let latest = sub.policy == SubPolicy::Latest;
     let mut ordered = match conn.open_uni().await {
         Ok(s) => s,
         Err(e) => return Ok(conn_end(e)),
     };
-    let r = push_loop(conn, sub, stats, &mut ordered, latest).await;
+    let delivered = Arc::new(Delivered::default());
+    let _reader = AbortOnDrop({
+        let d = Arc::clone(&delivered);
+        tokio::spawn(async move { d.read_reports(reports).await })
+    });
+    let r = push_loop(conn, sub, stats, &mut ordered, latest, &delivered).await;
     match r {
         Ok(end) => Ok(end),
         Err(NetError::Connection(e)) => Ok(conn_end(e)),
@@ -81,6 +116,7 @@ async fn push_loop(
     stats: &Arc<Stats>,
     ordered: &mut SendStream,
     latest: bool,
+    delivered: &Delivered,
 ) -> Result<PushEnd, NetError> {
     ordered.write_all(&[TAG_ORDERED]).await?;
     let in_flight = Arc::new(Semaphore::new(LATEST_IN_FLIGHT));
@@ -96,6 +132,17 @@ async fn push_loop(
         } else {
             None
         };
+        if latest {
+            // Frames that are not all keyframes (H.264) travel on the ordered stream, whose
+            // buffers would otherwise let lag build up behind a slow path or reader: take
+            // the next message only once the puller has written out all but a few, so the
+            // subscription's queue drops superseded frames meanwhile (and then waits for a
+            // keyframe).
+            tokio::select! {
+                _ = delivered.wait_below(records, LATEST_IN_FLIGHT as u64) => {}
+                e = conn.closed() => return Ok(conn_end(e)),
+            }
+        }
         let next = tokio::select! {
             n = sub.next() => n,
             e = conn.closed() => return Ok(conn_end(e)),
@@ -125,7 +172,9 @@ async fn push_loop(
         };
         stats.count_sent(&m);
         let end = m.is_end_of_all();
-        if latest && m.kind == sl_wire::kind::VIDEO && sub.hub().is_intra(m.stream) {
+        // raw frames and JPEG-coded ones stand alone: one stream each, reset when stale
+        let standalone = matches!(m.kind, sl_wire::kind::VIDEO | sl_wire::kind::PACKET);
+        if latest && standalone && sub.hub().is_intra(m.stream) {
             let seq = frames_opened;
             frames_opened += 1;
             let s = conn.open_uni().await?;
@@ -259,6 +308,35 @@ pub struct Output {
     tx: mpsc::Sender<Msg>,
     pub closed: Arc<Notify>,
     pub broken: Arc<std::sync::atomic::AtomicBool>,
+    /// The writer stopped on an error of the stream itself (a frame that does not decode),
+    /// not a closed pipe: the link closes as a protocol error.
+    pub failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the writer has stopped (after END, or on an error).
+    pub settled: Arc<Settled>,
+}
+
+/// A flag with a wake-up, set once.
+#[derive(Debug, Default)]
+pub struct Settled {
+    flag: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl Settled {
+    pub fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        loop {
+            let n = self.notify.notified();
+            if self.flag.load(Ordering::SeqCst) {
+                return;
+            }
+            n.await;
+        }
+    }
 }
 
 impl Output {
@@ -267,6 +345,34 @@ impl Output {
             tx,
             closed: Arc::new(Notify::new()),
             broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            failed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            settled: Arc::new(Settled::default()),
+        }
+    }
+
+    /// How to close the connection when the output stops taking messages.
+    pub fn close_code(&self) -> (VarInt, &'static [u8]) {
+        if self.failed.load(Ordering::Relaxed) {
+            (
+                VarInt::from_u32(close::PROTOCOL),
+                b"the receiver could not decode the stream",
+            )
+        } else {
+            (VarInt::from_u32(close::DOWNSTREAM_CLOSED), b"")
+        }
+    }
+
+    /// Wait until the writer has written END or stopped on an error.
+    pub async fn settled(&self) {
+        self.settled.wait().await
+    }
+
+    /// How to close the connection after END: DONE, unless the writer failed on it.
+    pub fn close_code_at_end(&self) -> (VarInt, &'static [u8]) {
+        if self.failed.load(Ordering::Relaxed) {
+            self.close_code()
+        } else {
+            (VarInt::from_u32(close::DONE), b"")
         }
     }
 
@@ -304,12 +410,14 @@ enum Event {
 /// Frames read at once from frame streams; bounds the memory a peer can make us hold.
 const FRAME_READERS: usize = 8;
 
-/// Receive on `conn` and write to `out` until the stream ends.
+/// Receive on `conn` and write to `out` until the stream ends, reporting on `reports` (the
+/// hello stream's sending half) how many ordered records have been written out.
 pub async fn pull(
     conn: &Connection,
     out: &Output,
     limits: Limits,
     stats: &Arc<Stats>,
+    mut reports: SendStream,
 ) -> Result<PullEnd, NetError> {
     let (tx, mut rx) = mpsc::channel::<Event>(64);
     let acceptor = {
@@ -356,6 +464,7 @@ pub async fn pull(
                 return Err(e);
             }
         }
+        let before = asm.records_done;
         for m in asm.pump(stats) {
             let end = m.is_end_of_all();
             stats.count_received(&m);
@@ -365,6 +474,10 @@ pub async fn pull(
             if end {
                 return Ok(PullEnd::Done);
             }
+        }
+        if asm.records_done != before {
+            // the pusher paces a `latest` link by these; a lost connection shows elsewhere
+            let _ = reports.write_all(&asm.records_done.to_le_bytes()).await;
         }
         if asm.ordered.is_empty() && asm.ordered_ended {
             if let Some(r) = asm.abort.take() {

@@ -12,10 +12,20 @@
 //!    `u64 seq, u64 control_before, message`, then FIN. A frame stream is reset when a newer
 //!    frame of its stream has arrived (it is stale), so a lost packet never holds up the
 //!    frames behind it.
+//!    With `--codec jpeg|h264` ([`crate::codec`]) a raw video frame travels as a PACKET of that
+//!    codec on the same stream, whose description still says raw: a PACKET on a stream
+//!    described as raw video is link-coded, and the puller decodes it back to the described
+//!    format. The codec is in each PACKET's header, so nothing else is negotiated.
 //! 3. Ordering for the puller: a frame is written after the first `control_before` ordered
 //!    records; an ordered record after every frame stream numbered below its `frames_before`
 //!    has arrived or been reset. A frame older than one already written for its stream is
 //!    dropped (it is stale).
+//!
+//! 4. On the hello stream, after the reply, the puller reports how many ordered records it
+//!    has written out (a u64 each time the count grows). A `latest` pusher takes the next
+//!    message from its queue only while fewer than four of its ordered records are
+//!    unreported, so frames that must travel in order (H.264) never pile up in the
+//!    connection's buffers: the queue drops superseded ones instead.
 //!
 //! Every length is checked against [`sl_wire::Limits`] before anything is kept, buffers grow
 //! only as bytes arrive (a lying length costs nothing), and headers are decoded by
@@ -29,7 +39,9 @@ use crate::NetError;
 
 pub const HELLO_MAGIC: &[u8; 4] = b"SLNH";
 pub const REPLY_MAGIC: &[u8; 4] = b"SLNR";
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: a PACKET on a stream described as raw video is a link-coded frame (`--codec`), which
+/// the puller decodes back ([`crate::codec`]); version 1 peers would pass it on undecoded.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 pub const TAG_ORDERED: u8 = 1;
 pub const TAG_FRAME: u8 = 2;
@@ -170,6 +182,65 @@ impl Msg {
             len: parts.iter().map(|p| p.len() as u64).sum(),
             parts,
         }
+    }
+
+    /// A message made here (a link-coded or decoded frame), encoded as it travels.
+    pub fn from_message(m: &sl_wire::Message) -> Result<Msg, NetError> {
+        let mut buf = BytesMut::with_capacity(
+            m.encoded_len()
+                .map_err(|e| NetError::Protocol(e.to_string()))?,
+        );
+        m.encode(&mut buf)
+            .map_err(|e| NetError::Protocol(e.to_string()))?;
+        let info = m.frame_info();
+        let flags = buf[1];
+        let len = buf.len() as u64;
+        Ok(Msg {
+            kind: m.kind_code(),
+            stream: m.stream(),
+            keyframe: flags & sl_wire::flags::KEYFRAME != 0,
+            frame_number: info.map(|i| i.frame_number),
+            capture_time_ns: info.and_then(|i| i.capture_time_ns),
+            parts: vec![buf.freeze()],
+            len,
+        })
+    }
+
+    /// The message's header, decoded again (the prefix and header are its first part).
+    pub fn head(&self) -> Result<MessageHead, NetError> {
+        let first = self.parts.first().map(|p| &p[..]).unwrap_or_default();
+        if first.len() < PREFIX_LEN {
+            return Err(NetError::Protocol(
+                "a message shorter than its prefix".into(),
+            ));
+        }
+        let header_len = u32::from_le_bytes(first[4..8].try_into().expect("4 bytes")) as usize;
+        let header = first
+            .get(PREFIX_LEN..PREFIX_LEN + header_len)
+            .ok_or_else(|| NetError::Protocol("a message header split across parts".into()))?;
+        MessageHead::decode(first[0], first[1], self.stream, header)
+            .map_err(|e| NetError::Protocol(format!("the peer sent a bad message: {e}")))
+    }
+
+    /// The payload (after the prefix and header), gathered into one piece if it came in many.
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        let first = self.parts.first().map(|p| &p[..]).unwrap_or_default();
+        let header_len = first.get(4..8).map_or(0, |b| {
+            u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
+        });
+        let skip = (PREFIX_LEN + header_len).min(first.len());
+        if self.parts.len() == 1 {
+            return std::borrow::Cow::Borrowed(&first[skip..]);
+        }
+        if self.parts.len() == 2 && skip == first.len() {
+            return std::borrow::Cow::Borrowed(&self.parts[1][..]);
+        }
+        let mut v = Vec::with_capacity(self.len as usize);
+        v.extend_from_slice(&first[skip..]);
+        for p in &self.parts[1..] {
+            v.extend_from_slice(p);
+        }
+        std::borrow::Cow::Owned(v)
     }
 
     /// END for all streams.

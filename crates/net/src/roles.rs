@@ -15,6 +15,7 @@ use sl_wire::Limits;
 use tokio::sync::mpsc;
 
 use crate::NetError;
+use crate::codec::{CodecOptions, Decoded, Emit, LinkDecoder, LinkEncoder};
 use crate::hub::{Hub, SubPolicy, Subscription};
 use crate::keys::{self, Fingerprint, Identity, Pins};
 use crate::link::{self, Output, PullEnd, PushEnd};
@@ -80,6 +81,8 @@ pub struct Options {
     pub wait_for: usize,
     /// send/recv: reconnect after a lost connection.
     pub reconnect: bool,
+    /// send/serve: how raw video is coded on the link (`None`: the role's default).
+    pub codec: Option<CodecOptions>,
 }
 
 fn say(quiet: bool, msg: impl std::fmt::Display) {
@@ -325,7 +328,7 @@ async fn dial(
     s: &Setup,
     hello: Hello,
     peer_role: &str,
-) -> anyhow::Result<Connection> {
+) -> anyhow::Result<(Connection, HelloStream)> {
     let connecting = ep
         .connect(target, "streamlib")
         .map_err(|e| anyhow!("cannot connect to {addr}: {e}"))?;
@@ -363,26 +366,46 @@ async fn dial(
     if head[4] != 0 {
         bail!("{addr} refused: {reason}");
     }
-    // keep the hello stream open for the connection's life (dropping it would finish it)
-    tokio::spawn(async move {
-        let _keep = (tx, rx);
-        std::future::pending::<()>().await;
-    });
-    Ok(conn)
+    Ok((conn, HelloStream { tx, rx }))
+}
+
+/// The hello stream, kept open for the connection's life: afterwards it carries the
+/// puller's delivery reports (see [`crate::proto`]).
+struct HelloStream {
+    tx: quinn::SendStream,
+    rx: quinn::RecvStream,
+}
+
+impl HelloStream {
+    /// The half a pusher reads delivery reports from; the other half stays open.
+    fn for_push(self) -> quinn::RecvStream {
+        let tx = self.tx;
+        tokio::spawn(async move {
+            let _keep = tx;
+            std::future::pending::<()>().await;
+        });
+        self.rx
+    }
+
+    /// The half a puller writes delivery reports to; the other half stays open.
+    fn for_pull(self) -> quinn::SendStream {
+        let rx = self.rx;
+        tokio::spawn(async move {
+            let _keep = rx;
+            std::future::pending::<()>().await;
+        });
+        self.tx
+    }
 }
 
 /// Read the dialer's hello on an accepted connection.
-async fn read_hello(conn: &Connection) -> Result<(Hello, quinn::SendStream), NetError> {
+async fn read_hello(conn: &Connection) -> Result<(Hello, HelloStream), NetError> {
     let (tx, mut rx) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
         .await
         .map_err(|_| NetError::Protocol("the peer sent no hello within 10 s".into()))??;
     let mut b = [0u8; Hello::LEN];
     StreamReader { rs: &mut rx }.exact(&mut b).await?;
-    tokio::spawn(async move {
-        let _keep = rx;
-        std::future::pending::<()>().await;
-    });
-    Ok((Hello::decode(&b)?, tx))
+    Ok((Hello::decode(&b)?, HelloStream { tx, rx }))
 }
 
 async fn reply(tx: &mut quinn::SendStream, refusal: Option<&str>) -> Result<(), NetError> {
@@ -428,8 +451,8 @@ fn summary(o: &Options, stats: &Stats) {
     }
 }
 
-/// Read stdin into the hub on a thread of its own.
-fn spawn_input(hub: Arc<Hub>) -> JoinHandle<anyhow::Result<()>> {
+/// Read stdin into the hub on a thread of its own, coding raw video as `codec` says.
+fn spawn_input(hub: Arc<Hub>, codec: CodecOptions) -> JoinHandle<anyhow::Result<()>> {
     std::thread::spawn(move || {
         let mut reader = match sl_cli::frame_input() {
             Ok(r) => r,
@@ -438,17 +461,40 @@ fn spawn_input(hub: Arc<Hub>) -> JoinHandle<anyhow::Result<()>> {
                 return Err(e);
             }
         };
+        let mut encoder = LinkEncoder::new(codec, hub.keyframe_requests());
+        let mut emits = Vec::new();
         loop {
             match reader.next_raw() {
                 Ok(Some(raw)) => {
-                    let flags = raw.prefix_and_header[1];
-                    let mut parts = vec![Bytes::copy_from_slice(raw.prefix_and_header)];
-                    if !raw.payload.is_empty() {
-                        parts.push(Bytes::copy_from_slice(raw.payload));
+                    emits.clear();
+                    if let Err(e) = encoder.process(&raw.head, raw.payload, &mut emits) {
+                        let e = anyhow::Error::from(e).context("coding the stream for the link");
+                        hub.fail(format!("{e:#}"));
+                        return Err(e);
                     }
-                    let m = Msg::from_head(&raw.head, flags, parts);
-                    let end = m.is_end_of_all();
-                    hub.publish(m);
+                    let end = raw.is_end_of_all();
+                    for emit in emits.drain(..) {
+                        let m = match emit {
+                            Emit::Original => {
+                                let flags = raw.prefix_and_header[1];
+                                let mut parts = vec![Bytes::copy_from_slice(raw.prefix_and_header)];
+                                if !raw.payload.is_empty() {
+                                    parts.push(Bytes::copy_from_slice(raw.payload));
+                                }
+                                Msg::from_head(&raw.head, flags, parts)
+                            }
+                            Emit::New(m) => match Msg::from_message(&m) {
+                                Ok(m) => m,
+                                Err(e) => {
+                                    let e = anyhow::Error::from(e)
+                                        .context("coding the stream for the link");
+                                    hub.fail(format!("{e:#}"));
+                                    return Err(e);
+                                }
+                            },
+                        };
+                        hub.publish(m);
+                    }
                     if end {
                         return Ok(());
                     }
@@ -469,36 +515,74 @@ fn spawn_input(hub: Arc<Hub>) -> JoinHandle<anyhow::Result<()>> {
     })
 }
 
-/// A writer thread owning stdout.
+/// A writer thread owning stdout. Link-coded frames are decoded back to raw here, off the
+/// network runtime.
 fn spawn_output() -> anyhow::Result<(Output, JoinHandle<anyhow::Result<bool>>)> {
     let mut w = sl_cli::frame_output()?;
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let out = Output::new(tx);
-    let (closed, broken) = (Arc::clone(&out.closed), Arc::clone(&out.broken));
+    let (closed, broken, failed, settled) = (
+        Arc::clone(&out.closed),
+        Arc::clone(&out.broken),
+        Arc::clone(&out.failed),
+        Arc::clone(&out.settled),
+    );
     let t = std::thread::spawn(move || -> anyhow::Result<bool> {
+        let mut decoder = LinkDecoder::new(Limits::default());
         let r = (|| -> anyhow::Result<bool> {
             while let Some(m) = rx.blocking_recv() {
-                if m.is_end_of_all() {
-                    w.finish()?;
-                    return Ok(true);
+                let decoded = match m.kind {
+                    sl_wire::kind::STREAM_INFO | sl_wire::kind::PACKET | sl_wire::kind::END => {
+                        decoder.process(m.head()?, &m.payload())?
+                    }
+                    _ => Decoded::Original,
+                };
+                let msgs = match decoded {
+                    Decoded::Original => vec![m],
+                    Decoded::Replaced(ms) => ms
+                        .iter()
+                        .map(Msg::from_message)
+                        .collect::<Result<Vec<_>, _>>()?,
+                };
+                for m in msgs {
+                    if m.is_end_of_all() {
+                        w.finish()?;
+                        return Ok(true);
+                    }
+                    let mut slices: Vec<io::IoSlice<'_>> =
+                        m.parts.iter().map(|p| io::IoSlice::new(p)).collect();
+                    write_all_slices(w.get_mut(), &mut slices)?;
                 }
-                let mut slices: Vec<io::IoSlice<'_>> =
-                    m.parts.iter().map(|p| io::IoSlice::new(p)).collect();
-                write_all_slices(w.get_mut(), &mut slices)?;
             }
             w.flush()?;
             Ok(false)
         })();
-        if let Err(e) = &r
-            && sl_cli::is_broken_pipe(e)
-        {
-            broken.store(true, Ordering::Relaxed);
-            closed.notify_one();
-            return Ok(false);
+        let _settle = Settle(settled);
+        match &r {
+            Err(e) if sl_cli::is_broken_pipe(e) => {
+                broken.store(true, Ordering::Relaxed);
+                closed.notify_one();
+                return Ok(false);
+            }
+            Err(_) => {
+                // the stream cannot go on (a frame that does not decode): stop the link too
+                failed.store(true, Ordering::Relaxed);
+                broken.store(true, Ordering::Relaxed);
+                closed.notify_one();
+            }
+            Ok(_) => {}
         }
         r
     });
     Ok((out, t))
+}
+
+/// Marks the output settled when the writer thread ends, however it ends.
+struct Settle(Arc<link::Settled>);
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.0.set();
+    }
 }
 
 fn write_all_slices(w: &mut impl Write, slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
@@ -538,7 +622,11 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
     let mut sub = hub
         .subscribe(policy.sub())
         .expect("a new hub has not ended");
-    let input = spawn_input(Arc::clone(&hub));
+    let codec = o
+        .codec
+        .clone()
+        .unwrap_or_else(CodecOptions::default_for_send);
+    let input = spawn_input(Arc::clone(&hub), codec);
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: Role::Push,
@@ -555,7 +643,7 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
         let mut connected_once = false;
         let mut attempt = 0;
         loop {
-            let conn = match dial(&ep, target, addr, &s, hello, "listen").await {
+            let (conn, hello_stream) = match dial(&ep, target, addr, &s, hello, "listen").await {
                 Ok(c) => c,
                 Err(e) if connected_once && o.reconnect && !sl_cli::interrupted() => {
                     log::warn!("{e:#}; trying again");
@@ -590,7 +678,7 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
                     .map(|f| f.to_string())
                     .unwrap_or_default()
             );
-            let end = link::push(&conn, &sub, &stats).await;
+            let end = link::push(&conn, &sub, &stats, hello_stream.for_push()).await;
             match end {
                 Ok(PushEnd::Done) => {
                     conn.close(VarInt::from_u32(close::DONE), b"");
@@ -699,7 +787,7 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
                         }
                     };
                     let fp = peer_fingerprint(&conn);
-                    let (hello, mut tx) = match read_hello(&conn).await {
+                    let (hello, mut hs) = match read_hello(&conn).await {
                         Ok(h) => h,
                         Err(e) => {
                             log::warn!("a connection from {from} failed before its hello: {e}");
@@ -709,7 +797,7 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
                     };
                     if hello.role != Role::Push {
                         let why = "this is `sl-net listen`, which receives a stream: to pull one, connect `sl-net recv` to an `sl-net serve`";
-                        let _ = reply(&mut tx, Some(why)).await;
+                        let _ = reply(&mut hs.tx, Some(why)).await;
                         log::warn!("refused {from}: it wants to receive, but a listener receives too");
                         conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
                         continue;
@@ -721,20 +809,21 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
                             old.close(VarInt::from_u32(close::REPLACED), b"replaced by a newer connection");
                         } else {
                             let why = "busy: this listener already receives from another sender";
-                            let _ = reply(&mut tx, Some(why)).await;
+                            let _ = reply(&mut hs.tx, Some(why)).await;
                             conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
                             active = Some((old, old_fp, task));
                             continue;
                         }
                     }
-                    if reply(&mut tx, None).await.is_err() {
+                    if reply(&mut hs.tx, None).await.is_err() {
                         continue;
                     }
                     log::info!("receiving from {from} ({})", fp.map(|f| f.to_string()).unwrap_or_default());
                     stats.add_conn(&conn);
                     let task = {
                         let (conn, out, stats) = (conn.clone(), out.clone(), Arc::clone(&stats));
-                        tokio::spawn(async move { link::pull(&conn, &out, Limits::default(), &stats).await })
+                        let reports = hs.for_pull();
+                        tokio::spawn(async move { link::pull(&conn, &out, Limits::default(), &stats, reports).await })
                     };
                     active = Some((conn, fp, task));
                 }
@@ -743,12 +832,17 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
                     let end = end.map_err(|e| anyhow!("the receiving task failed: {e}"))?;
                     match end {
                         Ok(PullEnd::Done) => {
-                            conn.close(VarInt::from_u32(close::DONE), b"");
+                            // tell the sender how the stream really ended: written, or not
+                            // decodable after all
+                            out.settled().await;
+                            let (code, why) = out.close_code_at_end();
+                            conn.close(code, why);
                             drain(&ep).await;
                             return Ok(true);
                         }
                         Ok(PullEnd::DownstreamClosed) => {
-                            conn.close(VarInt::from_u32(close::DOWNSTREAM_CLOSED), b"");
+                            let (code, why) = out.close_code();
+                            conn.close(code, why);
                             drain(&ep).await;
                             return Ok(false);
                         }
@@ -797,9 +891,13 @@ pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::new("serve"));
     start_stats_printer(&rt, &stats, o.stats);
     let hub = Hub::new();
+    let codec = o
+        .codec
+        .clone()
+        .unwrap_or_else(CodecOptions::default_for_serve);
     let mut input: Option<JoinHandle<anyhow::Result<()>>> = None;
     if o.wait_for == 0 {
-        input = Some(spawn_input(Arc::clone(&hub)));
+        input = Some(spawn_input(Arc::clone(&hub), codec.clone()));
     }
     let quiet = o.quiet;
     let result: anyhow::Result<()> = rt.block_on(async {
@@ -831,7 +929,7 @@ pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
                 }
                 _ = ticker.tick() => {
                     if input.is_none() && hub.subscribers() >= o.wait_for {
-                        input = Some(spawn_input(Arc::clone(&hub)));
+                        input = Some(spawn_input(Arc::clone(&hub), codec.clone()));
                     }
                     if sl_cli::interrupted() {
                         hub.end_now();
@@ -867,12 +965,12 @@ async fn serve_one(
     let conn = incoming
         .await
         .map_err(|e| anyhow!("{}", accept_error(&e, from, s)))?;
-    let (hello, mut tx) = read_hello(&conn)
+    let (hello, mut hs) = read_hello(&conn)
         .await
         .with_context(|| format!("a connection from {from} failed before its hello"))?;
     if hello.role != Role::Pull {
         let why = "this is `sl-net serve`, which sends a stream: to push one, connect `sl-net send` to an `sl-net listen`";
-        let _ = reply(&mut tx, Some(why)).await;
+        let _ = reply(&mut hs.tx, Some(why)).await;
         conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
         bail!("refused {from}: it wants to send, but serve sends too");
     }
@@ -882,12 +980,12 @@ async fn serve_one(
     };
     let Some(sub) = hub.subscribe(policy) else {
         let why = "the stream has ended";
-        let _ = reply(&mut tx, Some(why)).await;
+        let _ = reply(&mut hs.tx, Some(why)).await;
         conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
         return Ok(());
     };
     let _leave = Leave(Arc::clone(&sub));
-    reply(&mut tx, None).await?;
+    reply(&mut hs.tx, None).await?;
     stats.add_conn(&conn);
     log::info!(
         "{from} ({}) receives with --policy {}",
@@ -900,7 +998,7 @@ async fn serve_one(
             "latest"
         }
     );
-    match link::push(&conn, &sub, stats).await? {
+    match link::push(&conn, &sub, stats, hs.for_push()).await? {
         PushEnd::Done => {}
         PushEnd::InputFailed(_) => conn.close(VarInt::from_u32(close::INPUT_FAILED), b""),
         PushEnd::PeerClosed { code, reason } => {
@@ -946,7 +1044,7 @@ pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
                 c = dial(&ep, target, addr, &s, hello, "serve") => c,
                 _ = until_interrupted() => return Ok(()),
             };
-            let conn = match conn {
+            let (conn, hello_stream) = match conn {
                 Ok(c) => c,
                 Err(e) if connected_once && o.reconnect => {
                     log::warn!("{e:#}; trying again");
@@ -966,7 +1064,7 @@ pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
             attempt = 0;
             stats.add_conn(&conn);
             let end = tokio::select! {
-                e = link::pull(&conn, &out, Limits::default(), &stats) => e,
+                e = link::pull(&conn, &out, Limits::default(), &stats, hello_stream.for_pull()) => e,
                 _ = until_interrupted() => {
                     conn.close(VarInt::from_u32(close::INTERRUPTED), b"interrupted");
                     drain(&ep).await;
@@ -975,12 +1073,15 @@ pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
             };
             match end {
                 Ok(PullEnd::Done) => {
-                    conn.close(VarInt::from_u32(close::DONE), b"");
+                    out.settled().await;
+                    let (code, why) = out.close_code_at_end();
+                    conn.close(code, why);
                     drain(&ep).await;
                     return Ok(());
                 }
                 Ok(PullEnd::DownstreamClosed) => {
-                    conn.close(VarInt::from_u32(close::DOWNSTREAM_CLOSED), b"");
+                    let (code, why) = out.close_code();
+                    conn.close(code, why);
                     drain(&ep).await;
                     return Ok(());
                 }

@@ -19,7 +19,7 @@ use crate::keys::{Fingerprint, Identity, Pins};
 
 /// The application protocol both ends must speak; a peer of another sl-net protocol version
 /// fails the TLS handshake with "no application protocol".
-pub const ALPN: &[u8] = b"sl-net/1";
+pub const ALPN: &[u8] = b"sl-net/2";
 
 /// What the verifier saw of the peer: its key, and whether it was refused.
 #[derive(Debug, Default, Clone)]
@@ -261,4 +261,15 @@ pub fn client_config(
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(transport(live));
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn alpn_names_the_protocol_version() {
+        assert_eq!(
+            super::ALPN,
+            format!("sl-net/{}", crate::proto::PROTOCOL_VERSION).as_bytes()
+        );
+    }
 }
