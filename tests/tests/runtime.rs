@@ -165,6 +165,17 @@ fn a_closed_pipe_downstream_is_a_quiet_success_for_every_stage() {
     assert_quiet_on_broken_pipe("sl-draw", &[script, "-s", "320x240", "--fast"], None);
     assert_quiet_on_broken_pipe("sl-draw", &[script], Some(long.stdout.clone()));
     assert_quiet_on_broken_pipe("sl-file", &[mkv.to_str().unwrap()], None);
+    // libav writes stdout itself: its AVERROR(EPIPE) must reach sl-cli as a broken pipe
+    assert_quiet_on_broken_pipe(
+        "sl-file",
+        &["-o", "-", "--container", "nut"],
+        Some(long.stdout.clone()),
+    );
+    assert_quiet_on_broken_pipe(
+        "sl-file",
+        &["-o", "-", "--container", "mpegts"],
+        Some(long.stdout.clone()),
+    );
     assert_quiet_on_broken_pipe(
         "sl-cam",
         &["--fake", "yuyv:320x240@30", "-n", "200", "-q"],

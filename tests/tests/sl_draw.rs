@@ -886,13 +886,11 @@ fn dump_examples() {
 #[test]
 fn fonts_load_from_the_script_folder() {
     let system = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf");
-    if !system.exists() {
-        eprintln!(
-            "skipped: no {} (apt-get install fonts-dejavu-core)",
-            system.display()
-        );
-        return;
-    }
+    assert!(
+        system.exists(),
+        "no {}: scripts/setup.sh installs it (fonts-dejavu-core, scripts/deps/sl-draw.apt)",
+        system.display()
+    );
     let dir = scratch_dir("draw-font");
     std::fs::create_dir_all(dir.join("fonts")).unwrap();
     std::fs::copy(system, dir.join("fonts/serif.ttf")).unwrap();

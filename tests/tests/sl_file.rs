@@ -627,8 +627,22 @@ fn pushes_to_a_real_srt_listener() {
             .spawn()
             .expect("srt-live-transmit is installed by scripts/setup.sh"),
     );
-    // the listener binds quickly; sl-file's caller retries for a while anyway
-    std::thread::sleep(Duration::from_millis(500));
+    // wait until the listener's UDP socket is bound (ss lists it), not a fixed time
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ss = Command::new("ss")
+            .args(["-Hlun", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) is installed by scripts/setup.sh");
+        if !String::from_utf8_lossy(&ss.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "srt-live-transmit did not bind udp port {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let url = format!("srt://127.0.0.1:{port}?mode=caller");
     let out = Pipeline::new()
         .sl("sl-test", &["--fast", "-n", "60", "-s", "320x240"])

@@ -29,7 +29,7 @@ use sl_wire::StreamInfo;
       sl-file talk.mp4 --realtime | sl-hls out/ --serve 8080      # open http://127.0.0.1:8080/\n  \
       sl-file talk.mp4 | sl-hls out/ --playlist-type vod --segment-type fmp4\n  \
       sl-test | sl-hls out/ --ladder 1080p,720p,360p              # master playlist + 3 renditions\n  \
-      sl-file in.mp4 | sl-hls out/ -v                             # log each segment's glass-to-playlist latency\n\n\
+      sl-file in.mp4 | sl-hls out/ -v                             # log each segment's latency\n\n\
       End of stream, Ctrl-C, SIGTERM or a truncated upstream close the last segment and finalise \
       the playlist (#EXT-X-ENDLIST for event and vod). Files an earlier run left in OUTDIR \
       (index.m3u8, seg_*, init_*.mp4) are removed first; nothing else there is touched."

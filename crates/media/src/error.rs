@@ -13,6 +13,10 @@ pub struct MediaError {
     pub hint: Option<String>,
     /// The libav error, when there is one.
     pub av: Option<ffmpeg_next::Error>,
+    /// The operating-system error underneath, when libav or a write hook reported an errno
+    /// (`EPIPE` from a closed pipe, `ENOSPC`): the `source()` of this error, so callers see
+    /// an `io::Error` with its kind (`BrokenPipe`) in the chain.
+    pub(crate) io: Option<std::io::Error>,
 }
 
 impl MediaError {
@@ -22,6 +26,7 @@ impl MediaError {
             reason: reason.into(),
             hint: None,
             av: None,
+            io: None,
         }
     }
 
@@ -32,7 +37,22 @@ impl MediaError {
             reason: e.to_string(),
             hint: None,
             av: Some(e),
+            io: errno_of(e).map(std::io::Error::from_raw_os_error),
         }
+    }
+
+    /// The same error with the operating-system error `errno` underneath (what a write hook
+    /// saw), replacing any libav one.
+    pub fn with_errno(mut self, errno: Option<i32>) -> MediaError {
+        if let Some(n) = errno {
+            self.io = Some(std::io::Error::from_raw_os_error(n));
+        }
+        self
+    }
+
+    /// The operating-system error underneath, if any.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        self.io.as_ref()
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> MediaError {
@@ -51,10 +71,65 @@ impl fmt::Display for MediaError {
     }
 }
 
-impl std::error::Error for MediaError {}
+impl std::error::Error for MediaError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match (&self.io, &self.av) {
+            (Some(io), _) => Some(io),
+            (None, Some(av)) => Some(av),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The errno behind a libav error: libav reports system errors as `AVERROR(errno)`
+/// (`AVERROR(EPIPE)` when the reader of a pipe is gone), which ffmpeg-next keeps as `Other`.
+fn errno_of(e: ffmpeg_next::Error) -> Option<i32> {
+    match e {
+        ffmpeg_next::Error::Other { errno } if errno > 0 => Some(errno),
+        _ => None,
+    }
+}
 
 impl From<sl_frame::FrameError> for MediaError {
     fn from(e: sl_frame::FrameError) -> Self {
         MediaError::new("building a frame", e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_closed_pipe_from_libav_is_a_broken_pipe_underneath() {
+        let e = MediaError::av(
+            "writing -",
+            // EPIPE on Linux
+            ffmpeg_next::Error::Other { errno: 32 },
+        );
+        let io = e
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("an io::Error underneath");
+        assert_eq!(io.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_libav_error_without_errno_is_the_source_itself() {
+        let e = MediaError::av("opening x", ffmpeg_next::Error::InvalidData);
+        let av = e
+            .source()
+            .and_then(|s| s.downcast_ref::<ffmpeg_next::Error>())
+            .expect("the libav error underneath");
+        assert_eq!(*av, ffmpeg_next::Error::InvalidData);
+        assert!(MediaError::new("x", "y").source().is_none());
+    }
+
+    #[test]
+    fn a_hook_errno_replaces_the_libav_one() {
+        let e = MediaError::av("writing out.mp4", ffmpeg_next::Error::Other { errno: 5 })
+            .with_errno(Some(28));
+        assert_eq!(e.io_error().and_then(|e| e.raw_os_error()), Some(28));
     }
 }

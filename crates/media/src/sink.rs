@@ -352,7 +352,7 @@ impl Sink {
         let opened = if output::is_local(output) {
             output::open_local(output, container.as_deref(), &failures).map_err(
                 |e| match failures.first() {
-                    Some(f) => MediaError::new(&ctx, f.text),
+                    Some(f) => MediaError::new(&ctx, f.text).with_errno(f.errno),
                     None => open_error(e),
                 },
             )?
@@ -502,7 +502,8 @@ impl Sink {
                     Some(f) => MediaError::new(
                         format!("writing the header of {name}"),
                         format!("{} ({})", f.text, f.file),
-                    ),
+                    )
+                    .with_errno(f.errno),
                     None => MediaError::av(format!("writing the header of {name}"), e),
                 };
                 if output == "-" || path.contains("://") {
@@ -956,8 +957,9 @@ impl Sink {
             context: format!("writing {}", self.name),
             reason: format!("{} ({})", f.text, f.file),
             hint: Some(lost),
-            av: e.av,
+            ..e
         }
+        .with_errno(f.errno)
     }
 }
 
