@@ -15,16 +15,19 @@ pub enum FrameError {
         expected: usize,
         got: usize,
     },
+    /// A stride below the row size, or too large to be a real layout (more than 4x the row
+    /// plus 4096 bytes of alignment slack).
     #[error(
-        "plane {plane} of a {width}x{height} {format} frame: stride {stride} is below the row size {row}"
+        "plane {plane} of a {width}x{height} {format} frame: stride {stride} is outside {row}..={max} (the row size {row} up to 4x it plus 4096)"
     )]
-    StrideTooSmall {
+    StrideOutOfRange {
         format: &'static str,
         width: u32,
         height: u32,
         plane: usize,
         stride: usize,
         row: usize,
+        max: usize,
     },
     #[error(
         "a {width}x{height} {format} frame with these strides needs {expected} bytes, got {got}"

@@ -176,14 +176,16 @@ impl VideoFrame {
             let (row, rows) = format.plane_dims(p, width, height);
             // A stride more than 4x the row (plus alignment slack) is no real layout, and
             // bounding it keeps a hostile header's size arithmetic far from overflow.
-            if stride < row || stride > row * 4 + 4096 {
-                return Err(FrameError::StrideTooSmall {
+            let max = row * 4 + 4096;
+            if stride < row || stride > max {
+                return Err(FrameError::StrideOutOfRange {
                     format: format.name(),
                     width,
                     height,
                     plane: p,
                     stride,
                     row,
+                    max,
                 });
             }
             total += stride * rows;
@@ -372,8 +374,15 @@ mod tests {
         // stride below the row
         assert!(matches!(
             VideoFrame::from_parts(PixelFormat::Rgba, 4, 1, &[15], vec![0; 15]),
-            Err(FrameError::StrideTooSmall { .. })
+            Err(FrameError::StrideOutOfRange { stride: 15, row: 16, .. })
         ));
+        // stride far above the row: no real layout
+        let e = VideoFrame::from_parts(PixelFormat::Gray8, 4, 1, &[5000], vec![0; 5000]);
+        assert!(matches!(
+            e,
+            Err(FrameError::StrideOutOfRange { stride: 5000, row: 4, max: 4112, .. })
+        ));
+        assert!(e.unwrap_err().to_string().contains("stride 5000 is outside 4..=4112"));
         // data too short for the strides
         assert!(matches!(
             VideoFrame::from_parts(PixelFormat::Rgba, 4, 2, &[32], vec![0; 63]),
