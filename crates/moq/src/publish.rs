@@ -100,21 +100,22 @@ async fn run(url: MoqUrl, opts: PublishOptions, reader: Reader<File>) -> anyhow:
     ));
 
     let retention = opts.retention;
-    let pumped = tokio::task::spawn_blocking(move || {
+    let (result, pump) = tokio::task::spawn_blocking(move || {
         let mut p = Pump::new(broadcast, catalog_track, retention);
         let r = p.run(reader);
-        (r, p.frames)
+        (r, p)
     })
     .await
     .context("the stdin reader stopped")?;
-
-    let (result, frames) = pumped;
+    let frames = pump.frames;
     // On an error the pump (and with it the broadcast and its tracks) is gone without an
     // END: subscribers report a truncated stream. After the end, let the relay take the
     // last groups before the session goes.
     if result.is_ok() {
         tokio::time::sleep(opts.linger).await;
+        pump.finish();
     }
+    drop(pump);
     let _ = done_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), keeper).await;
     if !opts.quiet {
@@ -212,7 +213,8 @@ impl TrackOut {
         };
         g.write_frame(Timestamp::now(), msg)?;
         self.close_group()?;
-        self.track.finish()?;
+        // The track itself is finished after the linger (`Pump::finish`): a subscription
+        // that reaches a finished track while it is being set up is cancelled by moq-net.
         self.ended = true;
         Ok(())
     }
@@ -342,6 +344,14 @@ impl Pump {
             }
         }
         Ok(self.tracks.get_mut(&stream))
+    }
+
+    /// Finish every track (after their END went out and the relay had time to take it).
+    fn finish(&self) {
+        for t in self.tracks.values() {
+            let _ = t.track.finish();
+        }
+        let _ = self.catalog.finish();
     }
 
     fn end_all(&mut self, end: Bytes) -> anyhow::Result<()> {

@@ -438,100 +438,125 @@ async fn follow(
             );
         }
         following.insert(name.clone(), entry.stream);
-        let start = progress
-            .lock()
-            .expect("progress lock")
-            .next_group
-            .get(name)
-            .copied();
-        let subscription = match opts.policy {
-            // Every group the relay still holds, from where this track got to.
-            Policy::Block | Policy::Queue(_) => Subscription::default()
-                .with_max_age(Duration::from_secs(3600))
-                .with_start(Position::group(start.unwrap_or(0))),
+        let block = !matches!(opts.policy, Policy::Latest);
+        let subscription = if block {
+            // Every group the relay still holds (the floor is set per subscription).
+            Subscription::default().with_max_age(Duration::from_secs(3600))
+        } else {
             // MoQ's live model: groups that a newer one superseded are skipped.
-            Policy::Latest => Subscription::default(),
+            Subscription::default()
         };
         let track = broadcast
             .track(name)
             .map_err(|e| anyhow::anyhow!("track {name}: {e}"))?;
-        let tx = tx.clone();
-        let progress = progress.clone();
-        let name = name.clone();
-        let stream = entry.stream;
-        tasks.spawn(async move {
-            let sub = track.subscribe(subscription).await?;
-            read_track(sub.ordered(), &name, stream, tx, progress).await
-        });
+        tasks.spawn(follow_track(
+            track,
+            subscription,
+            block,
+            name.clone(),
+            entry.stream,
+            tx.clone(),
+            progress.clone(),
+        ));
         *running += 1;
     }
     Ok(())
 }
 
-async fn read_track(
-    mut track: moq_net::track::Ordered,
-    name: &str,
+/// The most groups a block subscriber fetches to fill a gap (a late join, a reconnection):
+/// beyond that it starts where the relay's subscription starts.
+const MAX_BACKFILL: u64 = 1000;
+
+/// Follow one track, resubscribing (from where it got to) when moq-net cancels the
+/// subscription under it, as it may when a track finishes while it is being set up.
+async fn follow_track(
+    track: moq_net::track::Consumer,
+    subscription: Subscription,
+    block: bool,
+    name: String,
     stream: u16,
     tx: mpsc::Sender<Item>,
     progress: Arc<Mutex<Progress>>,
 ) -> Result<TrackEnd, MoqError> {
+    let mut tries = 0;
+    loop {
+        let start = progress
+            .lock()
+            .expect("progress lock")
+            .next_group
+            .get(&name)
+            .copied();
+        let mut sub = subscription.clone();
+        if block {
+            sub = sub.with_start(Position::group(start.unwrap_or(0)));
+        }
+        let before = start;
+        let result = match track.subscribe(sub).await {
+            Ok(s) => read_track(&track, s.ordered(), block, &name, stream, &tx, &progress).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Err(MoqError::Moq(
+                moq_net::Error::Cancel | moq_net::Error::Stream(moq_net::StreamError::Cancel),
+            )) if tries < 20 => {
+                let now = progress
+                    .lock()
+                    .expect("progress lock")
+                    .next_group
+                    .get(&name)
+                    .copied();
+                tries = if now != before { 0 } else { tries + 1 };
+                log::debug!("track {name}: subscription cancelled, subscribing again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn read_track(
+    consumer: &moq_net::track::Consumer,
+    mut track: moq_net::track::Ordered,
+    block: bool,
+    name: &str,
+    stream: u16,
+    tx: &mpsc::Sender<Item>,
+    progress: &Arc<Mutex<Progress>>,
+) -> Result<TrackEnd, MoqError> {
     let limits = Limits::default();
-    while let Some(mut group) = track.next_group().await? {
-        let seq = group.index();
-        loop {
-            let mut frame = match group.next_frame().await {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                // Superseded while we read it (latest): on to the next group.
-                Err(moq_net::Error::Old) => break,
-                Err(e) => return Err(e.into()),
-            };
-            if frame.size > MAX_FRAME {
-                return Err(MoqError::Protocol(format!(
-                    "track {name} sent a {}-byte frame, more than the {MAX_FRAME} accepted",
-                    frame.size
-                )));
-            }
-            let bytes = match frame.read_all().await {
-                Ok(b) => b,
-                Err(moq_net::Error::Old) => break,
-                Err(e) => return Err(e.into()),
-            };
-            let mut buf = &bytes[..];
-            let msg = Message::decode_with_limits(&mut buf, &limits).map_err(|e| {
-                MoqError::Protocol(format!(
-                    "track {name} carried a message that is not valid: {e}"
-                ))
-            })?;
-            if !buf.is_empty() {
-                return Err(MoqError::Protocol(format!(
-                    "track {name} carried {} bytes after its message",
-                    buf.len()
-                )));
-            }
-            let end_all = matches!(
-                msg,
-                Message::End {
-                    stream: ALL_STREAMS
+    let mut expected = progress
+        .lock()
+        .expect("progress lock")
+        .next_group
+        .get(name)
+        .copied();
+    while let Some(group) = track.next_group().await? {
+        let seq = group.sequence;
+        // block: fill a gap from the relay's cache (a young broadcast joined after its
+        // first groups, or groups that went by during a reconnection)
+        let from = match expected {
+            Some(e) => e,
+            None if seq <= MAX_BACKFILL => 0,
+            None => seq,
+        };
+        log::trace!("track {name}: group {seq} (expected {expected:?})");
+        if block && from < seq && seq - from <= MAX_BACKFILL {
+            log::debug!("track {name}: fetching groups {from}..{seq}");
+            for missing in from..seq {
+                match consumer.fetch_group(missing, None).await {
+                    Ok(g) => {
+                        if let Some(end) = read_group(g, &limits, name, stream, tx).await? {
+                            return Ok(end);
+                        }
+                    }
+                    Err(e) => log::debug!("track {name}: group {missing} is gone ({e})"),
                 }
-            );
-            let end_stream = matches!(msg, Message::End { .. }) && !end_all;
-            if !end_all && msg.stream() != stream {
-                return Err(MoqError::Protocol(format!(
-                    "track {name} (stream {stream}) carried a message of stream {}",
-                    msg.stream()
-                )));
-            }
-            if tx.send(Item::Msg(msg)).await.is_err() {
-                return Ok(TrackEnd::Stopped);
-            }
-            if end_all {
-                return Ok(TrackEnd::EndAll);
-            }
-            if end_stream {
-                return Ok(TrackEnd::Finished);
             }
         }
+        if let Some(end) = read_group(group, &limits, name, stream, tx).await? {
+            return Ok(end);
+        }
+        expected = Some(seq + 1);
         progress
             .lock()
             .expect("progress lock")
@@ -539,4 +564,68 @@ async fn read_track(
             .insert(name.to_string(), seq + 1);
     }
     Ok(TrackEnd::Finished)
+}
+
+/// Read one group's messages into the channel; `Some` when the track ends with it.
+async fn read_group(
+    mut group: moq_net::group::Consumer,
+    limits: &Limits,
+    name: &str,
+    stream: u16,
+    tx: &mpsc::Sender<Item>,
+) -> Result<Option<TrackEnd>, MoqError> {
+    loop {
+        let mut frame = match group.next_frame().await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(None),
+            // Superseded while we read it (latest): on to the next group.
+            Err(moq_net::Error::Old) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if frame.size > MAX_FRAME {
+            return Err(MoqError::Protocol(format!(
+                "track {name} sent a {}-byte frame, more than the {MAX_FRAME} accepted",
+                frame.size
+            )));
+        }
+        let bytes = match frame.read_all().await {
+            Ok(b) => b,
+            Err(moq_net::Error::Old) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut buf = &bytes[..];
+        let msg = Message::decode_with_limits(&mut buf, limits).map_err(|e| {
+            MoqError::Protocol(format!(
+                "track {name} carried a message that is not valid: {e}"
+            ))
+        })?;
+        if !buf.is_empty() {
+            return Err(MoqError::Protocol(format!(
+                "track {name} carried {} bytes after its message",
+                buf.len()
+            )));
+        }
+        let end_all = matches!(
+            msg,
+            Message::End {
+                stream: ALL_STREAMS
+            }
+        );
+        let end_stream = matches!(msg, Message::End { .. }) && !end_all;
+        if !end_all && msg.stream() != stream {
+            return Err(MoqError::Protocol(format!(
+                "track {name} (stream {stream}) carried a message of stream {}",
+                msg.stream()
+            )));
+        }
+        if tx.send(Item::Msg(msg)).await.is_err() {
+            return Ok(Some(TrackEnd::Stopped));
+        }
+        if end_all {
+            return Ok(Some(TrackEnd::EndAll));
+        }
+        if end_stream {
+            return Ok(Some(TrackEnd::Finished));
+        }
+    }
 }
