@@ -47,8 +47,8 @@ enum Command {
         /// A prefix under the root the holder may subscribe to. Repeatable.
         #[arg(long = "subscribe")]
         subscribe: Vec<String>,
-        /// How long the token is valid.
-        #[arg(long, default_value = "1d", value_parser = sl_cli::parse_duration)]
+        /// How long the token is valid (default a day).
+        #[arg(long, default_value = "86400s", value_parser = sl_cli::parse_duration)]
         expires: Duration,
     },
     /// Answer moq-relay's per-session questions (--auth-url) with what the JWT grants.

@@ -209,6 +209,21 @@ pub(crate) async fn connect(
     })
 }
 
+/// Whether a session error is the relay refusing the session (a missing, forged or
+/// insufficient token): retrying cannot help.
+pub(crate) fn is_refusal(e: &dyn std::fmt::Display) -> bool {
+    let s = e.to_string();
+    s.contains("unauthorized") || s.contains("refused this session")
+}
+
+/// The message for a refused session.
+pub(crate) fn refusal(url: &MoqUrl, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "the relay at {url} refused this session ({e}): check --token (sl-moq-auth sign) and \
+         the relay's --auth-* settings"
+    )
+}
+
 /// An origin (the local table of broadcasts) whose driver runs on the current runtime.
 pub(crate) fn origin() -> moq_net::origin::Producer {
     let (producer, driver) = moq_net::origin::Producer::new(moq_net::origin::Config::default());

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -91,17 +92,20 @@ async fn run(url: MoqUrl, opts: PublishOptions, reader: Reader<File>) -> anyhow:
     }
 
     let (done_tx, done_rx) = watch::channel(false);
+    let refused: Refused = Arc::new(Mutex::new(None));
     let keeper = tokio::spawn(keep_connected(
         url.clone(),
         dial,
         origin.clone(),
         first,
         done_rx,
+        refused.clone(),
     ));
 
     let retention = opts.retention;
+    let r2 = refused.clone();
     let (result, pump) = tokio::task::spawn_blocking(move || {
-        let mut p = Pump::new(broadcast, catalog_track, retention);
+        let mut p = Pump::new(broadcast, catalog_track, retention, r2);
         let r = p.run(reader);
         (r, p)
     })
@@ -118,6 +122,9 @@ async fn run(url: MoqUrl, opts: PublishOptions, reader: Reader<File>) -> anyhow:
     drop(pump);
     let _ = done_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), keeper).await;
+    if let Some(why) = refused.lock().expect("refusal lock").take() {
+        anyhow::bail!(why);
+    }
     if !opts.quiet {
         log::info!("published {frames} frames");
     }
@@ -131,6 +138,7 @@ async fn keep_connected(
     origin: moq_net::origin::Producer,
     first: connect::Connected,
     mut done: watch::Receiver<bool>,
+    refused: Refused,
 ) {
     let mut current = Some(first);
     let mut backoff = Duration::from_millis(100);
@@ -138,6 +146,10 @@ async fn keep_connected(
         if let Some(conn) = &current {
             tokio::select! {
                 err = conn.session.closed() => {
+                    if connect::is_refusal(&err) {
+                        *refused.lock().expect("refusal lock") = Some(connect::refusal(&url, &err));
+                        return;
+                    }
                     log::warn!("lost the relay at {url} ({err}): reconnecting");
                     current = None;
                 }
@@ -153,6 +165,10 @@ async fn keep_connected(
                 backoff = Duration::from_millis(100);
                 current = Some(conn);
             }
+            Err(e) if connect::is_refusal(&e) => {
+                *refused.lock().expect("refusal lock") = Some(connect::refusal(&url, &e));
+                return;
+            }
             Err(e) => {
                 log::debug!("reconnecting to {url}: {e}");
                 tokio::select! {
@@ -167,6 +183,9 @@ async fn keep_connected(
         let _ = tokio::time::timeout(Duration::from_secs(3), conn.session.close()).await;
     }
 }
+
+/// Set when the relay refuses the session: the publisher stops with this message.
+type Refused = Arc<Mutex<Option<String>>>;
 
 /// One stream's track.
 struct TrackOut {
@@ -227,6 +246,7 @@ struct Pump {
     tracks: BTreeMap<u16, TrackOut>,
     retention: Option<Duration>,
     frames: u64,
+    refused: Refused,
 }
 
 fn kind_of_head(head: &MessageHead) -> Option<&'static str> {
@@ -248,6 +268,7 @@ impl Pump {
         broadcast: broadcast::Producer,
         catalog: track::Producer,
         retention: Option<Duration>,
+        refused: Refused,
     ) -> Self {
         let publisher = {
             let mut id = [0u8; 8];
@@ -266,6 +287,7 @@ impl Pump {
             tracks: BTreeMap::new(),
             retention,
             frames: 0,
+            refused,
         }
     }
 
@@ -372,6 +394,9 @@ impl Pump {
         loop {
             if sl_cli::interrupted() {
                 return self.end_all(end_all);
+            }
+            if let Some(why) = self.refused.lock().expect("refusal lock").clone() {
+                anyhow::bail!(why);
             }
             let raw = reader.next_raw().context("reading stdin")?;
             let Some(raw) = raw else {

@@ -209,6 +209,7 @@ async fn run(
             Err(e) if !connected_once => {
                 return Err(anyhow::Error::new(e).context(format!("subscribing to {url}")));
             }
+            Err(e) if connect::is_refusal(&e) => anyhow::bail!(connect::refusal(url, &e)),
             Err(e) => {
                 let (since, _) = trouble_since.get_or_insert((Instant::now(), e.to_string()));
                 if since.elapsed() > opts.reconnect_timeout {
@@ -301,7 +302,12 @@ async fn attempt(
             said = true;
         }
         tokio::select! {
-            err = conn.session.closed() => return Ok(Attempt::Lost(err.to_string())),
+            err = conn.session.closed() => {
+                if connect::is_refusal(&err) {
+                    anyhow::bail!(connect::refusal(url, &err));
+                }
+                return Ok(Attempt::Lost(err.to_string()));
+            }
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     };
@@ -376,6 +382,9 @@ async fn attempt(
             }
             err = conn.session.closed() => {
                 tasks.abort_all();
+                if connect::is_refusal(&err) {
+                    anyhow::bail!(connect::refusal(url, &err));
+                }
                 return Ok(Attempt::Lost(err.to_string()));
             }
             _ = broadcast.closed(), if !broadcast_gone => {
