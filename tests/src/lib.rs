@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use sl_frame::VideoFrame;
 use sl_wire::{Message, Reader, WireError};
 
-/// The path of a workspace binary such as `sl-test`.
+/// The path of a workspace binary such as `sl-test`, checked to be built from the current
+/// source: a test must never pass or fail because of a binary left over from older code.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/test-binary -> target/<profile>/
@@ -34,10 +35,47 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is not built: run `cargo build --workspace` (or `cargo test --workspace`) first",
+        "{} is not built: run `cargo build --release --bins` (scripts/test.sh does) first",
         path.display()
     );
+    if let Some(stale) = newer_source(&path) {
+        panic!(
+            "{} is older than {}, a source it is built from: run `cargo build --release --bins` \
+             (scripts/test.sh does) before the tests",
+            path.display(),
+            stale.display()
+        );
+    }
     path
+}
+
+/// A source file `binary` depends on that changed after it was built, from the dependency
+/// list cargo writes next to it (`target/<profile>/NAME.d`).
+fn newer_source(binary: &Path) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let deps = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+    let (_, list) = deps.split_once(": ")?;
+    // paths are separated by spaces; a space inside a path is escaped as `\ `
+    let mut paths = Vec::new();
+    let mut cur = String::new();
+    let mut chars = list.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => cur.push(chars.next().expect("peeked")),
+            ' ' | '\n' => paths.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    paths.push(cur);
+    paths
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .find(|p| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > built)
+        })
 }
 
 /// A scratch directory under the target directory, emptied first.

@@ -706,6 +706,19 @@ fn stamps_survive_sl_draw() {
 }
 
 #[test]
+fn stamps_survive_a_stream_saved_to_a_file_and_read_back() {
+    let (bytes, frames) = stamped_stream();
+    let dir = scratch_dir("ptp-slv");
+    let slv = dir.join("take.slv");
+    std::fs::write(&slv, &bytes).unwrap();
+    let out = Pipeline::new()
+        .sl("sl-file", &[slv.to_str().unwrap()])
+        .run();
+    out.assert_success();
+    assert_eq!(stamps(&out.frames()), stamps(&frames));
+}
+
+#[test]
 fn sl_info_reports_latency_per_stream() {
     // PTP basis: sl-info reads the same trusted clock the source stamped with
     let out = Pipeline::new()
@@ -729,14 +742,82 @@ fn sl_info_reports_latency_per_stream() {
     // system basis, in the text report and on the live meter
     let out = Pipeline::new()
         .sl("sl-test", &["-n", "45", "-s", "64x48"])
-        .sl("sl-info", &["--pass"])
+        .sl("sl-info", &["--pass", "--stats"])
         .run();
     out.assert_success();
     let err = &out.last().stderr;
     assert!(err.contains("latency (system): p50 "), "{err}");
-    let live = err
+    // the meter's line (live on a terminal, once at the end with --stats) carries it too
+    let meter = err
         .lines()
         .find(|l| l.starts_with("sl-info: ") && l.contains("fps"))
-        .unwrap_or_else(|| panic!("no live meter line: {err}"));
-    assert!(live.contains("#0 latency (system)"), "{live}");
+        .unwrap_or_else(|| panic!("no meter line: {err}"));
+    assert!(meter.contains("#0 latency (system)"), "{meter}");
+}
+
+/// Every source stamps its frames with `--clock`: capture time, and with a PTP clock the PTP
+/// time of that same instant (here the trusted system clock plus the TAI offset).
+#[test]
+fn every_source_stamps_with_the_clock_it_is_given() {
+    let dir = scratch_dir("ptp-every-source");
+    let mkv = dir.join("bars.mkv");
+    Pipeline::new()
+        .sl("sl-test", &["-n", "10", "--fast", "-s", "64x48"])
+        .sl("sl-file", &["-o", mkv.to_str().unwrap()])
+        .run()
+        .assert_success();
+    let clock = ["--clock", "system-ptp", "--tai-offset", "37"];
+    let circle = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/circle.rhai");
+    let sources: Vec<(&str, Vec<&str>)> = vec![
+        ("sl-test", vec!["-n", "5", "--fast", "-s", "64x48"]),
+        ("sl-file", vec![mkv.to_str().unwrap(), "-n", "5"]),
+        (
+            "sl-file",
+            vec![mkv.to_str().unwrap(), "-n", "5", "--realtime"],
+        ),
+        (
+            "sl-draw",
+            vec![
+                circle.to_str().unwrap(),
+                "--size",
+                "64x48",
+                "-n",
+                "5",
+                "--fast",
+            ],
+        ),
+        ("sl-cam", vec!["--fake", "yuyv:64x48@30", "-n", "5"]),
+    ];
+    for (stage, args) in sources {
+        let mut with_clock = args.clone();
+        with_clock.extend(clock);
+        let before = sl_clock::real_ns();
+        let out = Pipeline::new().sl(stage, &with_clock).run();
+        out.assert_success();
+        let after = sl_clock::real_ns();
+        let frames = out.frames();
+        assert_eq!(frames.len(), 5, "{stage} {with_clock:?}");
+        for f in &frames {
+            let c = f
+                .info
+                .capture_time_ns
+                .unwrap_or_else(|| panic!("{stage} {with_clock:?}: no capture time"));
+            assert!(
+                (before - 5_000_000_000..=after).contains(&c),
+                "{stage}: capture time {c} outside the run [{before}, {after}]"
+            );
+            assert_eq!(
+                f.info.ptp_time_ns,
+                Some(c + 37_000_000_000),
+                "{stage} {with_clock:?}"
+            );
+        }
+    }
+    // a filter keeps what its source stamped: --clock there is a usage error, not a restamp
+    let out = Pipeline::new()
+        .sl("sl-test", &["-n", "2", "--fast", "-s", "64x48"])
+        .sl("sl-draw", &[circle.to_str().unwrap(), "--clock", "ptp"])
+        .run();
+    assert_eq!(out.last().code, Some(2), "{}", out.last().stderr);
+    assert!(out.last().stderr.contains("give it to the source"));
 }

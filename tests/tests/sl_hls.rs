@@ -922,7 +922,11 @@ fn usage_errors() {
         .sl("sl-test", &["--fast", "-n", "3", "-s", "64x48"])
         .sl(
             "sl-hls",
-            &[scratch_dir("hls-usage").to_str().unwrap(), "-t", "0.5"],
+            &[
+                scratch_dir("hls-usage").to_str().unwrap(),
+                "--segment-time",
+                "0.5",
+            ],
         )
         .run();
     assert_eq!(out.last().code, Some(1), "{:?}", out.last());

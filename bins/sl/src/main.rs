@@ -45,7 +45,34 @@ enum StageCmd {
 }
 
 fn main() -> ExitCode {
+    // completions and the man page name every stage, so `sl <TAB>` offers them
+    if let Some(code) = sl_cli::answer_early(with_stages, std::env::args_os().skip(1)) {
+        return ExitCode::from(code);
+    }
     sl_cli::run(|a: &Args| &a.common, run)
+}
+
+/// `sl`'s command line with a subcommand per built-in stage, for completions and the man
+/// page (parsing goes through the external-subcommand catch-all, which also runs plugins).
+fn with_stages() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Args::command();
+    for full in sl_cli::STAGES {
+        let Some(short) = full.strip_prefix("sl-") else {
+            continue;
+        };
+        cmd = cmd.subcommand(
+            clap::Command::new(short)
+                .about(format!("run {full} (see `{full} --help`)"))
+                .arg(
+                    clap::Arg::new("args")
+                        .num_args(0..)
+                        .trailing_var_arg(true)
+                        .allow_hyphen_values(true),
+                ),
+        );
+    }
+    cmd
 }
 
 fn run(args: Args) -> anyhow::Result<()> {

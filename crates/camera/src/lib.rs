@@ -163,61 +163,126 @@ fn start_and_stream<C: Camera + ?Sized, W: Write>(
     stop: &dyn Fn() -> bool,
     on_choice: &mut dyn FnMut(&Choice),
 ) -> Result<Report, CamError> {
-    let device = cam.describe();
-    let modes = cam.modes()?;
-    let Some(mut choice) = mode::choose(&modes, &opts.request) else {
-        return Err(CamError::NoModes {
-            device,
-            modes: "none".into(),
-        });
-    };
-    let actual = cam.start(choice.mode)?;
-    if actual != choice.mode {
-        log::warn!(
-            "camera {device}: asked the driver for {}, it set {actual}",
-            choice.mode
-        );
-        choice.mode = actual;
-        choice.exact = false;
+    let mut session = Session::start(cam, opts, on_choice)?;
+    out.write_stream_info(0, session.stream_info())?;
+    while !stop() {
+        let Some((described, frame)) = session.next_frame()? else {
+            break;
+        };
+        if let Some(info) = described {
+            out.write_stream_info(0, &info)?;
+        }
+        out.write_video(0, &frame)?;
     }
-    on_choice(&choice);
-    let frames = stream(cam, &device, &choice, opts, out, stop)?;
-    Ok(Report { choice, frames })
+    Ok(Report {
+        choice: session.choice,
+        frames: session.n,
+    })
 }
 
-fn stream<C: Camera + ?Sized, W: Write>(
-    cam: &mut C,
-    device: &str,
-    choice: &Choice,
-    opts: &Options,
-    out: &mut Writer<W>,
-    stop: &dyn Fn() -> bool,
-) -> Result<u64, CamError> {
-    let m = choice.mode;
-    let format = opts
-        .format
-        .unwrap_or_else(|| decode::native_format(m.fourcc));
-    let fps = if m.fps > 0 {
-        Rational::new(m.fps, 1)
-    } else {
-        Rational::new(0, 0)
-    };
-    let source_id = opts.source_id.clone().unwrap_or_else(|| device.to_string());
-    let mut info = StreamInfo::raw_video(format, m.width, m.height, fps);
-    // Timestamps are capture times, in microseconds since the first frame: a camera's real
-    // rate wanders around its nominal one, and dropped frames must show as gaps.
-    info.time_base = Rational::MICROS;
-    info.source_id = source_id.clone();
-    out.write_stream_info(0, &info)?;
+/// A capture in progress, one frame at a time: what [`capture`] and a stage runtime drive.
+pub struct Session<'c, C: Camera + ?Sized> {
+    cam: &'c mut C,
+    device: String,
+    choice: Choice,
+    format: PixelFormat,
+    fps: Rational,
+    info: StreamInfo,
+    opts: Options,
+    first_ts: Option<i64>,
+    size: (u32, u32),
+    n: u64,
+}
 
-    let mut first_ts: Option<i64> = None;
-    let mut n = 0u64;
-    let mut size = (m.width, m.height);
-    loop {
-        if opts.max_frames.is_some_and(|max| n >= max) || stop() {
-            break;
+impl<C: Camera + ?Sized> std::fmt::Debug for Session<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("device", &self.device)
+            .field("mode", &self.choice.mode)
+            .field("frames", &self.n)
+            .finish()
+    }
+}
+
+impl<'c, C: Camera + ?Sized> Session<'c, C> {
+    /// Choose the mode closest to the request and start the camera; `on_choice` hears which
+    /// mode was chosen, before the first frame.
+    pub fn start(
+        cam: &'c mut C,
+        opts: &Options,
+        on_choice: &mut dyn FnMut(&Choice),
+    ) -> Result<Self, CamError> {
+        let device = cam.describe();
+        let modes = cam.modes()?;
+        let Some(mut choice) = mode::choose(&modes, &opts.request) else {
+            return Err(CamError::NoModes {
+                device,
+                modes: "none".into(),
+            });
+        };
+        let actual = cam.start(choice.mode)?;
+        if actual != choice.mode {
+            log::warn!(
+                "camera {device}: asked the driver for {}, it set {actual}",
+                choice.mode
+            );
+            choice.mode = actual;
+            choice.exact = false;
         }
-        let raw = cam.frame().map_err(|e| match e {
+        on_choice(&choice);
+        let m = choice.mode;
+        let format = opts
+            .format
+            .unwrap_or_else(|| decode::native_format(m.fourcc));
+        let fps = if m.fps > 0 {
+            Rational::new(m.fps, 1)
+        } else {
+            Rational::new(0, 0)
+        };
+        let source_id = opts.source_id.clone().unwrap_or_else(|| device.to_string());
+        let mut info = StreamInfo::raw_video(format, m.width, m.height, fps);
+        // Timestamps are capture times, in microseconds since the first frame: a camera's real
+        // rate wanders around its nominal one, and dropped frames must show as gaps.
+        info.time_base = Rational::MICROS;
+        info.source_id = source_id;
+        Ok(Session {
+            cam,
+            device,
+            choice,
+            format,
+            fps,
+            info,
+            opts: opts.clone(),
+            first_ts: None,
+            size: (m.width, m.height),
+            n: 0,
+        })
+    }
+
+    /// The stream's description (send it before the first frame).
+    pub fn stream_info(&self) -> &StreamInfo {
+        &self.info
+    }
+
+    pub fn choice(&self) -> &Choice {
+        &self.choice
+    }
+
+    /// Frames captured so far.
+    pub fn frames(&self) -> u64 {
+        self.n
+    }
+
+    /// The next frame, with a new description when the driver changed the size, or `None`
+    /// once `max_frames` or `max_secs` is reached.
+    pub fn next_frame(
+        &mut self,
+    ) -> Result<Option<(Option<StreamInfo>, sl_frame::VideoFrame)>, CamError> {
+        let (n, device) = (self.n, self.device.as_str());
+        if self.opts.max_frames.is_some_and(|max| n >= max) {
+            return Ok(None);
+        }
+        let raw = self.cam.frame().map_err(|e| match e {
             // a frame error once streaming means the device went away or failed
             CamError::Lost { .. } => e,
             other => CamError::Lost {
@@ -227,31 +292,34 @@ fn stream<C: Camera + ?Sized, W: Write>(
             },
         })?;
         let ts = raw.timestamp_ns.unwrap_or_else(now_ns);
-        let t0 = *first_ts.get_or_insert(ts);
+        let t0 = *self.first_ts.get_or_insert(ts);
         let pts_us = (ts - t0).max(0) / 1000;
-        if opts
+        if self
+            .opts
             .max_secs
             .is_some_and(|s| pts_us as f64 / 1e6 >= s - 1e-9)
         {
-            break;
+            return Ok(None);
         }
         let mut frame = decode::decode(&raw).map_err(|source| CamError::Decode {
             device: device.to_string(),
             frame: n,
             source,
         })?;
-        if frame.format() != format {
-            frame = to_format(&frame, format);
+        if frame.format() != self.format {
+            frame = to_format(&frame, self.format);
         }
-        if (frame.width(), frame.height()) != size {
+        let mut described = None;
+        if (frame.width(), frame.height()) != self.size {
             // the driver changed size under us: describe the stream again
-            size = (frame.width(), frame.height());
-            info = StreamInfo {
-                kind: StreamInfo::raw_video(format, size.0, size.1, fps).kind,
-                ..info
+            self.size = (frame.width(), frame.height());
+            self.info = StreamInfo {
+                kind: StreamInfo::raw_video(self.format, self.size.0, self.size.1, self.fps).kind,
+                ..self.info.clone()
             };
-            out.write_stream_info(0, &info)?;
+            described = Some(self.info.clone());
         }
+        let m = self.choice.mode;
         frame.info.frame_number = n;
         frame.info.pts = pts_us;
         frame.info.time_base = Rational::MICROS;
@@ -261,11 +329,10 @@ fn stream<C: Camera + ?Sized, W: Write>(
             0
         };
         frame.info.capture_time_ns = Some(ts);
-        frame.info.source_id = source_id.clone();
-        out.write_video(0, &frame)?;
-        n += 1;
+        frame.info.source_id = self.info.source_id.clone();
+        self.n += 1;
+        Ok(Some((described, frame)))
     }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -171,6 +171,112 @@ fn to_duration(secs: f64, s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A value parser for a type read with `FromStr` that also knows its usual names, so `--help`
+/// lists them and shell completions offer them (other spellings the type accepts still work).
+pub fn one_of<T>(names: &'static [&'static str]) -> Names<T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: fmt::Display,
+{
+    Names {
+        names,
+        _type: std::marker::PhantomData,
+    }
+}
+
+/// `--format`'s parser: the pixel formats, completed by name.
+pub fn pixel_format() -> Names<sl_frame::PixelFormat> {
+    one_of(&["rgba", "bgra", "rgb24", "gray8", "i420", "nv12"])
+}
+
+/// See [`one_of`].
+#[derive(Debug)]
+pub struct Names<T> {
+    names: &'static [&'static str],
+    _type: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Names<T> {
+    fn clone(&self) -> Self {
+        Names {
+            names: self.names,
+            _type: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for Names<T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: fmt::Display,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let v = value.to_string_lossy();
+        v.parse::<T>().map_err(|e| {
+            let arg = arg.map(|a| a.to_string()).unwrap_or_else(|| "...".into());
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value '{v}' for '{arg}': {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.names
+                .iter()
+                .map(|n| clap::builder::PossibleValue::new(*n)),
+        ))
+    }
+}
+
+/// `--progress` / `--no-progress` / `--stats`: the meter, spelled the same in every stage.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Show a live progress line on stderr (when stderr is a terminal): frames, fps, size,
+    /// stream time, bitrate, speed.
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+    /// No live progress line.
+    #[arg(long, overrides_with = "progress")]
+    pub no_progress: bool,
+    /// Print a stats line on stderr at the end.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+impl Progress {
+    /// Whether the live line is wanted, given the stage's default.
+    pub fn live(&self, default: bool) -> bool {
+        if self.progress {
+            true
+        } else if self.no_progress {
+            false
+        } else {
+            default
+        }
+    }
+}
+
+/// `--policy`: what a stage does when it falls behind.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct Delivery {
+    /// When this stage falls behind: block (lossless, slows upstream), latest (drop to the
+    /// newest frame) or queue:N (keep N, drop the oldest). Only video frames are dropped.
+    #[arg(long, default_value = "block", value_name = "block|latest|queue:N")]
+    pub policy: crate::Policy,
+}
+
 /// `--frames N` / `--duration D`: when a source or filter should stop.
 #[derive(clap::Args, Debug, Clone, Copy, Default)]
 pub struct FrameLimit {

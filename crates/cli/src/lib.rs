@@ -1,4 +1,7 @@
-//! What every streamlib stage does the same way. A stage's `main` is one call:
+//! The process concerns every streamlib stage shares: parsing and the shared flag structs,
+//! logging, signals, exit codes, man pages and completions, stdin/stdout as frame streams.
+//! (The dataflow, threads, policies, pacing and the meter are the stage runtime's:
+//! `sl-stage`.) A stage's `main` is one call:
 //!
 //! ```no_run
 //! # use clap::Parser;
@@ -19,24 +22,35 @@
 //! closed pipe downstream anywhere in the error chain is a quiet success.
 
 mod args;
+mod docs;
 mod io;
-mod pace;
 mod policy;
-mod progress;
-mod readahead;
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use args::{Common, FrameLimit, Size, parse_duration, parse_fps};
+pub use args::{
+    Common, Delivery, FrameLimit, Names, Progress, Size, one_of, parse_duration, parse_fps,
+    pixel_format,
+};
+pub use docs::{answer_early, completions, man_page};
 pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdout_is_pipe};
-pub use pace::Pacer;
-pub use policy::{Policy, Receiver, Sender, channel};
-pub use progress::{Meter, human_bytes};
-pub use readahead::{Next, ReadAhead, Step};
+pub use policy::Policy;
+
+/// Every stage this project builds, for SEE ALSO, `sl`'s completions and the installer.
+pub const STAGES: [&str; 9] = [
+    "sl",
+    "sl-test",
+    "sl-info",
+    "sl-file",
+    "sl-draw",
+    "sl-hls",
+    "sl-show",
+    "sl-screen",
+    "sl-cam",
+];
 
 /// The exit codes every stage uses.
 pub mod exit {
@@ -100,6 +114,11 @@ where
 {
     let cmd = A::command();
     let _ = PROGRAM.set(cmd.get_name().to_string());
+    // --man and --completions answer before parsing, so a stage's required arguments are not
+    // asked for (`sl-draw --man` has no script to give)
+    if let Some(code) = answer_early(A::command, std::env::args_os().skip(1)) {
+        return ExitCode::from(code);
+    }
     let args = match A::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -112,38 +131,33 @@ where
             return ExitCode::from(code);
         }
     };
+    // for the tests that check every `--help` example parses as written
+    if std::env::var_os("SL_PARSE_ONLY").is_some() {
+        return ExitCode::SUCCESS;
+    }
     let c = common(&args);
-    if let Some(shell) = c.completions {
-        let mut cmd = A::command();
-        // Rendered to memory first: clap_complete writes with `write_all(..).expect(..)`, which
-        // panics when stdout is a pipe closed early (`--completions bash | head -c 1`).
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut cmd, program(), &mut script);
-        return print_generated(&script);
-    }
-    if c.man {
-        let mut page = Vec::new();
-        return match clap_mangen::Man::new(A::command()).render(&mut page) {
-            Ok(()) => print_generated(&page),
-            Err(_) => ExitCode::from(exit::FAILURE),
-        };
-    }
     init_logging(c.verbose, c.quiet);
     install_signal_handlers();
     let result = body(args);
     ExitCode::from(outcome(result))
 }
 
-/// Write generated text (completions, a man page) to stdout; a reader that stops early (a
-/// closed pipe) is a quiet success, like every stage.
-fn print_generated(text: &[u8]) -> ExitCode {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(_) => ExitCode::from(exit::FAILURE),
-    }
+/// A stage package's two entry points, from its `Args` (which flattens [`Common`] as
+/// `common`) and its `run` function: `command()` (the command line, for man pages and
+/// completions) and `main()` (what `src/main.rs` calls).
+#[macro_export]
+macro_rules! stage_main {
+    ($args:ty, $run:path) => {
+        /// The command line, for man pages and completions.
+        pub fn command() -> clap::Command {
+            <$args as clap::CommandFactory>::command()
+        }
+
+        /// Parse the command line, run the stage, exit with the stage's code.
+        pub fn main() -> std::process::ExitCode {
+            $crate::run(|a: &$args| &a.common, $run)
+        }
+    };
 }
 
 /// The exit code for a stage's result, printing the error if there is one.
@@ -154,12 +168,9 @@ pub fn outcome(result: anyhow::Result<()>) -> u8 {
         Err(e) if is_broken_pipe(&e) => exit::SUCCESS,
         Err(e) => {
             let usage = e.chain().any(|c| c.is::<UsageError>());
-            // Not eprintln!: it panics when stderr cannot be written (`2>/dev/full`), and a
-            // stage that cannot report its error still exits with the code that says it failed.
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{}: error: {e:#}", program());
+            say(&format!("{}: error: {e:#}", program()));
             if usage {
-                let _ = writeln!(err, "Try '{} --help' for more information.", program());
+                say(&format!("Try '{} --help' for more information.", program()));
                 exit::USAGE
             } else if interrupted() {
                 exit::INTERRUPTED
@@ -168,6 +179,29 @@ pub fn outcome(result: anyhow::Result<()>) -> u8 {
             }
         }
     }
+}
+
+/// `1.5 MB`, `3.2 GB`: decimal units, as network and disk rates are quoted.
+pub fn human_bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Write a line to stderr. Unlike `eprintln!`, a stderr that cannot be written (closed, a full
+/// disk: `2>/dev/full`) is ignored rather than a panic.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -196,4 +230,15 @@ fn init_logging(verbose: u8, quiet: bool) {
     });
     b.target(env_logger::Target::Stderr);
     let _ = b.try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_are_human() {
+        use super::human_bytes;
+        assert_eq!(human_bytes(999.0), "999 B");
+        assert_eq!(human_bytes(1_500_000.0), "1.5 MB");
+        assert_eq!(human_bytes(8_294_400.0 * 150.0), "1.2 GB");
+    }
 }

@@ -4,7 +4,6 @@
 //!   pixel format is converted to BGRA, then placed with [`scale`] (fit or 1:1).
 //! - [`check_display`] tells "no display at all" apart before a window is tried, so the user
 //!   gets a message naming `DISPLAY`/`WAYLAND_DISPLAY` rather than an Xlib error.
-//! - [`Clock`] paces frames by their timestamps, like a player.
 //! - [`save_png`] writes a frame as an RGBA PNG.
 //!
 //! Nothing here panics on a missing or lost display: every failure is a [`WindowError`].
@@ -12,7 +11,6 @@
 pub mod scale;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use minifb::{Key, KeyRepeat, Window, WindowOptions};
 use sl_frame::convert::convert;
@@ -217,56 +215,6 @@ impl Viewer {
     }
 }
 
-/// Paces frames by their presentation time: frame `pts` is due at
-/// `start + (pts - first_pts)`. Falling more than `max_lag` behind (a slow machine, a paused
-/// window) restarts the schedule at the late frame rather than rushing to catch up; a
-/// timestamp that goes backwards (a new segment, a looped file) restarts it too.
-#[derive(Debug)]
-pub struct Clock {
-    origin: Option<(Instant, f64)>,
-    last: f64,
-    max_lag: Duration,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
-    }
-}
-
-impl Clock {
-    pub fn new() -> Clock {
-        Clock {
-            origin: None,
-            last: f64::NEG_INFINITY,
-            max_lag: Duration::from_millis(500),
-        }
-    }
-
-    /// Forget the schedule (after a pause): the next frame is due at once.
-    pub fn reset(&mut self) {
-        self.origin = None;
-    }
-
-    /// When the frame at `pts_secs` is due, seen at `now`.
-    pub fn due(&mut self, pts_secs: f64, now: Instant) -> Instant {
-        let restart = match self.origin {
-            None => true,
-            Some(_) if pts_secs < self.last => true,
-            Some((start, first)) => {
-                let due = start + Duration::from_secs_f64((pts_secs - first).max(0.0));
-                now > due && now - due > self.max_lag
-            }
-        };
-        if restart {
-            self.origin = Some((now, pts_secs));
-        }
-        self.last = pts_secs;
-        let (start, first) = self.origin.expect("set above");
-        start + Duration::from_secs_f64((pts_secs - first).max(0.0))
-    }
-}
-
 /// Save `frame` (any pixel format) as an 8-bit RGBA PNG.
 pub fn save_png(frame: &VideoFrame, path: &Path) -> Result<(), WindowError> {
     let err = |why: String| WindowError::Save {
@@ -287,21 +235,6 @@ pub fn save_png(frame: &VideoFrame, path: &Path) -> Result<(), WindowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clock_paces_by_timestamps() {
-        let mut c = Clock::new();
-        let t0 = Instant::now();
-        assert_eq!(c.due(10.0, t0), t0);
-        assert_eq!(c.due(10.5, t0), t0 + Duration::from_millis(500));
-        // far behind: restart at the late frame
-        let late = t0 + Duration::from_secs(5);
-        assert_eq!(c.due(11.0, late), late);
-        // backwards: restart
-        let t1 = late + Duration::from_millis(10);
-        assert_eq!(c.due(0.0, t1), t1);
-        assert_eq!(c.due(0.04, t1), t1 + Duration::from_millis(40));
-    }
 
     #[test]
     fn saves_a_png_of_any_format() {
