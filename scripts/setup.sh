@@ -26,6 +26,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# sl-net publish/subscribe's tests: moq-relay at a pinned version, built once per machine
+# into ~/.cache/streamlib (docs/moq.md: how long the first build takes)
+scripts/deps/moq-relay.sh
+
 # npm ships inside nodejs on machines with NodeSource's build (and conflicts with Debian's npm
 # package there); elsewhere it is a package of its own
 if command -v node >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1; then

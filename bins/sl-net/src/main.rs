@@ -21,7 +21,9 @@ use sl_net::{Codec, CodecOptions, Fingerprint, Options, Policy};
       sl-cam | sl-net send quic://edge:4433           # ...and send to it\n  \
       sl-cam | sl-net serve :4433                     # publish to any number of receivers\n  \
       sl-net recv edge:4433 --policy latest | sl-show\n  \
-      sl-cam | sl-net send studio:4433 --codec h264   # compressed on the link, raw again after\n\n\
+      sl-cam | sl-net send studio:4433 --codec h264   # compressed on the link, raw again after\n  \
+      sl-cam | sl-net publish moq://relay:4443/studio # through a MoQ relay, to any number\n  \
+      sl-net subscribe moq://relay:4443/studio | sl-show\n\n\
       Policies: block (lossless back-pressure; default for send) and latest (live: a frame\n\
       superseded by a newer one is dropped whole, lag never builds up; default for recv).\n\
       Codecs: raw (default for send), jpeg (default for serve) or h264; the receiver decodes\n\
@@ -102,6 +104,52 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Publish stdin as a broadcast on a Media over QUIC relay (moq-relay).
+    Publish {
+        /// The relay and broadcast: moq://HOST:PORT/BROADCAST.
+        url: String,
+        /// Keep groups this long for subscribers that lag or join (default: 2 s for raw
+        /// video, 10 s otherwise). Memory: frame size x rate x this, here and in the relay.
+        #[arg(long, value_name = "DURATION", value_parser = sl_cli::parse_duration)]
+        retention: Option<std::time::Duration>,
+        #[command(flatten)]
+        moq: MoqArgs,
+    },
+    /// Subscribe to a broadcast on a Media over QUIC relay and write it to stdout.
+    Subscribe {
+        /// The relay and broadcast: moq://HOST:PORT/BROADCAST.
+        url: String,
+        /// latest (the default: skip groups a newer one superseded) or block (every group
+        /// the relay still holds, in order).
+        #[arg(long, value_name = "POLICY", default_value = "latest")]
+        policy: sl_cli::Policy,
+        /// Give up after this long without the relay or the broadcast (exit 1).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = sl_cli::parse_duration)]
+        reconnect_timeout: std::time::Duration,
+        #[command(flatten)]
+        moq: MoqArgs,
+    },
+}
+
+/// How to trust and authenticate to a MoQ relay (docs/moq.md).
+#[derive(ClapArgs, Debug)]
+struct MoqArgs {
+    /// The relay certificate's SHA-256 (64 hex digits). Without it, it is fetched from
+    /// http://HOST:PORT/certificate.sha256: trust on first use, for loopback or a LAN.
+    #[arg(long, value_name = "SHA256")]
+    fingerprint: Option<sl_moq::CertFingerprint>,
+    /// A file holding the moq-token JWT the relay's auth server accepts.
+    #[arg(long, value_name = "FILE")]
+    token: Option<PathBuf>,
+}
+
+impl MoqArgs {
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        self.token
+            .as_deref()
+            .map(sl_moq::auth::read_token)
+            .transpose()
+    }
 }
 
 /// How raw video is coded on the link; the receiver decodes it back to the frames it was.
@@ -181,10 +229,39 @@ fn run(args: Args) -> anyhow::Result<()> {
     let quiet = args.common.quiet;
     let Some(command) = args.command else {
         return Err(sl_cli::usage(
-            "say what to do: key, allow, send, listen, serve or recv",
+            "say what to do: key, allow, send, listen, serve, recv, publish or subscribe",
         ));
     };
     match command {
+        Command::Publish {
+            url,
+            retention,
+            moq,
+        } => sl_moq::publish(
+            &url,
+            sl_moq::PublishOptions {
+                fingerprint: moq.fingerprint,
+                token: moq.token()?,
+                retention,
+                quiet,
+                ..Default::default()
+            },
+        ),
+        Command::Subscribe {
+            url,
+            policy,
+            reconnect_timeout,
+            moq,
+        } => sl_moq::subscribe(
+            &url,
+            sl_moq::SubscribeOptions {
+                fingerprint: moq.fingerprint,
+                token: moq.token()?,
+                policy,
+                reconnect_timeout,
+                quiet,
+            },
+        ),
         Command::Key { key } => sl_net::key_command(key),
         Command::Allow {
             fingerprint,
