@@ -6,6 +6,7 @@
 //! streams' descriptions are rewritten to the new size, format and rate.
 
 use std::collections::HashMap;
+
 use std::str::FromStr;
 
 use anyhow::Context as _;
@@ -266,31 +267,72 @@ struct VideoState {
 }
 
 /// ffmpeg's fps filter: each input frame is given the output slot nearest its timestamp;
-/// every slot shows the last frame given it or an earlier one. So a frame is held until the
-/// next one says which slots it fills (one input frame of latency, as in ffmpeg).
+/// every slot shows the last frame given it or an earlier one. So a frame is held (not yet
+/// converted: a dropped frame costs nothing) until the next one says which slots it fills,
+/// one input frame of latency as in ffmpeg.
 struct RateState {
     fps: Rational,
-    held: Option<(VideoFrame, i64)>,
+    held: Option<VideoFrame>,
+    /// The first slot not sent yet.
     next: Option<i64>,
     sent: u64,
 }
 
 impl RateState {
+    fn new(fps: Rational) -> RateState {
+        RateState {
+            fps,
+            held: None,
+            next: None,
+            sent: 0,
+        }
+    }
+
     fn slot(&self, pts: i64, time_base: Rational) -> i64 {
         time_base.rescale(pts, self.fps.inverse())
     }
 
-    /// Send the held frame into every slot before `until`.
-    fn fill(&mut self, until: i64, stream: u16, out: &mut Output) -> anyhow::Result<()> {
-        let Some(next) = self.next else { return Ok(()) };
+    /// The held frame and the slots it fills before `until`, if any (none: it is dropped).
+    fn due(&mut self, until: i64) -> Option<(VideoFrame, std::ops::Range<i64>)> {
+        let next = *self.next.get_or_insert(until);
         if next >= until {
-            return Ok(());
+            return None;
         }
-        let Some((frame, _)) = self.held.take() else {
-            return Ok(());
+        let frame = self.held.take()?;
+        self.next = Some(until);
+        Some((frame, next..until))
+    }
+
+    /// At the end: the held frame and the slots up to its own end time.
+    fn last(&mut self) -> Option<(VideoFrame, std::ops::Range<i64>)> {
+        let frame = self.held.as_ref()?;
+        let slot = self.slot(frame.info.pts, frame.info.time_base);
+        // its end time when it has a duration (so 30 frames at 30 fps make 15 at 15 fps,
+        // as in ffmpeg), else its own slot
+        let end = if frame.info.duration > 0 {
+            self.slot(frame.info.pts + frame.info.duration, frame.info.time_base)
+        } else {
+            slot + 1
         };
-        for slot in next..until {
-            let mut f = frame.clone();
+        self.due(end)
+    }
+
+    /// Send `frame` once per slot.
+    fn send(
+        &mut self,
+        frame: VideoFrame,
+        slots: std::ops::Range<i64>,
+        stream: u16,
+        out: &mut Output,
+    ) -> anyhow::Result<()> {
+        let last = slots.end - 1;
+        let mut frame = Some(frame);
+        for slot in slots {
+            let mut f = if slot == last {
+                frame.take().expect("sent last")
+            } else {
+                frame.clone().expect("kept until the last")
+            };
             f.info.pts = slot;
             f.info.time_base = self.fps.inverse();
             f.info.duration = 1;
@@ -301,36 +343,7 @@ impl RateState {
                 break;
             }
         }
-        self.next = Some(until);
-        self.held = Some((frame, until - 1));
         Ok(())
-    }
-
-    fn frame(&mut self, frame: VideoFrame, stream: u16, out: &mut Output) -> anyhow::Result<()> {
-        let slot = self.slot(frame.info.pts, frame.info.time_base);
-        if self.next.is_none() {
-            self.next = Some(slot);
-        }
-        self.fill(slot, stream, out)?;
-        self.held = Some((frame, slot));
-        Ok(())
-    }
-
-    /// At the end: the last frame fills the slots up to its own end time.
-    fn finish(&mut self, stream: u16, out: &mut Output) -> anyhow::Result<()> {
-        let Some((frame, slot)) = &self.held else {
-            return Ok(());
-        };
-        // its end time when it has a duration (so 30 frames at 30 fps make 15 at 15 fps,
-        // as in ffmpeg), else its own slot
-        let end = if frame.info.duration > 0 {
-            self.slot(frame.info.pts + frame.info.duration, frame.info.time_base)
-        } else {
-            slot + 1
-        };
-        // a held frame already sent (the stream ended on a repeat) is not sent again
-        let end = end.max(self.next.unwrap_or(end));
-        self.fill(end, stream, out)
     }
 }
 
@@ -357,13 +370,6 @@ impl Convert {
                         v.fps = fps;
                         info.time_base = fps.inverse();
                     }
-                    let state = self.streams.entry(stream).or_default();
-                    state.rate = self.fps.map(|fps| RateState {
-                        fps,
-                        held: None,
-                        next: None,
-                        sent: 0,
-                    });
                 }
                 VideoFormat::Coded(codec) => {
                     anyhow::bail!(
@@ -377,54 +383,91 @@ impl Convert {
         Ok(info)
     }
 
-    fn convert(&mut self, stream: u16, frame: VideoFrame, out: &mut Output) -> anyhow::Result<()> {
-        let (format, width, height) = (frame.format(), frame.width(), frame.height());
-        let g = self.plan.geometry(format, width, height)?;
-        let state = self.streams.entry(stream).or_default();
+    fn frame(&mut self, stream: u16, frame: VideoFrame, out: &mut Output) -> anyhow::Result<()> {
+        let Convert {
+            plan,
+            pad_color,
+            fps,
+            streams,
+        } = self;
+        let state = streams.entry(stream).or_default();
         if state.rate.is_none()
-            && let Some(fps) = self.fps
+            && let Some(fps) = *fps
         {
-            state.rate = Some(RateState {
-                fps,
-                held: None,
-                next: None,
-                sent: 0,
-            });
+            state.rate = Some(RateState::new(fps));
         }
-        let converted = if g.is_identity(format, width, height) {
-            frame
-        } else {
-            let key = (format, width, height, frame.color, g);
-            if state.scaler.as_ref().is_none_or(|s| s.key != key) {
-                state.scaler = Some(Scaler {
-                    key,
-                    ctx: scaler_for(format, frame.color, &g)?,
-                });
-            }
-            let scaler = state.scaler.as_mut().expect("just made");
-            let size = g.format.frame_size(g.canvas.0, g.canvas.1);
-            let mut dst = frame_with_slack(g.format, g.canvas, out.buffer(size))?;
-            dst.color = if g.format == format {
-                frame.color
-            } else {
-                out_color(frame.color, format, g.format)
-            };
-            if g.canvas != g.scaled {
-                sl_frame::ops::fill(&mut dst, self.pad_color);
-            }
-            scale(&mut scaler.ctx, &frame, &g, &mut dst)?;
-            dst.info = frame.info.clone();
-            out.pool().put(frame.into_data());
-            dst
-        };
         match &mut state.rate {
-            Some(rate) => rate.frame(converted, stream, out),
-            None => out.send(Message::Video {
-                stream,
-                frame: converted,
-            }),
+            None => {
+                let frame = convert(plan, *pad_color, &mut state.scaler, frame, out)?;
+                out.send(Message::Video { stream, frame })
+            }
+            Some(rate) => {
+                let slot = rate.slot(frame.info.pts, frame.info.time_base);
+                let due = rate.due(slot);
+                if let Some(dropped) = rate.held.replace(frame) {
+                    out.pool().put(dropped.into_data());
+                }
+                if let Some((raw, slots)) = due {
+                    let frame = convert(plan, *pad_color, &mut state.scaler, raw, out)?;
+                    rate.send(frame, slots, stream, out)?;
+                }
+                Ok(())
+            }
         }
     }
+
+    /// A stream's end: its held frame fills its last slots.
+    fn flush(&mut self, stream: u16, out: &mut Output) -> anyhow::Result<()> {
+        let Some(state) = self.streams.get_mut(&stream) else {
+            return Ok(());
+        };
+        let Some(rate) = &mut state.rate else {
+            return Ok(());
+        };
+        if let Some((raw, slots)) = rate.last() {
+            let frame = convert(&self.plan, self.pad_color, &mut state.scaler, raw, out)?;
+            rate.send(frame, slots, stream, out)?;
+        }
+        rate.held = None;
+        Ok(())
+    }
+}
+
+/// Crop, scale, pad and change the format of one frame (as it is if nothing changes).
+fn convert(
+    plan: &Plan,
+    pad_color: [u8; 4],
+    scaler: &mut Option<Scaler>,
+    frame: VideoFrame,
+    out: &mut Output,
+) -> anyhow::Result<VideoFrame> {
+    let (format, width, height) = (frame.format(), frame.width(), frame.height());
+    let g = plan.geometry(format, width, height)?;
+    if g.is_identity(format, width, height) {
+        return Ok(frame);
+    }
+    let key = (format, width, height, frame.color, g);
+    if scaler.as_ref().is_none_or(|s| s.key != key) {
+        *scaler = Some(Scaler {
+            key,
+            ctx: scaler_for(format, frame.color, &g)?,
+        });
+    }
+    let scaler = scaler.as_mut().expect("just made");
+    let size = g.format.frame_size(g.canvas.0, g.canvas.1);
+    let mut dst = frame_with_slack(g.format, g.canvas, out.buffer(size))?;
+    dst.color = if g.format == format {
+        frame.color
+    } else {
+        out_color(frame.color, format, g.format)
+    };
+    if g.canvas != g.scaled {
+        sl_frame::ops::fill(&mut dst, pad_color);
+    }
+    scale(&mut scaler.ctx, &frame, &g, &mut dst)?;
+    dst.info = frame.info.clone();
+    out.pool().put(frame.into_data());
+    Ok(dst)
 }
 
 /// The colour description of a frame converted from `from` to `to`: YUV to YUV keeps the
@@ -631,7 +674,7 @@ impl Filter for Convert {
                 let info = self.describe(stream, info)?;
                 out.send(Message::Stream { stream, info })?;
             }
-            Message::Video { stream, frame } => self.convert(stream, frame, out)?,
+            Message::Video { stream, frame } => self.frame(stream, frame, out)?,
             Message::Packet { stream, packet } => {
                 anyhow::bail!(
                     "stream {stream} carries {} packets, and sl-convert works on raw frames: \
@@ -640,9 +683,7 @@ impl Filter for Convert {
                 );
             }
             Message::End { stream } => {
-                if let Some(rate) = self.streams.get_mut(&stream).and_then(|s| s.rate.as_mut()) {
-                    rate.finish(stream, out)?;
-                }
+                self.flush(stream, out)?;
                 out.send(Message::End { stream })?;
             }
             other => out.send(other)?,
@@ -659,9 +700,7 @@ impl Filter for Convert {
             let mut ids: Vec<u16> = self.streams.keys().copied().collect();
             ids.sort_unstable();
             for id in ids {
-                if let Some(rate) = self.streams.get_mut(&id).and_then(|s| s.rate.as_mut()) {
-                    rate.finish(id, out)?;
-                }
+                self.flush(id, out)?;
             }
         }
         ending.into_result()
