@@ -706,6 +706,19 @@ fn stamps_survive_sl_draw() {
 }
 
 #[test]
+fn stamps_survive_a_stream_saved_to_a_file_and_read_back() {
+    let (bytes, frames) = stamped_stream();
+    let dir = scratch_dir("ptp-slv");
+    let slv = dir.join("take.slv");
+    std::fs::write(&slv, &bytes).unwrap();
+    let out = Pipeline::new()
+        .sl("sl-file", &[slv.to_str().unwrap()])
+        .run();
+    out.assert_success();
+    assert_eq!(stamps(&out.frames()), stamps(&frames));
+}
+
+#[test]
 fn sl_info_reports_latency_per_stream() {
     // PTP basis: sl-info reads the same trusted clock the source stamped with
     let out = Pipeline::new()

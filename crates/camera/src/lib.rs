@@ -175,7 +175,7 @@ fn start_and_stream<C: Camera + ?Sized, W: Write>(
         out.write_video(0, &frame)?;
     }
     Ok(Report {
-        choice: session.choice.clone(),
+        choice: session.choice,
         frames: session.n,
     })
 }
