@@ -4,10 +4,10 @@
 
 use clap::Parser;
 use sl_cli::{Common, Delivery, FrameLimit, Progress, Size, parse_fps};
-use sl_frame::{PixelFormat, Rational, VideoFrame};
+use sl_frame::{AudioChunk, PixelFormat, Rational, SampleFormat, VideoFrame};
 use sl_pattern::{Generator, Pattern, parse_colour};
 use sl_stage::{Flow, Output, Pace, Source, Stage};
-use sl_wire::{Message, StreamInfo};
+use sl_wire::{AudioParams, Message, StreamInfo, StreamKind};
 
 /// Generate test-pattern video: colour bars, gradient, moving box, counter and clock, noise
 /// or a solid colour. Paced in real time like a camera unless --fast.
@@ -19,7 +19,8 @@ use sl_wire::{Message, StreamInfo};
       sl-test | sl-info                                  # 720p30 colour bars, forever\n  \
       sl-test -p box -s 1080p -r 60 -n 600 | sl-show\n  \
       sl-test --fast -n 300 -f i420 | sl-file -o bars.mp4\n  \
-      sl-test -p solid --color '#ff8000' -t 5s | sl-hls out/"
+      sl-test -p solid --color '#ff8000' -t 5s | sl-hls out/\n  \
+      sl-test --tone 440 -n 90 --fast | sl-file -o tone.mp4   # with a 440 Hz sine"
 )]
 pub struct Args {
     /// Pattern: bars, gradient, box, counter, noise, solid.
@@ -45,6 +46,13 @@ pub struct Args {
     /// Source id stamped on the stream and its frames.
     #[arg(long, default_value = "sl-test")]
     source_id: String,
+    /// Add an audio stream: a sine tone at this frequency in Hz (48 kHz, mono, f32), in
+    /// step with the video.
+    #[arg(long, value_name = "HZ", value_parser = parse_tone)]
+    tone: Option<f64>,
+    /// With --tone: beep (0.5 s of tone, 0.5 s of silence) instead of a steady tone.
+    #[arg(long, requires = "tone")]
+    beep: bool,
     /// Seed for the noise pattern.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -60,6 +68,88 @@ pub struct Args {
 
 sl_cli::stage_main!(Args, run);
 
+/// The tone's sample rate.
+const TONE_RATE: u32 = 48_000;
+
+fn parse_tone(s: &str) -> Result<f64, String> {
+    let hz: f64 = s
+        .trim()
+        .trim_end_matches("Hz")
+        .trim_end_matches("hz")
+        .parse()
+        .map_err(|_| format!("`{s}` is not a frequency: give Hz, e.g. 440"))?;
+    if !(hz > 0.0 && hz < f64::from(TONE_RATE) / 2.0) {
+        return Err(format!(
+            "a tone of {s} Hz cannot be sampled at {TONE_RATE} Hz: give 1 to {}",
+            TONE_RATE / 2 - 1
+        ));
+    }
+    Ok(hz)
+}
+
+/// A sine tone cut into one chunk per video frame, so audio and video stay in step: chunk
+/// `n` holds the samples from frame `n`'s time up to frame `n + 1`'s.
+#[derive(Debug)]
+struct Tone {
+    hz: f64,
+    beep: bool,
+    fps: Rational,
+}
+
+impl Tone {
+    fn info(&self, source_id: &str) -> StreamInfo {
+        StreamInfo {
+            kind: StreamKind::Audio(AudioParams {
+                format: SampleFormat::F32,
+                planar: false,
+                channels: 1,
+                sample_rate: TONE_RATE,
+            }),
+            source_id: source_id.to_string(),
+            time_base: Rational::new(1, TONE_RATE),
+            extradata: Vec::new(),
+            metadata: Default::default(),
+        }
+    }
+
+    /// The first sample of frame `n` (exact: frame times in whole samples, rounded down).
+    fn sample_at(&self, n: u64) -> u64 {
+        let (num, den) = (self.fps.num as u128, self.fps.den as u128);
+        (n as u128 * den * TONE_RATE as u128 / num) as u64
+    }
+
+    fn chunk(&self, n: u64, source_id: &str) -> anyhow::Result<AudioChunk> {
+        let (from, to) = (self.sample_at(n), self.sample_at(n + 1));
+        let mut data = Vec::with_capacity((to - from) as usize * 4);
+        let rate = f64::from(TONE_RATE);
+        for i in from..to {
+            let on = !self.beep || (i % u64::from(TONE_RATE)) < u64::from(TONE_RATE / 2);
+            // the phase from the sample number, not accumulated: no drift over hours
+            let phase = (i as f64 * self.hz / rate).fract();
+            let v = if on {
+                0.5 * (std::f64::consts::TAU * phase).sin() as f32
+            } else {
+                0.0
+            };
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut chunk = AudioChunk::new(
+            SampleFormat::F32,
+            TONE_RATE,
+            1,
+            false,
+            (to - from) as u32,
+            data,
+        )?;
+        chunk.info.pts = from as i64;
+        chunk.info.time_base = Rational::new(1, TONE_RATE);
+        chunk.info.duration = (to - from) as i64;
+        chunk.info.frame_number = n;
+        chunk.info.source_id = source_id.to_string();
+        Ok(chunk)
+    }
+}
+
 /// The pattern as a source: one frame per `produce`, made when it is due.
 struct TestSource {
     generator: Generator,
@@ -67,6 +157,7 @@ struct TestSource {
     format: PixelFormat,
     size: Size,
     time_base: Rational,
+    tone: Option<Tone>,
     n: u64,
 }
 
@@ -75,7 +166,14 @@ impl Source for TestSource {
         out.send(Message::Stream {
             stream: 0,
             info: self.info.clone(),
-        })
+        })?;
+        if let Some(tone) = &self.tone {
+            out.send(Message::Stream {
+                stream: 1,
+                info: tone.info(&self.info.source_id),
+            })?;
+        }
+        Ok(())
     }
 
     fn produce(&mut self, out: &mut Output) -> anyhow::Result<Flow> {
@@ -83,9 +181,13 @@ impl Source for TestSource {
         let secs = self.time_base.ticks_to_secs(n as i64);
         // the last frame's buffer, back from the writer: no allocation per frame
         let Size { width, height } = self.size;
-        let mut frame = match out.buffer(0) {
-            Some(buf) => VideoFrame::from_packed(self.format, width, height, buf)?,
-            None => self.generator.blank(),
+        let size = self.format.frame_size(width, height);
+        let mut frame = match out.buffer(size) {
+            // (the pool also gets the tone's small buffers back: only a frame's will do)
+            Some(buf) if buf.len() == size => {
+                VideoFrame::from_packed(self.format, width, height, buf)?
+            }
+            _ => self.generator.blank(),
         };
         self.generator.render(n, secs, &mut frame);
         frame.info.frame_number = n;
@@ -93,6 +195,10 @@ impl Source for TestSource {
         frame.info.time_base = self.time_base;
         frame.info.duration = 1;
         frame.info.source_id.clone_from(&self.info.source_id);
+        if let Some(tone) = &self.tone {
+            let chunk = tone.chunk(n, &self.info.source_id)?;
+            out.send(Message::Audio { stream: 1, chunk })?;
+        }
         out.send(Message::Video { stream: 0, frame })?;
         self.n += 1;
         Ok(Flow::Continue)
@@ -134,6 +240,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             format: args.format,
             size: args.size,
             time_base: args.fps.inverse(),
+            tone: args.tone.map(|hz| Tone {
+                hz,
+                beep: args.beep,
+                fps: args.fps,
+            }),
             n: 0,
         })
 }
