@@ -374,15 +374,28 @@ mod tests {
         // stride below the row
         assert!(matches!(
             VideoFrame::from_parts(PixelFormat::Rgba, 4, 1, &[15], vec![0; 15]),
-            Err(FrameError::StrideOutOfRange { stride: 15, row: 16, .. })
+            Err(FrameError::StrideOutOfRange {
+                stride: 15,
+                row: 16,
+                ..
+            })
         ));
         // stride far above the row: no real layout
         let e = VideoFrame::from_parts(PixelFormat::Gray8, 4, 1, &[5000], vec![0; 5000]);
         assert!(matches!(
             e,
-            Err(FrameError::StrideOutOfRange { stride: 5000, row: 4, max: 4112, .. })
+            Err(FrameError::StrideOutOfRange {
+                stride: 5000,
+                row: 4,
+                max: 4112,
+                ..
+            })
         ));
-        assert!(e.unwrap_err().to_string().contains("stride 5000 is outside 4..=4112"));
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("stride 5000 is outside 4..=4112")
+        );
         // data too short for the strides
         assert!(matches!(
             VideoFrame::from_parts(PixelFormat::Rgba, 4, 2, &[32], vec![0; 63]),
