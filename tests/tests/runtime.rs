@@ -10,7 +10,7 @@ use sl_e2e::{Pipeline, bin, decode, run_cmd, scratch_dir};
 use sl_wire::{Message, UnknownMessage, Writer};
 
 /// Every stage this project builds.
-const STAGES: [&str; 9] = [
+const STAGES: [&str; 10] = [
     "sl",
     "sl-test",
     "sl-info",
@@ -20,6 +20,7 @@ const STAGES: [&str; 9] = [
     "sl-show",
     "sl-screen",
     "sl-cam",
+    "sl-convert",
 ];
 
 /// A finished stream from sl-test with a message of a kind this version does not know
@@ -90,6 +91,7 @@ fn unknown_message_kinds_pass_through_every_filter_untouched() {
         ("sl-info", vec!["--pass", "-q"]),
         ("sl-draw", vec![script.to_str().unwrap()]),
         ("sl-draw", vec![script.to_str().unwrap(), "-f", "i420"]),
+        ("sl-convert", vec!["-f", "i420", "-s", "32x16"]),
     ];
     for (stage, args) in filters {
         let out = Pipeline::new().stdin(input.clone()).sl(stage, &args).run();

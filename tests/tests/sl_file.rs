@@ -628,7 +628,7 @@ fn pushes_to_a_real_srt_listener() {
             .expect("srt-live-transmit is installed by scripts/setup.sh"),
     );
     // wait until the listener's UDP socket is bound (ss lists it), not a fixed time
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ss = Command::new("ss")
             .args(["-Hlun", &format!("sport = :{port}")])
@@ -638,7 +638,7 @@ fn pushes_to_a_real_srt_listener() {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "srt-live-transmit did not bind udp port {port} within 30 s"
         );
         std::thread::sleep(Duration::from_millis(20));

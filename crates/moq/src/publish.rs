@@ -458,12 +458,11 @@ impl Pump {
                     if t.ended {
                         continue;
                     }
-                    if t.keyframe_runs && t.group.is_some() {
+                    if t.keyframe_runs
+                        && let Some(group) = t.group.as_mut()
+                    {
                         // inside a keyframe run: keep it with its frames
-                        t.group
-                            .as_mut()
-                            .expect("checked")
-                            .write_frame(Timestamp::now(), msg)?;
+                        group.write_frame(Timestamp::now(), msg)?;
                     } else {
                         t.new_group()?.write_frame(Timestamp::now(), msg)?;
                         t.close_group()?;

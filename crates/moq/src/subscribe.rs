@@ -53,7 +53,8 @@ impl Default for SubscribeOptions {
     }
 }
 
-/// What the writer thread is given.
+/// What the writer thread is given (a message by value: boxing it would allocate per frame).
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Msg(Message),
     /// A new publisher took over the broadcast: its frame numbers start again.
