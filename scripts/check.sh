@@ -1,9 +1,6 @@
 #!/usr/bin/env bash
-# What to run before committing: formatting, lints, tests.
+# What to run before committing, and what CI runs: formatting, clippy -D warnings, every test.
+# scripts/test.sh does all of it (installing what is missing first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# clippy compiles against FFmpeg and the rest: install what is missing first (quick when done)
-scripts/setup.sh
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --release -- -D warnings
-scripts/test.sh
+exec scripts/test.sh "$@"
