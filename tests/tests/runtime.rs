@@ -6,22 +6,10 @@
 
 use std::process::{Command, Stdio};
 
+// every stage this project builds: the list SEE ALSO, `sl` and the installer use
+use sl_cli::STAGES;
 use sl_e2e::{Pipeline, bin, decode, run_cmd, scratch_dir};
 use sl_wire::{Message, UnknownMessage, Writer};
-
-/// Every stage this project builds.
-const STAGES: [&str; 10] = [
-    "sl",
-    "sl-test",
-    "sl-info",
-    "sl-file",
-    "sl-draw",
-    "sl-hls",
-    "sl-show",
-    "sl-screen",
-    "sl-cam",
-    "sl-convert",
-];
 
 /// A finished stream from sl-test with a message of a kind this version does not know
 /// (0x70) after the stream description and another between two frames.
