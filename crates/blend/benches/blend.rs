@@ -53,16 +53,24 @@ fn rgba_layer_onto_yuv_1080p(b: Bencher, format: PixelFormat) {
     b.bench_local(|| blend_yuv_onto(black_box(&mut canvas), black_box(&layer), (0, 0), 200));
 }
 
-#[divan::bench(args = [PixelFormat::I420])]
-fn rgba_to_yuv_layer_1080p(b: Bencher, format: PixelFormat) {
-    let rgba = pattern(W * H * 4, 1);
+/// RGBA to Y, U, V and alpha planes, once per input frame: `uniform` alpha (a layer at 50%
+/// everywhere: each chroma block a plain mean) and `mixed` (every block's four alphas
+/// differ: the alpha-weighted mean, a division per block; the worst case).
+#[divan::bench(args = ["uniform", "mixed"])]
+fn rgba_to_yuv_layer_1080p(b: Bencher, alpha: &str) {
+    let mut rgba = pattern(W * H * 4, 1);
+    if alpha == "uniform" {
+        for p in rgba.chunks_exact_mut(4) {
+            p[3] = 128;
+        }
+    }
     let mut layer = YuvLayer::default();
     b.bench_local(|| {
         YuvLayer::from_rgba(
             black_box(&rgba),
             (W as u32, H as u32),
             ColorInfo::BT601_LIMITED,
-            format,
+            PixelFormat::I420,
             false,
             &mut layer,
         )

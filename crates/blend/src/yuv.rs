@@ -14,16 +14,16 @@ use crate::{clip, mix_plane, mix_plane_const};
 /// RGB -> YUV in 16.16 fixed point, the same coefficients as `sl_frame::convert`.
 #[derive(Clone, Copy, Debug)]
 struct Coeffs {
-    yr: i64,
-    yg: i64,
-    yb: i64,
-    y_off: i64,
-    ur: i64,
-    ug: i64,
-    ub: i64,
-    vr: i64,
-    vg: i64,
-    vb: i64,
+    yr: i32,
+    yg: i32,
+    yb: i32,
+    y_off: i32,
+    ur: i32,
+    ug: i32,
+    ub: i32,
+    vr: i32,
+    vg: i32,
+    vb: i32,
 }
 
 impl Coeffs {
@@ -37,7 +37,7 @@ impl Coeffs {
             Range::Limited => (219.0, 224.0, 16),
             Range::Full => (255.0, 255.0, 0),
         };
-        let r = |x: f64| (x * 65536.0).round() as i64;
+        let r = |x: f64| (x * 65536.0).round() as i32;
         let yk = ys / 255.0;
         let uk = cs / 255.0 / (2.0 * (1.0 - kb));
         let vk = cs / 255.0 / (2.0 * (1.0 - kr));
@@ -57,26 +57,63 @@ impl Coeffs {
 
     #[inline(always)]
     fn y(&self, r: u8, g: u8, b: u8) -> u8 {
-        (((self.yr * r as i64 + self.yg * g as i64 + self.yb * b as i64 + 32768) >> 16)
+        (((self.yr * r as i32 + self.yg * g as i32 + self.yb * b as i32 + 32768) >> 16)
             + self.y_off)
             .clamp(0, 255) as u8
     }
 
-    /// Chroma of the weighted sums `rs, gs, bs` over total weight `n` (> 0).
+    /// Chroma of the sums of 4 pixels' R, G, B (as `sl_frame::convert` does: a shift that
+    /// rounds to nearest).
     #[inline(always)]
-    fn uv(&self, rs: i64, gs: i64, bs: i64, n: i64) -> (u8, u8) {
+    fn uv4(&self, rs: i32, gs: i32, bs: i32) -> (u8, u8) {
+        let half = 1 << 17;
+        let u = ((self.ur * rs + self.ug * gs + self.ub * bs + half) >> 18) + 128;
+        let v = ((self.vr * rs + self.vg * gs + self.vb * bs + half) >> 18) + 128;
+        (u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
+    }
+
+    /// Chroma of alpha-weighted sums over total weight `n` (> 0): blocks whose pixels'
+    /// alphas differ (a layer's edges), so a division.
+    #[inline(never)]
+    fn uv_weighted(&self, rs: i64, gs: i64, bs: i64, n: i64) -> (u8, u8) {
         let den = n << 16;
         let round = |num: i64| {
-            // to nearest, for negative numerators too
             if num >= 0 {
                 (num + den / 2) / den
             } else {
                 -((-num + den / 2) / den)
             }
         };
-        let u = round(self.ur * rs + self.ug * gs + self.ub * bs) + 128;
-        let v = round(self.vr * rs + self.vg * gs + self.vb * bs) + 128;
+        let (ur, ug, ub) = (self.ur as i64, self.ug as i64, self.ub as i64);
+        let (vr, vg, vb) = (self.vr as i64, self.vg as i64, self.vb as i64);
+        let u = round(ur * rs + ug * gs + ub * bs) + 128;
+        let v = round(vr * rs + vg * gs + vb * bs) + 128;
         (u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
+    }
+}
+
+/// Luma of every RGBA pixel, in blocks of 16 pixels so the loop vectorises (no clamp is
+/// needed: the coefficients keep every result inside the range's own limits).
+fn luma(c: &Coeffs, rgba: &[u8], y: &mut [u8]) {
+    let mut ys = y.chunks_exact_mut(16);
+    let mut ps = rgba.chunks_exact(64);
+    for (yo, p) in (&mut ys).zip(&mut ps) {
+        let p: &[u8; 64] = p.try_into().expect("a whole block");
+        for j in 0..16 {
+            let v = (c.yr * p[4 * j] as i32
+                + c.yg * p[4 * j + 1] as i32
+                + c.yb * p[4 * j + 2] as i32
+                + 32768)
+                >> 16;
+            yo[j] = (v + c.y_off) as u8;
+        }
+    }
+    for (yo, p) in ys
+        .into_remainder()
+        .iter_mut()
+        .zip(ps.remainder().chunks_exact(4))
+    {
+        *yo = c.y(p[0], p[1], p[2]);
     }
 }
 
@@ -125,8 +162,8 @@ impl YuvLayer {
         into.width = w;
         into.height = h;
         into.y.clear();
-        into.y
-            .extend(rgba.chunks_exact(4).map(|p| c.y(p[0], p[1], p[2])));
+        into.y.resize(wu * hu, 0);
+        luma(&c, rgba, &mut into.y);
         let nv12 = format == PixelFormat::Nv12;
         let csize = if nv12 { 2 * cw * ch } else { cw * ch };
         into.c0.clear();
@@ -141,33 +178,52 @@ impl YuvLayer {
         } else {
             let mut a = into.alpha.take().unwrap_or_default();
             a.clear();
-            a.extend(rgba.chunks_exact(4).map(|p| p[3]));
+            a.resize(wu * hu, 0);
+            for (a, p) in a.iter_mut().zip(rgba.chunks_exact(4)) {
+                *a = p[3];
+            }
             into.alpha = Some(a);
             let mut ca = into.calpha.take().unwrap_or_default();
             ca.clear();
             ca.resize(csize, 0);
             into.calpha = Some(ca);
         }
-        let px = |x: usize, y: usize| &rgba[(y * wu + x) * 4..][..4];
+        let row = |y: usize| &rgba[y * wu * 4..(y + 1) * wu * 4];
         for cy in 0..ch {
-            let (y0, y1) = (cy * 2, (cy * 2 + 1).min(hu - 1));
+            let (top, bottom) = (row(cy * 2), row((cy * 2 + 1).min(hu - 1)));
             for cx in 0..cw {
-                let (x0, x1) = (cx * 2, (cx * 2 + 1).min(wu - 1));
-                let four = [px(x0, y0), px(x1, y0), px(x0, y1), px(x1, y1)];
-                let (mut rs, mut gs, mut bs, mut n) = (0i64, 0i64, 0i64, 0i64);
-                for p in four {
-                    let wgt = if opaque { 1 } else { p[3] as i64 };
-                    rs += wgt * p[0] as i64;
-                    gs += wgt * p[1] as i64;
-                    bs += wgt * p[2] as i64;
-                    n += wgt;
-                }
-                let (u, v) = if n > 0 {
-                    c.uv(rs, gs, bs, n)
+                let (x0, x1) = (cx * 2 * 4, (cx * 2 + 1).min(wu - 1) * 4);
+                let four: [&[u8]; 4] = [
+                    &top[x0..x0 + 4],
+                    &top[x1..x1 + 4],
+                    &bottom[x0..x0 + 4],
+                    &bottom[x1..x1 + 4],
+                ];
+                let a0 = four[0][3];
+                // one alpha for the whole block (opaque, fully transparent, a uniformly
+                // translucent layer): the plain mean; else the alpha-weighted one
+                let uniform = opaque || (four[1][3] == a0 && four[2][3] == a0 && four[3][3] == a0);
+                let (u, v, alpha) = if uniform {
+                    let s = |k: usize| {
+                        four[0][k] as i32
+                            + four[1][k] as i32
+                            + four[2][k] as i32
+                            + four[3][k] as i32
+                    };
+                    let (u, v) = c.uv4(s(0), s(1), s(2));
+                    (u, v, if opaque { 255 } else { a0 })
                 } else {
-                    (128, 128)
+                    let (mut rs, mut gs, mut bs, mut n) = (0i64, 0i64, 0i64, 0i64);
+                    for p in four {
+                        let wgt = p[3] as i64;
+                        rs += wgt * p[0] as i64;
+                        gs += wgt * p[1] as i64;
+                        bs += wgt * p[2] as i64;
+                        n += wgt;
+                    }
+                    let (u, v) = c.uv_weighted(rs, gs, bs, n);
+                    (u, v, ((n + 2) / 4) as u8)
                 };
-                let alpha = if opaque { 255 } else { ((n + 2) / 4) as u8 };
                 let i = cy * cw + cx;
                 if nv12 {
                     into.c0[2 * i] = u;
