@@ -246,6 +246,19 @@ fn prepare(
         };
     let same_size = (d.src.w, d.src.h) == (d.w, d.h);
     cache.key = Some(key);
+    // the reader thread converted it already (an RGBA input shown whole at its size)
+    if yuv_over
+        && whole
+        && same_size
+        && let (Some(opaque), Some(yuv)) = (layer.prep.opaque, layer.prep.yuv.take())
+    {
+        cache.yuv = yuv;
+        cache.opaque = opaque;
+        cache.opaque_of = Some(layer.seq);
+        cache.use_frame = false;
+        cache.scaled.clear();
+        return;
+    }
     // an input already in the canvas' YUV format, shown whole at its size: its planes as they are
     if yuv_over && frame.format() == format && whole && same_size {
         YuvLayer::from_frame(frame, &mut cache.yuv);
@@ -260,6 +273,12 @@ fn prepare(
         cache.rgba_of = Some(layer.seq);
     }
     let rgba: &[u8] = if own_rgba { frame.data() } else { &cache.rgba };
+    if cache.opaque_of != Some(layer.seq)
+        && let Some(opaque) = layer.prep.opaque
+    {
+        cache.opaque = opaque;
+        cache.opaque_of = Some(layer.seq);
+    }
     if cache.opaque_of != Some(layer.seq) {
         cache.opaque = !frame.format().has_alpha() || sl_blend::is_opaque_rgba(rgba);
         cache.opaque_of = Some(layer.seq);

@@ -8,15 +8,37 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use sl_blend::yuv::YuvLayer;
+use sl_frame::{ColorInfo, PixelFormat, VideoFrame};
 
 use sl_stage::Pool;
 use sl_stage::policy::{self, Bell, Policy, Receiver};
 use sl_wire::{Message, Reader};
 
+/// Work on a whole input frame done on its reader thread, where it overlaps the
+/// compositor's own (on a machine with cores to spare, N layers convert in parallel).
+#[derive(Debug, Default)]
+pub struct Prep {
+    /// For an RGBA frame: whether every pixel is opaque.
+    pub opaque: Option<bool>,
+    /// For an RGBA frame and a YUV canvas: the frame as Y, U, V and alpha planes at its own
+    /// size (what a layer shown whole and unscaled needs).
+    pub yuv: Option<YuvLayer>,
+}
+
+/// The canvas' format and colour, once known: what the readers prepare frames for.
+pub type Target = Arc<OnceLock<(PixelFormat, ColorInfo)>>;
+
 /// What an input's thread reports.
 #[derive(Debug)]
 pub enum Feed {
+    Video {
+        stream: u16,
+        frame: VideoFrame,
+        prep: Prep,
+    },
     Msg(Message),
     /// The stream ended with END.
     End,
@@ -42,7 +64,13 @@ pub struct InputReader {
 /// Frames queued per input under `pts`/`ptp` sync (bounded memory: each may be 8 MB).
 pub const QUEUE: usize = 4;
 
-pub fn spawn(name: &str, origin: Origin, policy: Policy, bell: Arc<Bell>) -> InputReader {
+pub fn spawn(
+    name: &str,
+    origin: Origin,
+    policy: Policy,
+    bell: Arc<Bell>,
+    target: Target,
+) -> InputReader {
     let (tx, rx) = policy::channel_with_bell::<Feed>(policy, QUEUE, Some(bell));
     let pool = Pool::new();
     let recycle = pool.clone();
@@ -75,7 +103,14 @@ pub fn spawn(name: &str, origin: Origin, policy: Policy, bell: Arc<Bell>) -> Inp
                         let _ = tx.send_kept(Feed::End);
                         return;
                     }
-                    Ok(Some(m @ Message::Video { .. })) => tx.send_frame(Feed::Msg(m)),
+                    Ok(Some(Message::Video { stream, frame })) => {
+                        let prep = prepare(&frame, target.get().copied());
+                        tx.send_frame(Feed::Video {
+                            stream,
+                            frame,
+                            prep,
+                        })
+                    }
                     Ok(Some(m)) => tx.send_kept(Feed::Msg(m)),
                     Ok(None) => {
                         let _ = tx.send_kept(Feed::End);
@@ -92,4 +127,31 @@ pub fn spawn(name: &str, origin: Origin, policy: Policy, bell: Arc<Bell>) -> Inp
             }
         });
     InputReader { rx, pool }
+}
+
+/// The reader thread's share of the work on a frame.
+fn prepare(frame: &VideoFrame, target: Option<(PixelFormat, ColorInfo)>) -> Prep {
+    if frame.format() != PixelFormat::Rgba || !frame.is_packed() {
+        return Prep::default();
+    }
+    let opaque = sl_blend::is_opaque_rgba(frame.data());
+    let yuv = match target {
+        Some((format @ (PixelFormat::I420 | PixelFormat::Nv12), color)) => {
+            let mut y = YuvLayer::default();
+            YuvLayer::from_rgba(
+                frame.data(),
+                (frame.width(), frame.height()),
+                color,
+                format,
+                opaque,
+                &mut y,
+            );
+            Some(y)
+        }
+        _ => None,
+    };
+    Prep {
+        opaque: Some(opaque),
+        yuv,
+    }
 }

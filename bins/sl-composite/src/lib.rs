@@ -34,7 +34,7 @@ use sl_stage::{Ending, Flow, Output, Pace, Pool, Source, Stage};
 use sl_wire::{Message, StreamInfo, VideoFormat};
 
 use control::{Batch, Control};
-use input::{Feed, InputReader, Origin};
+use input::{Feed, InputReader, Origin, Prep};
 use layout::{LayoutFile, OnEnd, Patch, Placement, Props, parse_layer_arg, place};
 
 /// Blend several streams into one, as layers: picture-in-picture, overlays, multi-camera
@@ -212,6 +212,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let bell = Bell::new();
+    let target: input::Target = Arc::default();
     let policy = match args.sync {
         Sync::Latest => Policy::Latest,
         Sync::Pts | Sync::Ptp => Policy::Block,
@@ -224,7 +225,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             Layer::new(
                 name.clone(),
                 i,
-                input::spawn(name, origin, policy, Arc::clone(&bell)),
+                input::spawn(name, origin, policy, Arc::clone(&bell), Arc::clone(&target)),
             )
         })
         .collect();
@@ -254,6 +255,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     // the output's size, format and rate, from the flags or the main input
     comp.describe()?;
     let spec = comp.canvas;
+    let _ = target.set((spec.format, spec.color));
     let stage = Stage::new(sl_cli::program())
         .limit(args.limit)
         .progress(args.progress, false)
@@ -345,7 +347,9 @@ struct Layer {
     cache: Cache,
     warned_packets: bool,
     /// Under pts/ptp sync: a frame read ahead, not yet due.
-    ahead: Option<VideoFrame>,
+    ahead: Option<(VideoFrame, Prep)>,
+    /// What the reader thread prepared for the current frame.
+    prep: Prep,
 }
 
 impl Layer {
@@ -363,10 +367,12 @@ impl Layer {
             cache: Cache::default(),
             warned_packets: false,
             ahead: None,
+            prep: Prep::default(),
         }
     }
 
-    fn show(&mut self, frame: VideoFrame, now: f64) {
+    fn show(&mut self, (frame, prep): (VideoFrame, Prep), now: f64) {
+        self.prep = prep;
         if let Some(old) = self.frame.replace(frame) {
             self.input.pool.put(old.into_data());
         }
@@ -718,11 +724,16 @@ impl Compositor {
                     out.send(Message::Stream { stream: id, info })?;
                 }
             }
-            Feed::Msg(Message::Video { stream, frame }) => {
+            Feed::Video {
+                stream,
+                frame,
+                prep,
+            } => {
                 if layer.stream.is_none() {
                     layer.stream = Some(stream);
                 }
                 if layer.stream == Some(stream) {
+                    let frame = (frame, prep);
                     if self.sync == Sync::Latest {
                         layer.show(frame, now);
                         if i == 0 {
@@ -879,17 +890,15 @@ impl Compositor {
         let Some(main) = self.layers[0].ahead.take() else {
             return Ok(!sl_cli::interrupted() && !self.layers[0].ended);
         };
-        let Some(t) = self.key(&main) else {
+        let Some(t) = self.key(&main.0) else {
             anyhow::bail!(
                 "--sync ptp: the main input's frame {} has no PTP time: stamp it with `--clock ptp` at its source, or use --sync pts",
-                main.info.frame_number
+                main.0.info.frame_number
             );
         };
         self.now = t;
-        let pts = main
-            .info
-            .time_base
-            .rescale(main.info.pts, self.canvas.fps.inverse());
+        let info = &main.0.info;
+        let pts = info.time_base.rescale(info.pts, self.canvas.fps.inverse());
         self.layers[0].show(main, t);
         self.main_frame_new = true;
         self.out_pts = Some(pts);
@@ -904,7 +913,7 @@ impl Compositor {
                 let Some(f) = self.layers[i].ahead.as_ref() else {
                     break;
                 };
-                let k = self.key(f);
+                let k = self.key(&f.0);
                 match k {
                     // due (or without a time under ptp: shown as it comes)
                     Some(k) if k > t + half => break,

@@ -117,6 +117,30 @@ fn luma(c: &Coeffs, rgba: &[u8], y: &mut [u8]) {
     }
 }
 
+/// One chroma sample from its four pixels: (u, v, alpha).
+fn block(c: &Coeffs, four: [&[u8]; 4], opaque: bool) -> (u8, u8, u8) {
+    let a0 = four[0][3];
+    // one alpha for the whole block (opaque, fully transparent, a uniformly translucent
+    // layer): the plain mean; else the alpha-weighted one
+    if opaque || (four[1][3] == a0 && four[2][3] == a0 && four[3][3] == a0) {
+        let s = |k: usize| {
+            four[0][k] as i32 + four[1][k] as i32 + four[2][k] as i32 + four[3][k] as i32
+        };
+        let (u, v) = c.uv4(s(0), s(1), s(2));
+        return (u, v, if opaque { 255 } else { a0 });
+    }
+    let (mut rs, mut gs, mut bs, mut n) = (0i64, 0i64, 0i64, 0i64);
+    for p in four {
+        let wgt = p[3] as i64;
+        rs += wgt * p[0] as i64;
+        gs += wgt * p[1] as i64;
+        bs += wgt * p[2] as i64;
+        n += wgt;
+    }
+    let (u, v) = c.uv_weighted(rs, gs, bs, n);
+    (u, v, ((n + 2) / 4) as u8)
+}
+
 /// A layer as planes ready to blend onto a canvas of `format` (I420 or NV12).
 #[derive(Clone, Debug, Default)]
 pub struct YuvLayer {
@@ -189,9 +213,63 @@ impl YuvLayer {
             into.calpha = Some(ca);
         }
         let row = |y: usize| &rgba[y * wu * 4..(y + 1) * wu * 4];
+        let mut put = |i: usize, (u, v, alpha): (u8, u8, u8)| {
+            if nv12 {
+                into.c0[2 * i] = u;
+                into.c0[2 * i + 1] = v;
+                if let Some(ca) = &mut into.calpha {
+                    ca[2 * i] = alpha;
+                    ca[2 * i + 1] = alpha;
+                }
+            } else {
+                into.c0[i] = u;
+                into.c1[i] = v;
+                if let Some(ca) = &mut into.calpha {
+                    ca[i] = alpha;
+                }
+            }
+        };
+        // chroma samples in groups of 8 (16 pixels of two rows) go through fixed-size arrays,
+        // which vectorise; the rest, and blocks whose four alphas differ, one at a time
+        const G: usize = 8;
+        let groups = (wu / 2) / G;
         for cy in 0..ch {
             let (top, bottom) = (row(cy * 2), row((cy * 2 + 1).min(hu - 1)));
-            for cx in 0..cw {
+            for g in 0..groups {
+                let t: &[u8; 64] = top[g * 64..][..64].try_into().expect("a whole group");
+                let b: &[u8; 64] = bottom[g * 64..][..64].try_into().expect("a whole group");
+                let sum = |j: usize, k: usize| {
+                    t[8 * j + k] as i32
+                        + t[8 * j + 4 + k] as i32
+                        + b[8 * j + k] as i32
+                        + b[8 * j + 4 + k] as i32
+                };
+                let mut uv = [(0u8, 0u8); G];
+                for (j, o) in uv.iter_mut().enumerate() {
+                    *o = c.uv4(sum(j, 0), sum(j, 1), sum(j, 2));
+                }
+                for (j, &(u, v)) in uv.iter().enumerate() {
+                    let i = cy * cw + g * G + j;
+                    if opaque {
+                        put(i, (u, v, 255));
+                        continue;
+                    }
+                    let a0 = t[8 * j + 3];
+                    if t[8 * j + 7] == a0 && b[8 * j + 3] == a0 && b[8 * j + 7] == a0 {
+                        put(i, (u, v, a0));
+                    } else {
+                        let x0 = (g * G + j) * 8;
+                        let four: [&[u8]; 4] = [
+                            &top[x0..x0 + 4],
+                            &top[x0 + 4..x0 + 8],
+                            &bottom[x0..x0 + 4],
+                            &bottom[x0 + 4..x0 + 8],
+                        ];
+                        put(i, block(&c, four, false));
+                    }
+                }
+            }
+            for cx in groups * G..cw {
                 let (x0, x1) = (cx * 2 * 4, (cx * 2 + 1).min(wu - 1) * 4);
                 let four: [&[u8]; 4] = [
                     &top[x0..x0 + 4],
@@ -199,46 +277,7 @@ impl YuvLayer {
                     &bottom[x0..x0 + 4],
                     &bottom[x1..x1 + 4],
                 ];
-                let a0 = four[0][3];
-                // one alpha for the whole block (opaque, fully transparent, a uniformly
-                // translucent layer): the plain mean; else the alpha-weighted one
-                let uniform = opaque || (four[1][3] == a0 && four[2][3] == a0 && four[3][3] == a0);
-                let (u, v, alpha) = if uniform {
-                    let s = |k: usize| {
-                        four[0][k] as i32
-                            + four[1][k] as i32
-                            + four[2][k] as i32
-                            + four[3][k] as i32
-                    };
-                    let (u, v) = c.uv4(s(0), s(1), s(2));
-                    (u, v, if opaque { 255 } else { a0 })
-                } else {
-                    let (mut rs, mut gs, mut bs, mut n) = (0i64, 0i64, 0i64, 0i64);
-                    for p in four {
-                        let wgt = p[3] as i64;
-                        rs += wgt * p[0] as i64;
-                        gs += wgt * p[1] as i64;
-                        bs += wgt * p[2] as i64;
-                        n += wgt;
-                    }
-                    let (u, v) = c.uv_weighted(rs, gs, bs, n);
-                    (u, v, ((n + 2) / 4) as u8)
-                };
-                let i = cy * cw + cx;
-                if nv12 {
-                    into.c0[2 * i] = u;
-                    into.c0[2 * i + 1] = v;
-                    if let Some(ca) = &mut into.calpha {
-                        ca[2 * i] = alpha;
-                        ca[2 * i + 1] = alpha;
-                    }
-                } else {
-                    into.c0[i] = u;
-                    into.c1[i] = v;
-                    if let Some(ca) = &mut into.calpha {
-                        ca[i] = alpha;
-                    }
-                }
+                put(cy * cw + cx, block(&c, four, opaque));
             }
         }
     }
