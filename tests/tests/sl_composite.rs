@@ -497,11 +497,17 @@ fn scene_switches_and_batches_apply_whole_at_a_frame_boundary() {
     }
     let n2 = frame_of(&ask(&mut c, "commit"));
     assert!(n2 >= n1);
+    // animations: a fades out over 1 s (30 frames), b moves to x=0 over 500 ms (15 frames)
+    let n3 = frame_of(&ask(
+        &mut c,
+        "set a:opacity=0 over 1s; set b:x=0 over 500ms",
+    ));
+    assert!(n3 >= n2);
     drop(c);
     let out = run.wait();
     out.assert_success();
     let frames = out.frames();
-    assert!(frames.len() as u64 > n2 + 5, "{} frames", frames.len());
+    assert!(frames.len() as u64 > n3 + 31, "{} frames", frames.len());
     let red = [255, 0, 0];
     let green = [0, 255, 0];
     let at = |f: &VideoFrame, x: usize| px(f, x + 5, 5)[..3].to_vec();
@@ -529,7 +535,7 @@ fn scene_switches_and_batches_apply_whole_at_a_frame_boundary() {
                 (green.clone(), red.clone()),
                 "frame {i}: scene right, whole"
             );
-        } else {
+        } else if i < n3 {
             assert_eq!(
                 (p200, p250, p0.clone(), p100),
                 (red.clone(), green.clone(), bg.clone(), bg.clone()),
@@ -538,6 +544,18 @@ fn scene_switches_and_batches_apply_whole_at_a_frame_boundary() {
         }
     }
     assert!(whole_left, "scene left was shown");
+    // the fade: halfway at 15 frames in (linear in stream time), gone at 30
+    let f = |k: u64| &frames[(n3 + k) as usize];
+    let half = px(f(15), 205, 5);
+    assert!(
+        (half[0] as f64 - (255.0 + 32.0) / 2.0).abs() <= 2.0,
+        "a at half opacity: {half:?}"
+    );
+    assert_eq!(px(f(30), 205, 5)[..3], BG[..3], "a faded out");
+    // the move: b (40 wide) from x=250 to 0; at 7 of 15 frames it is at x=133
+    assert_eq!(px(f(7), 150, 5)[..3], green[..], "b on its way");
+    assert_eq!(px(f(15), 20, 5)[..3], green[..], "b arrived");
+    assert_eq!(px(f(15), 150, 5)[..3], BG[..3]);
     let err = &out.stages[0].stderr;
     assert!(
         err.contains("no layer is named nosuch"),
