@@ -667,6 +667,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_layouts_parse() {
+        let names = ["main".to_string(), "cam".to_string()];
+        for (text, json) in [
+            (include_str!("../../../examples/pip.toml"), false),
+            (include_str!("../../../examples/pip.json"), true),
+        ] {
+            let l = LayoutFile::parse(text, json).unwrap();
+            l.check_names(&names).unwrap();
+            assert_eq!(l.scene.as_deref(), Some("pip"));
+        }
+    }
+
+    #[test]
     fn layout_files_check_names_and_values() {
         let l = LayoutFile::parse(
             "scene = \"pip\"\n[layers.cam]\nx = 10\n[scenes.pip.cam]\nw = \"25%\"\n[scenes.full.cam]\nvisible = false\n",
