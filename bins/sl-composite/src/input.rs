@@ -1,0 +1,157 @@
+//! Each input read on a thread of its own, through the runtime's policy channel: under
+//! `--sync latest` only the newest frame waits (a slow or stalled input never slows the
+//! output, and a fast one costs a read, not a blend, per frame it sends); under `pts`/`ptp`
+//! frames queue losslessly (bounded) so they can be matched by time.
+//!
+//! Opening happens on the thread too: opening a FIFO blocks until its writer comes, and a
+//! layer whose input has not started yet is simply absent.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use sl_blend::yuv::YuvLayer;
+use sl_frame::{ColorInfo, PixelFormat, VideoFrame};
+
+use sl_stage::Pool;
+use sl_stage::policy::{self, Bell, Policy, Receiver};
+use sl_wire::{Message, Reader};
+
+/// Work on a whole input frame done on its reader thread, where it overlaps the
+/// compositor's own (on a machine with cores to spare, N layers convert in parallel).
+#[derive(Debug, Default)]
+pub struct Prep {
+    /// For an RGBA frame: whether every pixel is opaque.
+    pub opaque: Option<bool>,
+    /// For an RGBA frame and a YUV canvas: the frame as Y, U, V and alpha planes at its own
+    /// size (what a layer shown whole and unscaled needs).
+    pub yuv: Option<YuvLayer>,
+}
+
+/// The canvas' format and colour, once known: what the readers prepare frames for.
+pub type Target = Arc<OnceLock<(PixelFormat, ColorInfo)>>;
+
+/// What an input's thread reports.
+#[derive(Debug)]
+pub enum Feed {
+    Video {
+        stream: u16,
+        frame: VideoFrame,
+        prep: Prep,
+    },
+    Msg(Message),
+    /// The stream ended with END.
+    End,
+    /// It could not be opened or read (not a stream, truncated...).
+    Failed(String),
+}
+
+/// Where an input comes from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    Stdin,
+    Path(PathBuf),
+}
+
+/// One input's reading thread.
+#[derive(Debug)]
+pub struct InputReader {
+    pub rx: Receiver<Feed>,
+    /// Buffers of frames the compositor is done with, for the reader to read into.
+    pub pool: Pool,
+}
+
+/// Frames queued per input under `pts`/`ptp` sync (bounded memory: each may be 8 MB).
+pub const QUEUE: usize = 4;
+
+pub fn spawn(
+    name: &str,
+    origin: Origin,
+    policy: Policy,
+    bell: Arc<Bell>,
+    target: Target,
+) -> InputReader {
+    let (tx, rx) = policy::channel_with_bell::<Feed>(policy, QUEUE, Some(bell));
+    let pool = Pool::new();
+    let recycle = pool.clone();
+    let what = match &origin {
+        Origin::Stdin => format!("input {name} (stdin)"),
+        Origin::Path(p) => format!("input {name} ({})", p.display()),
+    };
+    let _ = std::thread::Builder::new()
+        .name(format!("in-{name}"))
+        .spawn(move || {
+            let opened: anyhow::Result<Reader<File>> = match &origin {
+                Origin::Stdin => sl_cli::frame_input(),
+                Origin::Path(p) => File::open(p)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|f| Reader::new(f).map_err(anyhow::Error::from)),
+            };
+            let mut reader = match opened {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send_kept(Feed::Failed(format!("{what}: {e:#}")));
+                    return;
+                }
+            };
+            loop {
+                for b in recycle.drain() {
+                    reader.recycle(b);
+                }
+                let sent = match reader.next_message() {
+                    Ok(Some(m)) if m.is_end_of_all() => {
+                        let _ = tx.send_kept(Feed::End);
+                        return;
+                    }
+                    Ok(Some(Message::Video { stream, frame })) => {
+                        let prep = prepare(&frame, target.get().copied());
+                        tx.send_frame(Feed::Video {
+                            stream,
+                            frame,
+                            prep,
+                        })
+                    }
+                    Ok(Some(m)) => tx.send_kept(Feed::Msg(m)),
+                    Ok(None) => {
+                        let _ = tx.send_kept(Feed::End);
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send_kept(Feed::Failed(format!("{what}: {e}")));
+                        return;
+                    }
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+        });
+    InputReader { rx, pool }
+}
+
+/// The reader thread's share of the work on a frame.
+fn prepare(frame: &VideoFrame, target: Option<(PixelFormat, ColorInfo)>) -> Prep {
+    if frame.format() != PixelFormat::Rgba || !frame.is_packed() {
+        return Prep::default();
+    }
+    let opaque = sl_blend::is_opaque_rgba(frame.data());
+    let yuv = match target {
+        Some((format @ (PixelFormat::I420 | PixelFormat::Nv12), color)) => {
+            let mut y = YuvLayer::default();
+            YuvLayer::from_rgba(
+                frame.data(),
+                (frame.width(), frame.height()),
+                color,
+                format,
+                opaque,
+                &mut y,
+            );
+            Some(y)
+        }
+        _ => None,
+    };
+    Prep {
+        opaque: Some(opaque),
+        yuv,
+    }
+}
