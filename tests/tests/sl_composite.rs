@@ -398,6 +398,63 @@ fn pts_sync_shows_each_layers_frame_of_the_same_time_and_audio_passes() {
     );
 }
 
+#[test]
+fn ptp_sync_aligns_by_ptp_time_not_by_timestamps() {
+    let dir = scratch_dir("composite-ptp");
+    let t0: i64 = 1_800_000_000_000_000_000;
+    let frame_ns = 1_000_000_000 / 30;
+    // the camera started 3 frames after the main input: its frame j was taken at the main's
+    // frame j + 3, though both count their timestamps from 0
+    let stamped = |n: usize, grey: &dyn Fn(usize) -> u8, offset: i64| -> Vec<VideoFrame> {
+        (0..n)
+            .map(|j| {
+                let g = grey(j);
+                let mut f = solid(16, 16, [g, g, g, 255]);
+                f.info.ptp_time_ns = Some(t0 + (j as i64 + offset) * frame_ns);
+                f
+            })
+            .collect()
+    };
+    write_stream(&dir.join("main.slv"), &stamped(10, &|_| 0, 0));
+    write_stream(
+        &dir.join("cam.slv"),
+        &stamped(7, &|j| 20 * (j as u8 + 1), 3),
+    );
+    let run = |sync: &str| {
+        let out = composite(&[
+            &format!("main={}", dir.join("main.slv").display()),
+            &format!("cam={}", dir.join("cam.slv").display()),
+            "--sync",
+            sync,
+            "--latency",
+            "20s",
+            "-s",
+            "32x32",
+        ]);
+        out.assert_success();
+        out.frames()
+    };
+    let frames = run("ptp");
+    assert_eq!(frames.len(), 10);
+    for (i, f) in frames.iter().enumerate() {
+        let want = if i < 3 { 0 } else { 20 * (i as u8 - 2) };
+        assert_eq!(
+            px(f, 5, 5)[0],
+            want,
+            "ptp: output frame {i} shows the camera's frame taken with it"
+        );
+        assert_eq!(
+            f.info.ptp_time_ns,
+            Some(t0 + i as i64 * frame_ns),
+            "the main frame's PTP time"
+        );
+    }
+    // by timestamps the same files line up differently: frame i shows the camera's frame i
+    let frames = run("pts");
+    assert_eq!(px(&frames[0], 5, 5)[0], 20);
+    assert_eq!(px(&frames[5], 5, 5)[0], 120);
+}
+
 /// A FIFO at `path`.
 fn mkfifo(path: &Path) {
     let ok = Command::new("mkfifo").arg(path).status().unwrap().success();

@@ -98,8 +98,8 @@ pub struct Args {
     /// main input's frames, each layer shows its frame of the same timestamp / PTP time.
     #[arg(long, value_enum, default_value_t = Sync::Latest)]
     sync: Sync,
-    /// With --sync pts|ptp: how long to wait for a layer's frame of the main frame's time,
-    /// and how far apart two frames may be and still count as the same time.
+    /// With --sync pts|ptp: how long (wall time) to wait for each layer's frame of the main
+    /// frame's time (frames less than half an output frame apart count as the same time).
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     latency: Duration,
     #[command(flatten)]
