@@ -523,7 +523,7 @@ fn scene_switches_and_batches_apply_whole_at_a_frame_boundary() {
     .unwrap();
     let sock = dir.join("ctl.sock");
     let run = live(
-        90,
+        150,
         &format!(
             "a={} b={} --layout {} --scene left --control {}",
             dir.join("a.slv").display(),
@@ -545,9 +545,10 @@ fn scene_switches_and_batches_apply_whole_at_a_frame_boundary() {
     assert!(bad.contains("opacity"), "{bad}");
     let bad = ask(&mut c, "jump a");
     assert!(bad.contains("not a command"), "{bad}");
-    // the switch, at a stream time: exactly frame 30 at 30 fps
-    let n1 = frame_of(&ask(&mut c, "at 1s; scene right"));
-    assert_eq!(n1, 30);
+    // the switch, at a stream time: exactly frame 60 at 30 fps (2 s leaves a slow machine
+    // time to start and answer the commands above first)
+    let n1 = frame_of(&ask(&mut c, "at 2s; scene right"));
+    assert_eq!(n1, 60);
     // a transaction of two lines
     for l in ["begin", "set a:x=200", "set b:x=250"] {
         c.0.write_all(format!("{l}\n").as_bytes()).unwrap();
@@ -694,7 +695,7 @@ fn a_late_layer_appears_and_end_policies_apply() {
     let wf = fifo_writer(&freeze, vec![solid(20, 20, [255, 0, 0, 255])]);
     let wr = fifo_writer(&remove, vec![solid(20, 20, [0, 255, 0, 255])]);
     let run = live(
-        75,
+        120,
         &format!(
             "late={} freeze={} remove={} --layer late:x=200 --layer freeze:x=0 --layer remove:x=100,end=remove --control {}",
             late.display(),
@@ -704,12 +705,12 @@ fn a_late_layer_appears_and_end_policies_apply() {
         ),
     );
     let mut c = connect(&sock);
-    // frame 15 is out: only now does the late input start
-    let n_late = frame_of(&ask(&mut c, "at 0.5s; show late"));
-    assert_eq!(n_late, 15);
+    // frame 30 is out: only now does the late input start
+    let n_late = frame_of(&ask(&mut c, "at 1s; show late"));
+    assert_eq!(n_late, 30);
     let lw = fifo_writer(&late, vec![solid(20, 20, [0, 0, 255, 255])]);
-    // both policies' inputs end (with END) once frame 30 is out
-    let n_end = frame_of(&ask(&mut c, "at 1s; show freeze"));
+    // both policies' inputs end (with END) once frame 60 is out
+    let n_end = frame_of(&ask(&mut c, "at 2s; show freeze"));
     for w in [wf, wr] {
         w.join().unwrap().finish().unwrap();
     }
