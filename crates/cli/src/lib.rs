@@ -40,7 +40,7 @@ pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdou
 pub use policy::Policy;
 
 /// Every stage this project builds, for SEE ALSO, `sl`'s completions and the installer.
-pub const STAGES: [&str; 10] = [
+pub const STAGES: [&str; 11] = [
     "sl",
     "sl-test",
     "sl-info",
@@ -51,6 +51,7 @@ pub const STAGES: [&str; 10] = [
     "sl-screen",
     "sl-cam",
     "sl-convert",
+    "sl-ml",
 ];
 
 /// The exit codes every stage uses.
