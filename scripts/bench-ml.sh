@@ -14,13 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-30}
 ORT_VERSION=${ORT_VERSION:-1.32.0}
-cargo build --release -q -p sl-ml -p sl-file -p sl-convert
+[ -n "${SL_NO_BUILD:-}" ] || cargo build --release -q -p sl-ml -p sl-file -p sl-convert -p sl-test
 T=$PWD/target/release
 M=$(scripts/deps/models.sh)
 PY=$(scripts/test-python.sh --install-only)
-if ! "$PY" -c "import onnxruntime" 2>/dev/null; then
-  echo "bench-ml: installing onnxruntime==$ORT_VERSION into $(dirname "$(dirname "$PY")")" >&2
-  "$PY" -m pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" >&2
+# onnx (to set the model's input shape for onnxruntime) and onnxruntime, into the venv
+if ! "$PY" -c "import onnxruntime, onnx" 2>/dev/null; then
+  echo "bench-ml: installing onnxruntime==$ORT_VERSION and onnx into $(dirname "$(dirname "$PY")")" >&2
+  "$PY" -m pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" "onnx==1.17.0" >&2
 fi
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT

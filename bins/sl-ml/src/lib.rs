@@ -460,6 +460,15 @@ impl Filter for Ml {
     }
 }
 
+/// A library error as the stage reports it: flags that cannot work with the model are usage
+/// errors (exit 2).
+fn stage_error(e: sl_ml_lib::Error) -> anyhow::Error {
+    match e {
+        sl_ml_lib::Error::Usage(m) => UsageError(m).into(),
+        e => e.into(),
+    }
+}
+
 fn inspect(args: &Args) -> anyhow::Result<()> {
     use std::io::Write;
     let info = sl_ml_lib::model::inspect(&args.model)?;
@@ -521,7 +530,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         &args.overrides(),
         &args.output_overrides()?,
         threads,
-    )?;
+    )
+    .map_err(stage_error)?;
     Stage::new(sl_cli::program())
         .limit(args.limit)
         .progress(args.progress, false)

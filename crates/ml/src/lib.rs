@@ -32,6 +32,9 @@ pub enum Error {
     Card { path: PathBuf, reason: String },
     #[error("{0}")]
     Input(String),
+    /// A flag that cannot work with this model (the binary exits with its usage code).
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Outputs(String),
     #[error("{0}")]

@@ -441,8 +441,12 @@ fn resolve(info: &ModelInfo, card: &Card, over: &Overrides) -> Result<(Prep, usi
     let sizing = if let Some((w, h)) = over.size {
         match c.multiple_of {
             Some(n) if w % n != 0 || h % n != 0 => {
-                return Err(bad(format!(
-                    "--size {w}x{h}: this model takes sizes that are multiples of {n}"
+                return Err(Error::Usage(format!(
+                    "--size {w}x{h}: this model takes sizes that are multiples of {n}, such as \
+                     {}x{} (the model's {})",
+                    w.div_ceil(n) * n,
+                    h.div_ceil(n) * n,
+                    info.ports()
                 )));
             }
             _ => Sizing::Fixed {
@@ -492,7 +496,7 @@ fn resolve(info: &ModelInfo, card: &Card, over: &Overrides) -> Result<(Prep, usi
         over.std.map_or_else(|| three(&c.std, 1.0), |s| s),
     );
     if std.contains(&0.0) {
-        return Err(Error::Input("--std must not contain 0".into()));
+        return Err(Error::Usage("--std must not contain 0".into()));
     }
     Ok((
         Prep {
