@@ -281,3 +281,48 @@ fn live_mode_sends_every_frame_with_results_no_newer_than_it() {
     }
     assert!(with > 0, "no frame got results in 2 s");
 }
+
+#[test]
+fn the_face_anonymiser_hides_the_face_and_nothing_else() {
+    // sl-file astronaut.png | sl-ml centerface.onnx | sl-draw examples/anonymise.rhai
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/anonymise.rhai");
+    let out = Pipeline::new()
+        .sl("sl-file", &[&photo("astronaut.png")])
+        .sl("sl-ml", &[&model(), "--threads", "1"])
+        .sl("sl-draw", &[script])
+        .run();
+    out.assert_success();
+    let after = &out.frames()[0];
+    let before = detect("astronaut.png", &[]);
+    // compared as RGBA, whatever format the photograph decodes to
+    let after = &sl_frame::convert::to_format(after, sl_frame::PixelFormat::Rgba);
+    let before_rgba = sl_frame::convert::to_format(&before, sl_frame::PixelFormat::Rgba);
+    let faces = boxes(&before, "detections");
+    assert_eq!(faces.len(), 1);
+    let b = &faces[0];
+    assert_eq!((after.width(), after.height()), (before.width(), before.height()));
+    let bpp = 4;
+    // the example grows each box by 10% on every side; allow two more pixels for rounding
+    let (px, py) = (b.w * 0.1 + 2.0, b.h * 0.1 + 2.0);
+    let (mut inside, mut changed_inside) = (0u64, 0u64);
+    for y in 0..after.height() as usize {
+        let (ra, rb) = (after.row(0, y), before_rgba.row(0, y));
+        for x in 0..after.width() as usize {
+            let (a, o) = (&ra[x * bpp..(x + 1) * bpp], &rb[x * bpp..(x + 1) * bpp]);
+            let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
+            let in_box = fx >= b.x && fx < b.x + b.w && fy >= b.y && fy < b.y + b.h;
+            let near = fx >= b.x - px && fx < b.x + b.w + px && fy >= b.y - py && fy < b.y + b.h + py;
+            if in_box {
+                inside += 1;
+                changed_inside += u64::from(a != o);
+            } else if !near {
+                assert_eq!(a, o, "pixel {x},{y} outside the face box changed");
+            }
+        }
+    }
+    // pixelated: most pixels of a face differ from their tile's average
+    assert!(
+        changed_inside * 10 > inside * 7,
+        "only {changed_inside} of {inside} pixels inside the face box changed"
+    );
+}
