@@ -14,7 +14,9 @@ use sl_wire::Message;
 fn models() -> PathBuf {
     let dir = match std::env::var_os("STREAMLIB_CACHE") {
         Some(c) => PathBuf::from(c).join("models"),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/streamlib/models"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/streamlib/models")
+        }
     };
     for f in [
         "centerface.onnx",
@@ -82,21 +84,35 @@ fn the_astronaut_has_exactly_one_face_and_the_box_is_on_it() {
     // Eileen Collins' face: eyes near y 105, mouth near y 145, between x 180 and 270; the
     // box is centred on the nose (about 222, 125) and about a face wide
     let (cx, cy) = (b.x + b.w / 2.0, b.y + b.h / 2.0);
-    assert!((cx - 222.0).abs() < 20.0 && (cy - 125.0).abs() < 25.0, "{b:?}");
-    assert!((60.0..150.0).contains(&b.w) && (70.0..170.0).contains(&b.h), "{b:?}");
+    assert!(
+        (cx - 222.0).abs() < 20.0 && (cy - 125.0).abs() < 25.0,
+        "{b:?}"
+    );
+    assert!(
+        (60.0..150.0).contains(&b.w) && (70.0..170.0).contains(&b.h),
+        "{b:?}"
+    );
     // five landmarks inside the box: eyes above the nose above the mouth, left before right
     let pts = boxes(&f, "landmarks");
     let names: Vec<&str> = pts.iter().map(|p| p.label.as_str()).collect();
-    assert_eq!(names, ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]);
+    assert_eq!(
+        names,
+        ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
+    );
     for p in &pts {
         assert_eq!((p.class_id, p.w, p.h), (0, 0.0, 0.0));
-        assert!(p.x > b.x && p.x < b.x + b.w && p.y > b.y && p.y < b.y + b.h, "{p:?} {b:?}");
+        assert!(
+            p.x > b.x && p.x < b.x + b.w && p.y > b.y && p.y < b.y + b.h,
+            "{p:?} {b:?}"
+        );
     }
     assert!(pts[0].x < pts[1].x && pts[3].x < pts[4].x);
     assert!(pts[0].y < pts[2].y && pts[2].y < pts[3].y);
     assert_eq!(int(&f, "ml_frame"), Some(0));
     // the picture itself is untouched
-    let plain = Pipeline::new().sl("sl-file", &[&photo("astronaut.png")]).run();
+    let plain = Pipeline::new()
+        .sl("sl-file", &[&photo("astronaut.png")])
+        .run();
     plain.assert_success();
     assert_eq!(plain.frames()[0].data(), f.data());
 }
@@ -164,7 +180,11 @@ fn a_missing_or_invalid_model_is_a_clear_error() {
             .run();
         let s = out.stage(1);
         assert_eq!(s.code, Some(1), "{}", s.stderr);
-        assert!(s.stderr.contains(&p) && s.stderr.contains(want), "{}", s.stderr);
+        assert!(
+            s.stderr.contains(&p) && s.stderr.contains(want),
+            "{}",
+            s.stderr
+        );
         assert!(out.stdout.is_empty(), "nothing written");
     }
     // a card with a mistake names the card and the field
@@ -174,7 +194,11 @@ fn a_missing_or_invalid_model_is_a_clear_error() {
         .sl("sl-ml", &[&model(), "--card", &card.display().to_string()])
         .run();
     assert_eq!(out.stage(0).code, Some(1));
-    assert!(out.stage(0).stderr.contains("layuot"), "{}", out.stage(0).stderr);
+    assert!(
+        out.stage(0).stderr.contains("layuot"),
+        "{}",
+        out.stage(0).stderr
+    );
 }
 
 #[test]
@@ -186,7 +210,11 @@ fn frames_that_do_not_fit_name_the_models_input() {
         .run();
     let s = out.stage(1);
     assert_eq!(s.code, Some(2), "{}", s.stderr);
-    assert!(s.stderr.contains("multiples of 32") && s.stderr.contains("`input.1`"), "{}", s.stderr);
+    assert!(
+        s.stderr.contains("multiples of 32") && s.stderr.contains("`input.1`"),
+        "{}",
+        s.stderr
+    );
     // frames of another size than the input, told not to resize
     let out = Pipeline::new()
         .sl("sl-test", &["--fast", "-n", "2", "-s", "160x120"])
@@ -300,7 +328,10 @@ fn the_face_anonymiser_hides_the_face_and_nothing_else() {
     let faces = boxes(&before, "detections");
     assert_eq!(faces.len(), 1);
     let b = &faces[0];
-    assert_eq!((after.width(), after.height()), (before.width(), before.height()));
+    assert_eq!(
+        (after.width(), after.height()),
+        (before.width(), before.height())
+    );
     let bpp = 4;
     // the example grows each box by 10% on every side; allow two more pixels for rounding
     let (px, py) = (b.w * 0.1 + 2.0, b.h * 0.1 + 2.0);
@@ -311,7 +342,8 @@ fn the_face_anonymiser_hides_the_face_and_nothing_else() {
             let (a, o) = (&ra[x * bpp..(x + 1) * bpp], &rb[x * bpp..(x + 1) * bpp]);
             let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
             let in_box = fx >= b.x && fx < b.x + b.w && fy >= b.y && fy < b.y + b.h;
-            let near = fx >= b.x - px && fx < b.x + b.w + px && fy >= b.y - py && fy < b.y + b.h + py;
+            let near =
+                fx >= b.x - px && fx < b.x + b.w + px && fy >= b.y - py && fy < b.y + b.h + py;
             if in_box {
                 inside += 1;
                 changed_inside += u64::from(a != o);

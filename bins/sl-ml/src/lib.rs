@@ -435,9 +435,7 @@ impl Filter for Ml {
 
     fn finish(&mut self, ending: Ending, _out: &mut Output) -> anyhow::Result<()> {
         if let Some(w) = self.worker.take() {
-            let m = std::mem::take(
-                &mut w.mailbox.lock().unwrap_or_else(|e| e.into_inner()).millis,
-            );
+            let m = std::mem::take(&mut w.mailbox.lock().unwrap_or_else(|e| e.into_inner()).millis);
             drop(w);
             self.millis.extend(m);
         }

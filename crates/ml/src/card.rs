@@ -202,7 +202,7 @@ impl Card {
                 ));
             }
         }
-        if i.std.as_ref().is_some_and(|s| s.iter().any(|x| *x == 0.0)) {
+        if i.std.as_ref().is_some_and(|s| s.contains(&0.0)) {
             return Err("input.std must not contain 0".into());
         }
         for (name, v) in [

@@ -162,7 +162,11 @@ fn yolo(outs: &[Tensor], threshold: f32, v8: bool) -> Result<Vec<Detection>, Err
             Error::Outputs(format!(
                 "the yolo{} decoder wants one output of {}; this model gives {}",
                 if v8 { "v8" } else { "v5" },
-                if v8 { "[1, 4+classes, N]" } else { "[1, N, 5+classes]" },
+                if v8 {
+                    "[1, 4+classes, N]"
+                } else {
+                    "[1, N, 5+classes]"
+                },
                 describe_all(outs)
             ))
         })?;
@@ -170,7 +174,11 @@ fn yolo(outs: &[Tensor], threshold: f32, v8: bool) -> Result<Vec<Detection>, Err
     let (a, b) = (dims[0], dims[1]);
     let head = if v8 { 4 } else { 5 };
     // rows are boxes when the first axis is the long one
-    let (n, k, transposed) = if v8 && a < b { (b, a, true) } else { (a, b, false) };
+    let (n, k, transposed) = if v8 && a < b {
+        (b, a, true)
+    } else {
+        (a, b, false)
+    };
     if k <= head {
         return Err(Error::Outputs(format!(
             "output {} has {k} values per box: the yolo{} layout needs more than {head}",
@@ -358,7 +366,9 @@ pub fn to_boxes(
                 h: 0.0,
                 score: d.score,
                 class_id: index,
-                label: point_names.get(j).map_or_else(|| j.to_string(), |s| s.to_string()),
+                label: point_names
+                    .get(j)
+                    .map_or_else(|| j.to_string(), |s| s.to_string()),
             });
         }
     }
@@ -368,14 +378,20 @@ pub fn to_boxes(
 /// Class scores: the one output's values (any shape holding C numbers), softmaxed when asked
 /// (by default unless they already look like probabilities), best `top` first, as
 /// (class, score).
-pub fn classify(outs: &[Tensor], softmax: Option<bool>, top: usize) -> Result<Vec<(usize, f32)>, Error> {
-    let t = outs.first().ok_or_else(|| Error::Outputs("the model has no outputs".into()))?;
+pub fn classify(
+    outs: &[Tensor],
+    softmax: Option<bool>,
+    top: usize,
+) -> Result<Vec<(usize, f32)>, Error> {
+    let t = outs
+        .first()
+        .ok_or_else(|| Error::Outputs("the model has no outputs".into()))?;
     if t.data.is_empty() {
         return Err(Error::Outputs(format!("output {} is empty", t.describe())));
     }
     let v = t.data;
-    let looks_like_probabilities = v.iter().all(|x| (0.0..=1.0).contains(x))
-        && (v.iter().sum::<f32>() - 1.0).abs() < 1e-3;
+    let looks_like_probabilities =
+        v.iter().all(|x| (0.0..=1.0).contains(x)) && (v.iter().sum::<f32>() - 1.0).abs() < 1e-3;
     let probs: Vec<f32> = if softmax.unwrap_or(!looks_like_probabilities) {
         let max = v.iter().copied().fold(f32::MIN, f32::max);
         let e: Vec<f32> = v.iter().map(|x| (x - max).exp()).collect();
@@ -432,10 +448,26 @@ mod tests {
         marks[2] = 0.5; // point 0: y = 0.5 of the height
         marks[4 + 2] = 0.25; // point 0: x = 0.25 of the width
         let outs = [
-            Tensor { name: "537", shape: &[1, 1, 2, 2], data: &heat },
-            Tensor { name: "538", shape: &[1, 2, 2, 2], data: &scale },
-            Tensor { name: "539", shape: &[1, 2, 2, 2], data: &offset },
-            Tensor { name: "540", shape: &[1, 10, 2, 2], data: &marks },
+            Tensor {
+                name: "537",
+                shape: &[1, 1, 2, 2],
+                data: &heat,
+            },
+            Tensor {
+                name: "538",
+                shape: &[1, 2, 2, 2],
+                data: &scale,
+            },
+            Tensor {
+                name: "539",
+                shape: &[1, 2, 2, 2],
+                data: &offset,
+            },
+            Tensor {
+                name: "540",
+                shape: &[1, 10, 2, 2],
+                data: &marks,
+            },
         ];
         let found = detect(&outs, &settings(Decoder::Centerface), (8, 8)).unwrap();
         assert_eq!(found.len(), 1);
@@ -450,8 +482,14 @@ mod tests {
     #[test]
     fn centerface_names_what_it_got() {
         let d = [0f32; 4];
-        let outs = [Tensor { name: "out", shape: &[1, 4], data: &d }];
-        let e = detect(&outs, &settings(Decoder::Centerface), (8, 8)).unwrap_err().to_string();
+        let outs = [Tensor {
+            name: "out",
+            shape: &[1, 4],
+            data: &d,
+        }];
+        let e = detect(&outs, &settings(Decoder::Centerface), (8, 8))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`out` [1, 4]"), "{e}");
     }
 
@@ -463,7 +501,11 @@ mod tests {
             52.0, 50.0, 20.0, 20.0, 0.8, 0.1, 0.9,
         ];
         let found = detect(
-            &[Tensor { name: "o", shape: &[1, 2, 7], data: &v5 }],
+            &[Tensor {
+                name: "o",
+                shape: &[1, 2, 7],
+                data: &v5,
+            }],
             &settings(Decoder::Yolov5),
             (100, 100),
         )
@@ -481,13 +523,20 @@ mod tests {
             0.9, 0.1,
         ];
         let found = detect(
-            &[Tensor { name: "o", shape: &[1, 6, 2], data: &v8 }],
+            &[Tensor {
+                name: "o",
+                shape: &[1, 6, 2],
+                data: &v8,
+            }],
             &settings(Decoder::Yolov8),
             (100, 100),
         )
         .unwrap();
         assert_eq!(found.len(), 2);
-        assert_eq!((found[0].class, found[0].rect), (1, [40.0, 40.0, 60.0, 60.0]));
+        assert_eq!(
+            (found[0].class, found[0].rect),
+            (1, [40.0, 40.0, 60.0, 60.0])
+        );
         assert_eq!((found[1].class, found[1].rect), (0, [8.0, 8.0, 12.0, 12.0]));
     }
 
@@ -499,8 +548,16 @@ mod tests {
         s.background = true;
         let found = detect(
             &[
-                Tensor { name: "boxes", shape: &[1, 2, 4], data: &boxes },
-                Tensor { name: "scores", shape: &[1, 2, 3], data: &scores },
+                Tensor {
+                    name: "boxes",
+                    shape: &[1, 2, 4],
+                    data: &boxes,
+                },
+                Tensor {
+                    name: "scores",
+                    shape: &[1, 2, 3],
+                    data: &scores,
+                },
             ],
             &s,
             (100, 200),
@@ -516,17 +573,36 @@ mod tests {
         let classes = [17.0, 3.0];
         let found = detect(
             &[
-                Tensor { name: "detection_boxes", shape: &[1, 2, 4], data: &boxes },
-                Tensor { name: "detection_classes", shape: &[1, 2], data: &classes },
-                Tensor { name: "detection_scores", shape: &[1, 2], data: &scores },
-                Tensor { name: "num_detections", shape: &[1], data: &[2.0] },
+                Tensor {
+                    name: "detection_boxes",
+                    shape: &[1, 2, 4],
+                    data: &boxes,
+                },
+                Tensor {
+                    name: "detection_classes",
+                    shape: &[1, 2],
+                    data: &classes,
+                },
+                Tensor {
+                    name: "detection_scores",
+                    shape: &[1, 2],
+                    data: &scores,
+                },
+                Tensor {
+                    name: "num_detections",
+                    shape: &[1],
+                    data: &[2.0],
+                },
             ],
             &s,
             (100, 100),
         )
         .unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].class, found[0].rect), (17, [20.0, 10.0, 60.0, 50.0]));
+        assert_eq!(
+            (found[0].class, found[0].rect),
+            (17, [20.0, 10.0, 60.0, 50.0])
+        );
     }
 
     #[test]
@@ -537,7 +613,15 @@ mod tests {
             class,
             points: vec![],
         };
-        let kept = nms(vec![d(0.0, 0, 0.5), d(1.0, 0, 0.9), d(1.0, 1, 0.4), d(50.0, 0, 0.3)], 0.3);
+        let kept = nms(
+            vec![
+                d(0.0, 0, 0.5),
+                d(1.0, 0, 0.9),
+                d(1.0, 1, 0.4),
+                d(50.0, 0, 0.3),
+            ],
+            0.3,
+        );
         let got: Vec<(f32, i32)> = kept.iter().map(|k| (k.rect[0], k.class)).collect();
         assert_eq!(got, vec![(1.0, 0), (1.0, 1), (50.0, 0)]);
     }
@@ -545,17 +629,39 @@ mod tests {
     #[test]
     fn classify_softmaxes_logits_and_keeps_probabilities() {
         let logits = [1.0, 3.0, 2.0];
-        let top = classify(&[Tensor { name: "p", shape: &[1, 3], data: &logits }], None, 2).unwrap();
+        let top = classify(
+            &[Tensor {
+                name: "p",
+                shape: &[1, 3],
+                data: &logits,
+            }],
+            None,
+            2,
+        )
+        .unwrap();
         assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2]);
         assert!((top[0].1 - 0.665).abs() < 1e-3);
         let probs = [0.2, 0.7, 0.1];
-        let top = classify(&[Tensor { name: "p", shape: &[3], data: &probs }], None, 1).unwrap();
+        let top = classify(
+            &[Tensor {
+                name: "p",
+                shape: &[3],
+                data: &probs,
+            }],
+            None,
+            1,
+        )
+        .unwrap();
         assert_eq!(top, vec![(1, 0.7)]);
     }
 
     #[test]
     fn raw_bytes_layout() {
-        let b = raw_bytes(&Tensor { name: "t", shape: &[1, 2], data: &[1.5, -2.0] });
+        let b = raw_bytes(&Tensor {
+            name: "t",
+            shape: &[1, 2],
+            data: &[1.5, -2.0],
+        });
         assert_eq!(&b[..12], &[2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0]);
         assert_eq!(&b[12..16], &1.5f32.to_le_bytes());
         assert_eq!(b.len(), 20);

@@ -135,23 +135,24 @@ impl Analyser {
             })?,
             (_, d) => d.unwrap_or(Decoder::Yolov8),
         };
-        let order = match &c.outputs {
-            Some(names) => Some(
-                names
-                    .iter()
-                    .map(|n| {
-                        info.outputs.iter().position(|p| &p.name == n).ok_or_else(|| {
+        let order =
+            match &c.outputs {
+                Some(names) => Some(
+                    names
+                        .iter()
+                        .map(|n| {
+                            info.outputs.iter().position(|p| &p.name == n).ok_or_else(|| {
                             Error::Outputs(format!(
                                 "the model card names output `{n}`, which the model does not \
                                  have ({})",
                                 info.ports()
                             ))
                         })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            None => None,
-        };
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+                None => None,
+            };
         let labels = out.labels.clone().or(c.labels).unwrap_or_default();
         Ok(Analyser {
             task,
@@ -265,7 +266,10 @@ impl Analyser {
                             MAX_RAW_BYTES >> 20
                         )));
                     }
-                    results.push((format!("{}{}", keys::TENSOR_PREFIX, t.name), Value::Bytes(b)));
+                    results.push((
+                        format!("{}{}", keys::TENSOR_PREFIX, t.name),
+                        Value::Bytes(b),
+                    ));
                 }
             }
         }

@@ -302,7 +302,10 @@ impl Model {
         let mut model = onnx.parse(&self.proto, dir)?.model;
         model.set_input_fact(
             self.input_index,
-            InferenceFact::dt_shape(f32::datum_type(), shape.iter().copied().collect::<TVec<_>>()),
+            InferenceFact::dt_shape(
+                f32::datum_type(),
+                shape.iter().copied().collect::<TVec<_>>(),
+            ),
         )?;
         for i in 0..model.outputs.len() {
             model.set_output_fact(i, InferenceFact::default())?;
@@ -321,7 +324,8 @@ impl Model {
         self.prepare(&g)?;
         let shape = self.prep.shape(&g);
         self.prep.fill(frame, &g, &mut self.buf);
-        let input = Tensor::from_shape(&shape, &self.buf).map_err(|e| Error::Run(format!("{e:#}")))?;
+        let input =
+            Tensor::from_shape(&shape, &self.buf).map_err(|e| Error::Run(format!("{e:#}")))?;
         let state = &mut self
             .plans
             .iter_mut()
@@ -400,13 +404,14 @@ fn resolve(info: &ModelInfo, card: &Card, over: &Overrides) -> Result<(Prep, usi
         Some(Dim::Fixed(v)) if *v > 0 => Some(*v as u32),
         _ => None,
     };
-    let layout = over.layout.or(c.layout).unwrap_or_else(|| {
-        match (fixed(1), fixed(3)) {
+    let layout = over
+        .layout
+        .or(c.layout)
+        .unwrap_or_else(|| match (fixed(1), fixed(3)) {
             (Some(1 | 3), _) => Layout::Nchw,
             (_, Some(1 | 3)) => Layout::Nhwc,
             _ => Layout::Nchw,
-        }
-    });
+        });
     let (ci, hi, wi) = match layout {
         Layout::Nchw => (1, 2, 3),
         Layout::Nhwc => (3, 1, 2),
@@ -492,8 +497,8 @@ fn resolve(info: &ModelInfo, card: &Card, over: &Overrides) -> Result<(Prep, usi
         }
     };
     let (mean, std) = (
-        over.mean.map_or_else(|| three(&c.mean, 0.0), |m| m),
-        over.std.map_or_else(|| three(&c.std, 1.0), |s| s),
+        over.mean.unwrap_or_else(|| three(&c.mean, 0.0)),
+        over.std.unwrap_or_else(|| three(&c.std, 1.0)),
     );
     if std.contains(&0.0) {
         return Err(Error::Usage("--std must not contain 0".into()));
