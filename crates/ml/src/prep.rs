@@ -356,10 +356,10 @@ mod tests {
         let mut out = Vec::new();
         p.fill(&f, &g, &mut out);
         // NCHW, channel 0 = blue
-        assert_eq!(out, vec![14.5, 29.5, 9.0, 24.0, 4.5, 19.5]);
+        assert_eq!(out, vec![14.5, 29.5, 9.0, 24.0, 3.5, 18.5]);
         p.layout = Layout::Nhwc;
         p.fill(&f, &g, &mut out);
-        assert_eq!(out, vec![14.5, 9.0, 4.5, 29.5, 24.0, 19.5]);
+        assert_eq!(out, vec![14.5, 9.0, 3.5, 29.5, 24.0, 18.5]);
     }
 
     #[test]
