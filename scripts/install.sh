@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=${1:-$HOME/.local}
-STAGES=(sl sl-test sl-info sl-file sl-draw sl-hls sl-show sl-screen sl-cam sl-convert sl-composite)
+STAGES=(sl sl-test sl-info sl-file sl-draw sl-hls sl-show sl-screen sl-cam sl-convert sl-composite sl-ml)
 if [[ "${SL_NO_BUILD:-0}" != 1 ]]; then
   cargo build --release --bins
 fi

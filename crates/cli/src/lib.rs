@@ -40,7 +40,7 @@ pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdou
 pub use policy::Policy;
 
 /// Every stage this project builds, for SEE ALSO, `sl`'s completions and the installer.
-pub const STAGES: [&str; 11] = [
+pub const STAGES: [&str; 12] = [
     "sl",
     "sl-test",
     "sl-info",
@@ -52,6 +52,7 @@ pub const STAGES: [&str; 11] = [
     "sl-cam",
     "sl-convert",
     "sl-composite",
+    "sl-ml",
 ];
 
 /// The exit codes every stage uses.
