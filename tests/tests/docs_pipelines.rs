@@ -14,18 +14,10 @@ use std::process::{Command, Stdio};
 
 use desktop::Xvfb;
 use sl_e2e::{bin, require, scratch_dir};
-
-/// Stages whose `--help` examples are run.
-const STAGES: [&str; 8] = [
-    "sl-test",
-    "sl-info",
-    "sl-file",
-    "sl-draw",
-    "sl-hls",
-    "sl-show",
-    "sl-screen",
-    "sl-cam",
-];
+// The stages whose `--help` examples are run: every one in sl_cli::STAGES (the list the man,
+// completion and install tests use too), so a new stage's examples run without another
+// edit. Those that need a device or a display get one here (`sl-cam --fake`, Xvfb).
+use sl_cli::STAGES;
 
 /// Lines left out, by a part of the line, and why.
 const SKIPS: [(&str, &str); 11] = [
@@ -151,7 +143,13 @@ fn bounded(cmd: &str) -> String {
     for (i, seg) in segs.iter().enumerate() {
         let orig = seg.trim();
         let mut seg = orig.to_string();
-        let words: Vec<&str> = orig.split_whitespace().collect();
+        let mut words: Vec<&str> = orig.split_whitespace().collect();
+        // `sl test ...` runs `sl-test ...`
+        let dispatched;
+        if words.first() == Some(&"sl") && words.len() > 1 && !words[1].starts_with('-') {
+            dispatched = format!("sl-{}", words[1]);
+            words.splice(0..2, [dispatched.as_str()]);
+        }
         let endless = matches!(
             words.first().copied(),
             Some("sl-test" | "sl-cam" | "sl-screen" | "sl-draw")

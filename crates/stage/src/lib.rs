@@ -63,6 +63,7 @@
 
 mod input;
 mod limit;
+mod lines;
 mod meter;
 mod output;
 mod pace;

@@ -1,11 +1,15 @@
 //! The meter: counts what a stage moves, redraws one live status line on stderr while it runs
 //! (only on a terminal, and only when asked), and prints a final stats line.
 //!
+//! Several stages showing live lines on one terminal get a row each ([`crate::lines`]).
+//!
 //! The line reads like ffmpeg's, which is what its users look for:
 //! `sl-test: frame=300 fps=30.0 size=2.8 GB time=00:00:10.00 bitrate=2211.8 Mbit/s speed=1.00x`.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
+
+use crate::lines::SharedLine;
 
 pub use sl_cli::human_bytes;
 
@@ -24,6 +28,9 @@ pub struct Meter {
     pub dropped: u64,
     drawn: bool,
     note: String,
+    /// This stage's row among the live lines on the terminal (opened at the first draw;
+    /// `None` then: redraw one row with `\r`).
+    row: Option<Option<SharedLine>>,
 }
 
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -46,6 +53,7 @@ impl Meter {
             dropped: 0,
             drawn: false,
             note: String::new(),
+            row: None,
         }
     }
 
@@ -106,7 +114,11 @@ impl Meter {
         let dt = (now - self.last).as_secs_f64().max(1e-9);
         let fps = (self.frames - self.last_frames) as f64 / dt;
         let line = format!("{}: {}", self.label, self.status(fps));
-        let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{line}");
+        let shared = self.row.get_or_insert_with(SharedLine::open);
+        if !shared.as_mut().is_some_and(|s| s.draw(&line)) {
+            *shared = None;
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{line}");
+        }
         self.drawn = true;
         self.last = now;
         self.last_frames = self.frames;
@@ -133,6 +145,15 @@ impl Meter {
     /// Clear the live line and print the final stats line if asked (`stats`) or if a live
     /// line was shown.
     pub fn finish(&mut self, stats: bool) {
+        if self.drawn
+            && let Some(Some(mut shared)) = self.row.take()
+        {
+            let line = format!("{}: {}", self.label, self.summary());
+            if shared.finish(&line) {
+                self.drawn = false;
+                return;
+            }
+        }
         let mut err = std::io::stderr().lock();
         if self.drawn {
             let _ = write!(err, "\r\x1b[2K");
