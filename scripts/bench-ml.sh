@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-30}
 ORT_VERSION=${ORT_VERSION:-1.32.0}
-[ -n "${SL_NO_BUILD:-}" ] || cargo build --release -q -p sl-ml -p sl-file -p sl-convert -p sl-test
+# every stage at once, as scripts/test.sh builds them (a subset unifies features differently and rebuilds tract)
+[ -n "${SL_NO_BUILD:-}" ] || cargo build --release --bins -q
 T=$PWD/target/release
 M=$(scripts/deps/models.sh)
 PY=$(scripts/test-python.sh --install-only)

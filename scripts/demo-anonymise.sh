@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release -q -p sl-file -p sl-ml -p sl-draw -p sl-hls -p sl-info
+cargo build --release --bins -q
 T=$PWD/target/release
 OUT=$PWD/out
 export PATH="$T:$PATH"
@@ -15,9 +15,9 @@ M=$(scripts/deps/models.sh)
 mkdir -p "$OUT"
 rm -rf "$OUT/anonymise-hls"
 
-# the pan: a 1280x720 window sliding across the photograph (scaled to 2400 wide) and back up
+# the pan: a 1280x720 window sliding across the rows of faces (the photograph scaled to 2400 wide)
 ffmpeg -v error -y -loop 1 -framerate 30 -i "$M/solvay_conference_1927.jpg" \
-  -vf "scale=2400:-2,crop=1280:720:x='(in_w-out_w)*t/10':y='(in_h-out_h)*(1-t/10)',format=yuv420p" \
+  -vf "scale=2400:-2,crop=1280:720:x='(in_w-out_w)*t/10':y='420+120*sin(t)',format=yuv420p" \
   -t 10 -c:v libx264 -preset veryfast "$OUT/solvay-pan.mp4"
 
 echo "demo: sl-file out/solvay-pan.mp4 | sl-ml centerface.onnx | sl-draw examples/anonymise.rhai | sl-hls out/anonymise-hls" >&2
