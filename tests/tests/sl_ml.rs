@@ -286,14 +286,15 @@ fn every_n_frames_carry_the_last_results_and_their_frame_number() {
 
 #[test]
 fn live_mode_sends_every_frame_with_results_no_newer_than_it() {
-    // paced at 30 fps for 2 s: inference on 160x120 takes milliseconds, so results arrive
+    // paced at 30 fps for 5 s: inference on 160x120 takes milliseconds, so results arrive
+    // even on a slow, busy machine
     let out = Pipeline::new()
-        .sl("sl-test", &["-n", "60", "-s", "160x120"])
+        .sl("sl-test", &["-n", "150", "-s", "160x120"])
         .sl("sl-ml", &[&model(), "--live", "--threads", "1"])
         .run();
     out.assert_success();
     let frames = out.frames();
-    assert_eq!(frames.len(), 60, "--live never drops or holds a frame");
+    assert_eq!(frames.len(), 150, "--live never drops or holds a frame");
     let mut last = -1;
     let mut with = 0;
     for f in &frames {
@@ -307,7 +308,7 @@ fn live_mode_sends_every_frame_with_results_no_newer_than_it() {
             assert_eq!(last, -1, "a frame lost its results");
         }
     }
-    assert!(with > 0, "no frame got results in 2 s");
+    assert!(with > 0, "no frame got results in 5 s");
 }
 
 #[test]
