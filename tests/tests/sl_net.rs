@@ -687,7 +687,8 @@ fn help_and_usage() {
     );
     for (flag, value, says) in [
         ("--codec", "vp9", "raw, jpeg or h264"),
-        ("--bitrate", "fast", "bits per second"),
+        // the one bit-rate parser of every stage (sl_cli::parse_bitrate)
+        ("--bitrate", "fast", "not a bit rate: use e.g. 4M, 2500k"),
         ("--quality", "101", "1..=100"),
     ] {
         let (code, _, err) = run_cmd(&bin("sl-net"), &["send", "127.0.0.1:9", flag, value]);

@@ -8,7 +8,7 @@ use sl_camera::fake::FakeSpec;
 use sl_camera::v4l::{V4lCamera, list_devices};
 use sl_camera::{Camera, FourCc, Options, Request, Session, describe_choice};
 use sl_cli::{Common, Delivery, Progress, Size, SourceArgs};
-use sl_frame::{PixelFormat, Rational};
+use sl_frame::Rational;
 use sl_stage::{Ending, Flow, Output, Source, Stage};
 use sl_wire::Message;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use sl_cli::{Common, Delivery, EncodeArgs, Progress, Size, SourceArgs, parse_duration};
-use sl_frame::{FrameInfo, PixelFormat};
+use sl_frame::FrameInfo;
 use sl_media::{DecodedVideo, Output as Decoded, Sink as MediaSink, SinkOptions, SourceOptions};
 use sl_record::{Recorder, Target};
 use sl_stage::{Ending, Flow, Output, Pace, Source, Stage, WireItem};
@@ -104,9 +104,10 @@ pub struct Args {
     fragmented: bool,
 
     /// Codec threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, help_heading = "Reading and writing")]
     threads: usize,
-    #[command(flatten)]
+    // the flags after the writing heading are under no heading again
+    #[command(flatten, next_help_heading = None::<&str>)]
     progress: Progress,
     #[command(flatten)]
     delivery: Delivery,

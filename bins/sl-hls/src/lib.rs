@@ -75,7 +75,8 @@ pub struct Args {
     threads: usize,
 
     /// (--stats adds segments and glass-to-playlist latency.)
-    #[command(flatten)]
+    // the flags after the encoder's heading are under no heading again
+    #[command(flatten, next_help_heading = None::<&str>)]
     progress: Progress,
     #[command(flatten)]
     limit: FrameLimit,
