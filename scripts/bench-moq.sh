@@ -31,7 +31,8 @@ cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 ffmpeg -loglevel error -f lavfi -i "testsrc2=size=1280x720:rate=30" -t "$SECS" \
   -c:v libx264 -preset veryfast -tune zerolatency -x264-params "keyint=30:aud=1" \
   -bsf:v h264_mp4toannexb -f h264 "$WORK/in.h264"
-source_cmd() { python3 scripts/net/h264_packets.py "$WORK/in.h264" 1280 720 30; }
+PY=$(scripts/test-python.sh --install-only)   # the package's venv (numpy): the packetiser imports it
+source_cmd() { "$PY" scripts/net/h264_packets.py "$WORK/in.h264" 1280 720 30; }
 
 # Each subscriber: `sl-net ... | sl-info --json` in a bash of its own, whose `times` at the
 # end gives its children's CPU (sl-net's and sl-info's; sl-info's is the same in A and B).
@@ -89,7 +90,7 @@ kill $RELAY_PID 2>/dev/null || true
 # B. sl-net serve, same source
 PIDS=()
 SPORT=$(free_port)
-source_cmd | "$BIN/sl-net" -q serve 127.0.0.1:$SPORT --wait-for "$N" --insecure-accept-any-key &
+source_cmd | exec "$BIN/sl-net" -q serve 127.0.0.1:$SPORT --wait-for "$N" --insecure-accept-any-key &
 SERVE_PID=$!; PIDS+=($SERVE_PID)
 sleep 1
 for i in $(seq 0 $((N - 1))); do

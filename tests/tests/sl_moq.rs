@@ -703,3 +703,84 @@ fn bad_addresses_are_usage_errors() {
         assert!(err.contains("moq://HOST:PORT/BROADCAST"), "{err}");
     }
 }
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters, ending at a letter
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Wait until `relay`'s log holds `what`, or fail with the log.
+fn wait_relay_log(relay: &Relay, what: &str) {
+    let t = Instant::now();
+    loop {
+        // the relay colours its log even into a pipe: match the text without the escapes
+        if strip_ansi(&relay.log.lock().unwrap()).contains(what) {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "moq-relay never logged {what:?} in 30 s:\n{}",
+            relay.log.lock().unwrap()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_relays_in_a_cluster_a_subscriber_on_the_second_gets_the_first_ones_publisher() {
+    // Relay A stands alone; relay B dials A as a cluster peer, verifying A's self-signed
+    // certificate by the fingerprint A serves (what docs/scaling.md tells operators to do).
+    let a = start_relay(free_port(), &[]);
+    let fp = fingerprint(a.port).expect("relay A serves its fingerprint");
+    let peer = format!("https://127.0.0.1:{}/", a.port);
+    let b = start_relay(
+        free_port(),
+        &[
+            "--cluster-connect",
+            &peer,
+            "--connect-tls-fingerprint",
+            &fp,
+            "--connect-tls-host-name",
+            "localhost",
+        ],
+    );
+    wait_relay_log(
+        &b,
+        &format!("connected peer={}", peer.trim_end_matches('/')),
+    );
+    let input = sl_test_stream(&["-n", "45", "-s", "64x48", "-r", "30"]);
+    let sent = decode(&input).unwrap();
+    // one subscriber on each relay; the publisher only knows A
+    let mut far = subscriber(&b.url("mesh"), "block", &[]);
+    let mut near = subscriber(&a.url("mesh"), "block", &[]);
+    far.wait_stderr("connected to");
+    near.wait_stderr("connected to");
+    let publisher = publish_from(input, &a.url("mesh"), &["--retention", "60s"]);
+    let (code, _, err) = publisher.finish();
+    assert_eq!(code, Some(0), "publisher: {err}");
+    for (name, s) in [("on relay B", far), ("on relay A", near)] {
+        let (code, out, err) = s.finish();
+        assert_eq!(code, Some(0), "subscriber {name}: {err}");
+        let got = decode(&out).unwrap_or_else(|e| panic!("subscriber {name}: {e}\n{err}"));
+        assert_eq!(
+            got.len(),
+            sent.len(),
+            "subscriber {name}: {:?}",
+            frame_numbers(&got)
+        );
+        assert_eq!(got, sent, "subscriber {name}: the same stream");
+    }
+}

@@ -234,11 +234,9 @@ impl Script {
         };
         let mut render = Duration::ZERO;
         if self.drawer.has_drawing() {
-            let drawer = &mut self.drawer;
-            match pixels::draw_on(frame, opaque, |pm| Some(drawer.render(pm))) {
-                Some(Ok(t)) => render = t,
-                Some(Err(e)) => return self.errors.failed(&e, self.strict),
-                None => {}
+            match self.drawer.render_frame(frame, opaque) {
+                Ok(t) => render = t,
+                Err(e) => return self.errors.failed(&e, self.strict),
             }
         }
         self.errors.succeeded();

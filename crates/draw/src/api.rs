@@ -8,6 +8,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map};
 use tiny_skia::{LineCap, LineJoin, Path, PathBuilder, Rect, Transform};
 
 use crate::assets::{Assets, Image};
+use crate::effects::{self, Effect};
 use crate::paint::{Color, Gradient, GradientKind, PaintSpec, color_of};
 use crate::record::{Align, Baseline, Canvas, Recorder, ScriptPath};
 
@@ -20,6 +21,15 @@ fn num(d: &Dynamic, what: &str) -> Rr<f32> {
     } else {
         Err(format!("{what} must be a finite number").into())
     }
+}
+
+/// A whole number of pixels in `min..=max` (a float is rounded).
+fn whole(d: &Dynamic, what: &str, min: u32, max: u32) -> Rr<u32> {
+    let v = num(d, what)?.round();
+    if v < min as f32 || v > max as f32 {
+        return Err(format!("{what} must be {min} to {max} pixels, not {v}").into());
+    }
+    Ok(v as u32)
 }
 
 fn paint(d: &Dynamic) -> Rr<PaintSpec> {
@@ -720,6 +730,39 @@ fn register_canvas(engine: &mut Engine) {
         out.insert("lines".into(), (m.lines as i64).into());
         out
     });
+
+    // region effects (anonymising faces, hiding plates): on the frame's own pixels
+    engine.register_fn(
+        "pixelate",
+        |c: &mut Canvas,
+         x: Dynamic,
+         y: Dynamic,
+         w: Dynamic,
+         h: Dynamic,
+         block: Dynamic|
+         -> Rr<()> {
+            let block = whole(&block, "the pixelate block", 1, effects::MAX_BLOCK)?;
+            let (x, y, w, h) = (num(&x, "x")?, num(&y, "y")?, num(&w, "w")?, num(&h, "h")?);
+            Ok(rec(c).effect(x, y, w, h, Effect::Pixelate { block })?)
+        },
+    );
+    engine.register_fn(
+        "blur",
+        |c: &mut Canvas,
+         x: Dynamic,
+         y: Dynamic,
+         w: Dynamic,
+         h: Dynamic,
+         radius: Dynamic|
+         -> Rr<()> {
+            let radius = whole(&radius, "the blur radius", 0, effects::MAX_RADIUS)?;
+            let (x, y, w, h) = (num(&x, "x")?, num(&y, "y")?, num(&w, "w")?, num(&h, "h")?);
+            if radius == 0 {
+                return Ok(());
+            }
+            Ok(rec(c).effect(x, y, w, h, Effect::Blur { radius })?)
+        },
+    );
 
     // images
     engine.register_fn(

@@ -8,12 +8,14 @@
 //! - [`api`]: every function scripts can call (documented in `docs/sl-draw.md`).
 //! - [`assets`]: fonts (DejaVu built in) and images, confined to the script's folder.
 //! - [`pixels`]: frames of any pixel format as premultiplied RGBA pixmaps.
+//! - [`effects`]: `pixelate` and `blur` of a region, on a pixmap or on a frame's own planes.
 //! - [`vars`], [`control`]: `--set key=value` and the control socket/FIFO.
 //! - [`memory`]: the allocation counter that bounds a script's memory.
 
 pub mod api;
 pub mod assets;
 pub mod control;
+pub mod effects;
 pub mod memory;
 pub mod paint;
 pub mod pixels;

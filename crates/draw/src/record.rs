@@ -12,6 +12,7 @@ use tiny_skia::{
 };
 
 use crate::assets::{Assets, Image};
+use crate::effects::{Effect, Region};
 use crate::paint::{Color, PaintSpec};
 use crate::text;
 
@@ -32,6 +33,12 @@ const OP_COST: u64 = 1024;
 const DASH_COST: u64 = 256;
 /// tiny-skia draws nothing for a path that would make more dashes than this.
 const MAX_DASHES: f64 = 1_000_000.0;
+/// What pixelating one pixel costs, in pixels blended. Measured by
+/// `effects::timing::effect_costs` (1080p RGBA, load 10 on 2 cores): a pixelate took 1.1
+/// times a translucent fill of the same area...
+const PIXELATE_COST: u64 = 1;
+/// ...and a blur (six box passes) 9.1 times.
+const BLUR_COST: u64 = 9;
 /// Most nested `save()`s.
 const MAX_SAVE_DEPTH: usize = 256;
 
@@ -139,6 +146,12 @@ pub enum Op {
         opacity: f32,
         transform: Transform,
         smooth: bool,
+    },
+    /// Pixelate or blur a region of the frame (in frame pixels: the transform was applied
+    /// when it was recorded; the clip does not apply).
+    Effect {
+        region: Region,
+        effect: Effect,
     },
     Save,
     Restore,
@@ -381,6 +394,31 @@ impl Recorder {
             smooth: s.anti_alias,
         };
         self.push(op, cost)
+    }
+
+    /// Pixelate or blur the `w` x `h` rectangle at `x`, `y` (negative sizes extend left/up):
+    /// the bounds of the rectangle under the current transform, widened to whole pixels and
+    /// clipped to the canvas. Nothing is recorded when none of it is on the canvas.
+    pub fn effect(&mut self, x: f32, y: f32, w: f32, h: f32, effect: Effect) -> Result<(), String> {
+        let t = &self.state.transform;
+        let (mut x0, mut y0) = (f32::INFINITY, f32::INFINITY);
+        let (mut x1, mut y1) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+        for (px, py) in [(x, y), (x + w, y), (x, y + h), (x + w, y + h)] {
+            let tx = px * t.sx + py * t.kx + t.tx;
+            let ty = px * t.ky + py * t.sy + t.ty;
+            x0 = x0.min(tx);
+            x1 = x1.max(tx);
+            y0 = y0.min(ty);
+            y1 = y1.max(ty);
+        }
+        let Some(region) = Region::clipped(x0, y0, x1, y1, self.width, self.height) else {
+            return Ok(());
+        };
+        let per_pixel = match effect {
+            Effect::Pixelate { .. } => PIXELATE_COST,
+            Effect::Blur { .. } => BLUR_COST,
+        };
+        self.push(Op::Effect { region, effect }, region.area() * per_pixel)
     }
 
     pub fn save(&mut self) -> Result<(), String> {

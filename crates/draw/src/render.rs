@@ -10,6 +10,7 @@ use tiny_skia::{
 };
 
 use crate::assets::Assets;
+use crate::effects;
 use crate::paint::{Color, PaintSpec};
 use crate::record::Op;
 use crate::text;
@@ -48,6 +49,8 @@ struct Glyph {
 pub struct Renderer {
     glyphs: HashMap<GlyphKey, Glyph>,
     glyph_bytes: usize,
+    /// A copy of the region a blur works on (at most one frame), reused between frames.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -55,6 +58,7 @@ impl std::fmt::Debug for Renderer {
         f.debug_struct("Renderer")
             .field("cached_glyphs", &self.glyphs.len())
             .field("cached_glyph_bytes", &self.glyph_bytes)
+            .field("scratch_bytes", &self.scratch.capacity())
             .finish()
     }
 }
@@ -222,6 +226,20 @@ impl Renderer {
                     };
                     pm.draw_pixmap(0, 0, img.as_ref().as_ref(), &paint, t, mask);
                 }
+                Op::Effect { region, effect } => {
+                    let Some(region) = region.within(w, h) else {
+                        continue;
+                    };
+                    let stride = w as usize * 4;
+                    let mut plane = effects::Plane {
+                        data: pm.data_mut(),
+                        stride,
+                        cpp: 4,
+                        width: w as usize,
+                        height: h as usize,
+                    };
+                    effects::apply(&mut plane, region, *effect, &mut self.scratch);
+                }
                 Op::Save => saved.push(clip.clone()),
                 Op::Restore => clip = saved.pop().unwrap_or(None),
                 Op::Clip {
@@ -250,6 +268,19 @@ impl Renderer {
             }
         }
         Ok(())
+    }
+
+    /// Apply a region effect to `frame` in its own pixel format (see
+    /// [`effects::apply_to_frame`]).
+    pub fn apply_effect(
+        &mut self,
+        frame: &mut sl_frame::VideoFrame,
+        region: effects::Region,
+        effect: effects::Effect,
+    ) {
+        if let Some(region) = region.within(frame.width(), frame.height()) {
+            effects::apply_to_frame(frame, region, effect, &mut self.scratch);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -19,13 +19,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rhai::module_resolvers::DummyModuleResolver;
 use rhai::{AST, Array, CallFnOptions, Dynamic, Engine, EvalAltResult, Map, Position, Scope};
-use sl_frame::{FrameInfo, Value};
+use sl_frame::{FrameInfo, PixelFormat, Value, VideoFrame};
 use tiny_skia::PixmapMut;
 
 use crate::assets::Assets;
 use crate::memory;
-use crate::record::{Canvas, Recorder};
-use crate::render::Renderer;
+use crate::pixels;
+use crate::record::{Canvas, Op, Recorder};
+use crate::render::{Overrun, Renderer};
 
 /// Largest script file accepted.
 const MAX_SCRIPT_BYTES: u64 = 1 << 20;
@@ -596,31 +597,113 @@ impl Drawer {
     /// Draw what the last [`Drawer::record`] recorded onto `pm`; returns the time it took.
     pub fn render(&mut self, pm: &mut PixmapMut<'_>) -> Result<Duration, ScriptError> {
         let t0 = Instant::now();
+        self.render_from(pm, 0, t0)
+    }
+
+    /// Draw what the last [`Drawer::record`] recorded onto `frame` (overlay mode), returning
+    /// the time it took. The region effects (`pixelate`, `blur`) recorded before anything
+    /// else are applied to the frame's own planes, in its own pixel format: an I420 frame
+    /// that is only pixelated is neither converted nor changed outside the regions. Whatever
+    /// follows is drawn through a premultiplied RGBA view ([`pixels::draw_on`]).
+    pub fn render_frame(
+        &mut self,
+        frame: &mut VideoFrame,
+        opaque: Option<bool>,
+    ) -> Result<Duration, ScriptError> {
+        let t0 = Instant::now();
+        let (w, h) = (frame.width(), frame.height());
+        // see-through RGBA/BGRA is blurred premultiplied (straight alpha would bleed the
+        // colour of invisible pixels), so only opaque packed frames are worked on in place
+        let rgba = matches!(frame.format(), PixelFormat::Rgba | PixelFormat::Bgra);
+        let opaque = if rgba && frame.is_packed() {
+            Some(opaque.unwrap_or_else(|| pixels::is_opaque(frame.data())))
+        } else {
+            opaque
+        };
+        let in_place = !rgba || opaque == Some(true);
+        let mut done = 0;
+        if in_place {
+            let rec = self.canvas.0.borrow();
+            let renderer = &mut self.renderer;
+            let deadline = t0 + self.limits.time_limit;
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                for op in &rec.ops {
+                    let Op::Effect { region, effect } = op else {
+                        break;
+                    };
+                    if done % 16 == 15 && Instant::now() > deadline {
+                        return Err(done);
+                    }
+                    renderer.apply_effect(frame, *region, *effect);
+                    done += 1;
+                }
+                Ok(())
+            }));
+            let total = rec.ops.len();
+            drop(rec);
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(drawn)) => return Err(self.overrun(Overrun { drawn, total })),
+                Err(_) => return Err(self.render_panic()),
+            }
+            if done == total {
+                return Ok(t0.elapsed());
+            }
+        }
+        match pixels::draw_on(frame, opaque, |pm| {
+            debug_assert_eq!((pm.width(), pm.height()), (w, h));
+            Some(self.render_from(pm, done, t0))
+        }) {
+            Some(r) => r,
+            None => Ok(t0.elapsed()),
+        }
+    }
+
+    fn render_from(
+        &mut self,
+        pm: &mut PixmapMut<'_>,
+        first: usize,
+        t0: Instant,
+    ) -> Result<Duration, ScriptError> {
         let rec = self.canvas.0.borrow();
         let (renderer, assets) = (&mut self.renderer, &self.assets);
         let deadline = Some(t0 + self.limits.time_limit);
         let r = catch_unwind(AssertUnwindSafe(|| {
-            renderer.render(&rec.ops, assets, pm, deadline)
+            renderer
+                .render(&rec.ops[first..], assets, pm, deadline)
+                .map_err(|o| Overrun {
+                    drawn: o.drawn + first,
+                    total: o.total + first,
+                })
         }));
         drop(rec);
         match r {
             Ok(Ok(())) => Ok(t0.elapsed()),
-            Ok(Err(o)) => Err(self.error_at(
-                Position::NONE,
-                format!(
-                    "rasterising took longer than {} ms: {} of {} drawing operations were skipped, so this frame is partly drawn; draw less, or raise --time-limit",
-                    self.limits.time_limit.as_millis(),
-                    o.total - o.drawn,
-                    o.total
-                ),
-                false,
-            )),
-            Err(_) => Err(self.error_at(
-                Position::NONE,
-                "internal error while rasterising (please report it); the frame may be partly drawn".into(),
-                false,
-            )),
+            Ok(Err(o)) => Err(self.overrun(o)),
+            Err(_) => Err(self.render_panic()),
         }
+    }
+
+    fn overrun(&self, o: Overrun) -> ScriptError {
+        self.error_at(
+            Position::NONE,
+            format!(
+                "rasterising took longer than {} ms: {} of {} drawing operations were skipped, so this frame is partly drawn; draw less, or raise --time-limit",
+                self.limits.time_limit.as_millis(),
+                o.total - o.drawn,
+                o.total
+            ),
+            false,
+        )
+    }
+
+    fn render_panic(&self) -> ScriptError {
+        self.error_at(
+            Position::NONE,
+            "internal error while rasterising (please report it); the frame may be partly drawn"
+                .into(),
+            false,
+        )
     }
 }
 
