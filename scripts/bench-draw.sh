@@ -22,6 +22,7 @@
 # is what "frames per second on one core" means: 1000 / (ms per frame).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 N=${1:-300}
 RUNS=${RUNS:-3}
 FONT=${FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
@@ -41,33 +42,11 @@ SRC="$T/sl-test --fast -n $N -s 1920x1080 -f rgba -p bars"
 
 # the same frames for both, saved once (not timed): as a streamlib stream for sl-draw, and
 # its video payloads with the framing stripped for ffmpeg
-$SRC | tee "$TMP/frames.slv" | python3 -c '
-import sys
-r, w = sys.stdin.buffer, sys.stdout.buffer
-r.read(16)                                   # stream header
-while True:
-    p = r.read(16)                           # message prefix
-    if len(p) < 16:
-        break
-    hl = int.from_bytes(p[4:8], "little")
-    pl = int.from_bytes(p[8:16], "little")
-    r.read(hl)
-    data = r.read(pl)
-    if p[0] != 0 and pl == 1920 * 1080 * 4:
-        w.write(data)
-' >"$TMP/frames.rgba"
+$SRC | tee "$TMP/frames.slv" | strip_framing $((1920 * 1080 * 4)) >"$TMP/frames.rgba"
 got=$(($(stat -c %s "$TMP/frames.rgba") / (1920 * 1080 * 4)))
 [ "$got" -eq "$N" ] || { echo "stripping gave $got frames, not $N" >&2; exit 1; }
 
-VF="drawbox=x=40:y=40:w=560:h=220:color=black@0.6:t=fill"
-for i in 0 1 2 3 4; do
-  x=$((80 + i * 100))
-  VF+=",drawbox=x=$((x - 30)):y=ih-150:w=60:h=60:color=0xff8000@0.75:t=fill"
-  VF+=",drawbox=x=$((x - 40)):y=ih-200:w=80:h=40:color=0x00c0ff:t=4"
-done
-VF+=",drawtext=fontfile=$FONT:text='streamlib HUD':x=70:y=70:fontsize=40:fontcolor=white"
-VF+=",drawtext=fontfile=$FONT:text='frame %{n}':x=70:y=130:fontsize=32:fontcolor=0xffd400"
-VF+=",drawtext=fontfile=$FONT:text='t = %{pts}':x=70:y=190:fontsize=32:fontcolor=0xa0ffa0"
+VF=$(hud_vf "$FONT")
 
 # run NAME PIPELINE-WITH-@TIME@: best wall time and best CPU time of the @TIME@ stage
 run() {

@@ -9,10 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=${1:-$HOME/.local}
-STAGES=(sl sl-test sl-info sl-file sl-draw sl-hls sl-show sl-screen sl-cam sl-convert sl-composite sl-ml)
 if [[ "${SL_NO_BUILD:-0}" != 1 ]]; then
   cargo build --release --bins
 fi
+[[ -x target/release/sl ]] || { echo "install.sh: target/release/sl is not built (run cargo build --release --bins)" >&2; exit 1; }
+# the stages are the one list in the code (sl_cli::STAGES), as the built sl prints it
+mapfile -t STAGES < <(target/release/sl --stages)
+(( ${#STAGES[@]} > 0 )) || { echo "install.sh: target/release/sl --stages listed no stage" >&2; exit 1; }
 BIN=$PREFIX/bin
 MAN=$PREFIX/share/man/man1
 BASH=$PREFIX/share/bash-completion/completions

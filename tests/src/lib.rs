@@ -20,6 +20,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -213,6 +214,7 @@ impl Pipeline {
         assert!(!self.stages.is_empty(), "empty pipeline");
         let mut children: Vec<Child> = Vec::new();
         let mut stderr_threads = Vec::new();
+        let mut stderr_so_far = Vec::new();
         let mut stdin_thread = None;
         let mut prev_stdout = None;
         let n = self.stages.len();
@@ -247,32 +249,30 @@ impl Pipeline {
                     let _ = sin.write_all(&bytes);
                 }));
             }
-            let mut err = child.stderr.take().expect("piped stderr");
-            stderr_threads.push(thread::spawn(move || {
-                let mut s = Vec::new();
-                let _ = err.read_to_end(&mut s);
-                String::from_utf8_lossy(&s).into_owned()
-            }));
+            let err = child.stderr.take().expect("piped stderr");
+            let so_far = Arc::new(Mutex::new(Vec::new()));
+            stderr_so_far.push(so_far.clone());
+            stderr_threads.push(thread::spawn(move || drain(err, &so_far)));
             if i + 1 < n {
                 prev_stdout = Some(child.stdout.take().expect("piped stdout"));
             }
             children.push(child);
         }
-        let mut last_out = children
+        let last_out = children
             .last_mut()
             .unwrap()
             .stdout
             .take()
             .expect("piped stdout");
-        let stdout_thread = thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = last_out.read_to_end(&mut v);
-            v
-        });
+        let stdout_so_far = Arc::new(Mutex::new(Vec::new()));
+        let so_far = stdout_so_far.clone();
+        let stdout_thread = thread::spawn(move || drain(last_out, &so_far));
         Running {
             names: self.stages.iter().map(|s| s.name.clone()).collect(),
             children,
             stderr_threads,
+            stderr_so_far,
+            stdout_so_far,
             stdout_thread,
             stdin_thread,
             timeout: self.timeout,
@@ -291,8 +291,12 @@ impl Pipeline {
 pub struct Running {
     names: Vec<String>,
     children: Vec<Child>,
-    stderr_threads: Vec<JoinHandle<String>>,
-    stdout_thread: JoinHandle<Vec<u8>>,
+    stderr_threads: Vec<JoinHandle<()>>,
+    /// What each stage has written to stderr so far, and the last stage to stdout: what the
+    /// `wait_for_*` methods watch.
+    stderr_so_far: Vec<Arc<Mutex<Vec<u8>>>>,
+    stdout_so_far: Arc<Mutex<Vec<u8>>>,
+    stdout_thread: JoinHandle<()>,
     stdin_thread: Option<JoinHandle<()>>,
     timeout: Duration,
     started: Instant,
@@ -314,6 +318,98 @@ impl Running {
         assert!(ok, "kill -{sig} {} failed", self.pid(i));
     }
 
+    /// What stage `i` has written to stderr so far.
+    pub fn stderr_so_far(&self, i: usize) -> String {
+        String::from_utf8_lossy(&self.stderr_so_far[i].lock().unwrap()).into_owned()
+    }
+
+    /// How many bytes the last stage has written to stdout so far.
+    pub fn stdout_len(&self) -> usize {
+        self.stdout_so_far.lock().unwrap().len()
+    }
+
+    /// How many bytes stage `i` has written so far, to any file (`wchar` in /proc/PID/io):
+    /// for a stage whose stdout goes into the next one, and that logs nothing, these are the
+    /// bytes it has put into the pipe.
+    pub fn bytes_written(&self, i: usize) -> u64 {
+        let pid = self.pid(i);
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+        io.lines()
+            .find_map(|l| l.strip_prefix("wchar:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Wait until `ready` says yes: the stages are under way. Panics, with every stage's
+    /// stderr so far, if the pipeline's timeout passes, or if every stage has exited and all
+    /// their output is in without `ready` saying yes.
+    pub fn wait_until(&mut self, what: &str, mut ready: impl FnMut(&Running) -> bool) {
+        loop {
+            if ready(self) {
+                return;
+            }
+            let all_done = self
+                .children
+                .iter_mut()
+                .all(|c| c.try_wait().ok().flatten().is_some())
+                && self.stdout_thread.is_finished()
+                && self.stderr_threads.iter().all(JoinHandle::is_finished);
+            // the output is all in: one last look
+            if all_done && ready(self) {
+                return;
+            }
+            if all_done || self.started.elapsed() > self.timeout {
+                let why = if all_done {
+                    "every stage exited".to_string()
+                } else {
+                    format!("{:?} passed", self.timeout)
+                };
+                let errs: Vec<String> = (0..self.names.len())
+                    .map(|i| self.stderr_so_far(i))
+                    .collect();
+                for c in &mut self.children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                panic!("{why} before {what}; stderr of {:?}: {errs:#?}", self.names);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Wait until the last stage has written at least `bytes` bytes to stdout.
+    pub fn wait_for_stdout(&mut self, bytes: usize) {
+        self.wait_until(&format!("{bytes} bytes on stdout"), |r| {
+            r.stdout_len() >= bytes
+        });
+    }
+
+    /// Wait until the last stage has written `n` whole video frames to stdout.
+    pub fn wait_for_frames(&mut self, n: usize) {
+        self.wait_until(&format!("{n} video frames on stdout"), |r| {
+            r.frames_so_far() >= n
+        });
+    }
+
+    /// How many whole video frames the last stage has written to stdout so far.
+    pub fn frames_so_far(&self) -> usize {
+        let out = self.stdout_so_far.lock().unwrap();
+        let Ok(mut r) = Reader::new(&out[..]) else {
+            return 0;
+        };
+        let mut n = 0;
+        while let Ok(Some(m)) = r.next_message() {
+            n += matches!(m, Message::Video { .. }) as usize;
+        }
+        n
+    }
+
+    /// Wait until stage `i` has written `text` to stderr.
+    pub fn wait_for_stderr(&mut self, i: usize, text: &str) {
+        let what = format!("{} said {text:?} on stderr", self.names[i]);
+        self.wait_until(&what, |r| r.stderr_so_far(i).contains(text));
+    }
+
     /// Wait for every stage; kills them all and panics if the timeout passes.
     pub fn wait(mut self) -> Outcome {
         let mut statuses: Vec<Option<ExitStatus>> = vec![None; self.children.len()];
@@ -331,11 +427,10 @@ impl Running {
                     let _ = c.kill();
                     let _ = c.wait();
                 }
-                let errs: Vec<String> = self
-                    .stderr_threads
-                    .into_iter()
-                    .map(|t| t.join().unwrap_or_default())
-                    .collect();
+                for t in self.stderr_threads {
+                    let _ = t.join();
+                }
+                let errs: Vec<String> = self.stderr_so_far.iter().map(|e| taken(e)).collect();
                 panic!(
                     "pipeline {:?} timed out after {:?}; stderr: {:#?}",
                     self.names, self.timeout, errs
@@ -346,19 +441,21 @@ impl Running {
         if let Some(t) = self.stdin_thread {
             let _ = t.join();
         }
-        let stdout = self.stdout_thread.join().unwrap_or_default();
+        let _ = self.stdout_thread.join();
+        let stdout = std::mem::take(&mut *self.stdout_so_far.lock().unwrap());
         let stages = self
             .names
             .into_iter()
             .zip(statuses)
-            .zip(self.stderr_threads)
-            .map(|((name, status), t)| {
+            .zip(self.stderr_threads.into_iter().zip(&self.stderr_so_far))
+            .map(|((name, status), (t, err))| {
                 let status = status.expect("waited");
+                let _ = t.join();
                 StageOutcome {
                     name,
                     code: status.code(),
                     signal: std::os::unix::process::ExitStatusExt::signal(&status),
-                    stderr: t.join().unwrap_or_default(),
+                    stderr: taken(err),
                 }
             })
             .collect();
@@ -449,6 +546,92 @@ impl Outcome {
         serde_json::from_slice(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout_str()))
     }
+}
+
+/// What a drained pipe held, as text, emptying its buffer.
+fn taken(buf: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&std::mem::take(&mut *buf.lock().unwrap())).into_owned()
+}
+
+/// Read `from` to its end into `into`, as it comes.
+fn drain(mut from: impl Read, into: &Mutex<Vec<u8>>) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => into.lock().unwrap().extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Poll `ready` until it gives a value, or panic after `timeout` saying what never came.
+/// For conditions outside a pipeline: a file appears, a port accepts, a playlist grows.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = ready() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "no {what} after {timeout:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait until the HLS playlist in `dir` lists at least `n` segments.
+pub fn wait_for_segments(dir: &Path, n: usize, timeout: Duration) {
+    wait_for(
+        timeout,
+        &format!("{n} segments listed in {}/index.m3u8", dir.display()),
+        || {
+            let text = std::fs::read_to_string(dir.join("index.m3u8")).ok()?;
+            (text.lines().filter(|l| l.starts_with("#EXTINF")).count() >= n).then_some(())
+        },
+    )
+}
+
+/// Wait until something listens on TCP `addr` (`proto` `"tcp"`) or has bound UDP `addr`
+/// (`"udp"`), by reading /proc/net: a probe connection would be the one connection an RTSP
+/// listener accepts, and a probe bind could take the port from under the listener. A socket
+/// bound to every address (0.0.0.0 or ::) on that port counts.
+pub fn wait_for_listener(proto: &str, addr: &str) {
+    let addr: std::net::SocketAddr = addr.parse().expect("an IP address and port");
+    // /proc/net prints each 32-bit word of the address as the machine stores it
+    let hex = |b: &[u8]| -> String {
+        b.chunks(4)
+            .map(|w| format!("{:08X}", u32::from_ne_bytes(w.try_into().expect("4 bytes"))))
+            .collect()
+    };
+    let (table, ip, any) = match addr.ip() {
+        std::net::IpAddr::V4(ip) => (proto.to_string(), hex(&ip.octets()), hex(&[0; 4])),
+        std::net::IpAddr::V6(ip) => (format!("{proto}6"), hex(&ip.octets()), hex(&[0; 16])),
+    };
+    let port = format!(":{:04X}", addr.port());
+    wait_for(
+        Duration::from_secs(20),
+        &format!("{proto} listener on {addr}"),
+        || {
+            let text = std::fs::read_to_string(format!("/proc/net/{table}")).ok()?;
+            text.lines()
+                .skip(1)
+                .any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let local = f.get(1).copied().unwrap_or("");
+                    let on = [format!("{ip}{port}"), format!("{any}{port}")];
+                    // TCP state 0A is LISTEN; a bound UDP socket has no such state
+                    on.iter().any(|o| o == local) && (proto == "udp" || f.get(3) == Some(&"0A"))
+                })
+                .then_some(())
+        },
+    )
+}
+
+/// Wait until something accepts TCP connections on 127.0.0.1:`port`.
+pub fn wait_for_tcp(port: u16, timeout: Duration) {
+    wait_for(timeout, &format!("listener on 127.0.0.1:{port}"), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
 }
 
 /// Decode a complete byte stream.

@@ -197,12 +197,16 @@ fn tee_gives_two_readers_the_same_frames() {
 
 #[test]
 fn sigint_ends_a_source_cleanly_with_130() {
-    let running = Pipeline::new()
+    let mut running = Pipeline::new()
         .sl("sl-test", &["-s", "64x48", "-r", "50"]) // real time, endless
         .sl("sl-info", &["--json"])
         .timeout(Duration::from_secs(30))
         .spawn();
-    std::thread::sleep(Duration::from_millis(600));
+    // a whole 64x48 RGBA frame (12 KiB) is in the pipe: sl-test is running, and sl-info
+    // will count that frame
+    running.wait_until("sl-test wrote a frame", |r| {
+        r.bytes_written(0) > 64 * 48 * 4
+    });
     running.signal(0, "INT");
     let out = running.wait();
     assert_eq!(out.stage(0).code, Some(130), "{:?}", out.stage(0));

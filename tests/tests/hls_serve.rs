@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sl_e2e::{bin, free_tcp_port, require, run_cmd, scratch_dir};
+use sl_e2e::{bin, free_tcp_port, require, run_cmd, scratch_dir, wait_for_segments};
 
 // ---------------------------------------------------------------------------------------
 // a raw HTTP/1.1 client
@@ -137,6 +137,9 @@ struct Served {
     child: Child,
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
+    /// The thread that reads stderr into `log`: joined once sl-hls has exited, so that the
+    /// log holds every last line.
+    log_thread: Option<thread::JoinHandle<()>>,
     /// Held open so that sl-hls waits for frames that never come (serving only).
     stdin_held: Option<ChildStdin>,
 }
@@ -170,19 +173,20 @@ impl Served {
         let stdin = if piped { child.stdin.take() } else { None };
         let log = Arc::new(Mutex::new(Vec::new()));
         let err = child.stderr.take().unwrap();
-        {
+        let log_thread = {
             let log = Arc::clone(&log);
             thread::spawn(move || {
                 for l in BufReader::new(err).lines() {
                     let Ok(l) = l else { break };
                     log.lock().unwrap().push(l);
                 }
-            });
-        }
+            })
+        };
         let mut served = Served {
             child,
             port: 0,
             log,
+            log_thread: Some(log_thread),
             stdin_held: stdin,
         };
         let line = served.wait_for_line("serving ", Duration::from_secs(30));
@@ -203,7 +207,7 @@ impl Served {
                 return l.clone();
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                thread::sleep(Duration::from_millis(200)); // the last lines
+                self.read_last_lines();
                 panic!(
                     "sl-hls ended ({st}) before saying {what:?}:\n{}",
                     self.log.lock().unwrap().join("\n")
@@ -222,6 +226,13 @@ impl Served {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// After the exit: wait until stderr is read to its end.
+    fn read_last_lines(&mut self) {
+        if let Some(t) = self.log_thread.take() {
+            let _ = t.join();
+        }
+    }
+
     fn interrupt(&self) {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
@@ -233,7 +244,7 @@ impl Served {
         let start = Instant::now();
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                thread::sleep(Duration::from_millis(200)); // the last stderr lines
+                self.read_last_lines();
                 return st.code();
             }
             if start.elapsed() > timeout {
@@ -309,24 +320,6 @@ fn segments(text: &str) -> Vec<String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect()
-}
-
-/// Wait until `dir/index.m3u8` lists at least `n` segments.
-fn wait_for_segments(dir: &Path, n: usize, timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(dir.join("index.m3u8"))
-            && text.lines().filter(|l| l.starts_with("#EXTINF")).count() >= n
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "{} did not list {n} segments in {timeout:?}",
-            dir.display()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -206,11 +206,11 @@ fn lists_fake_modes() {
 
 #[test]
 fn sigint_ends_the_stream_cleanly() {
-    let run = Pipeline::new()
+    let mut run = Pipeline::new()
         .sl("sl-cam", &["--fake", "yuyv:64x48@30"])
         .timeout(Duration::from_secs(60))
         .spawn();
-    std::thread::sleep(Duration::from_millis(500));
+    run.wait_for_frames(2);
     run.signal(0, "INT");
     let out = run.wait();
     assert_eq!(out.stage(0).code, Some(130), "{:#?}", out.stages);

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sl_e2e::{Pipeline, decode, free_tcp_port, free_udp_port, require, run_cmd, scratch_dir};
+use sl_e2e::{
+    Pipeline, decode, free_tcp_port, free_udp_port, require, run_cmd, scratch_dir,
+    wait_for_listener, wait_for_tcp,
+};
 use sl_frame::Rational;
 use sl_wire::Message;
 
@@ -540,17 +543,6 @@ impl Drop for Server {
     }
 }
 
-fn wait_for_tcp(port: u16) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "server never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Start nginx with the RTMP module on 127.0.0.1 (application `live`, recording every stream
 /// into `dir`); stopped when the returned guard drops.
 fn start_nginx(dir: &Path) -> (Server, u16) {
@@ -589,7 +581,7 @@ fn start_nginx(dir: &Path) -> (Server, u16) {
             .spawn()
             .expect("nginx is installed by scripts/setup.sh"),
     );
-    wait_for_tcp(port);
+    wait_for_tcp(port, Duration::from_secs(20));
     (nginx, port)
 }
 
@@ -878,7 +870,7 @@ fn reads_an_hls_playlist_over_http() {
             .spawn()
             .expect("python3 is installed by scripts/setup.sh"),
     );
-    wait_for_tcp(port);
+    wait_for_tcp(port, Duration::from_secs(20));
     let url = format!("http://127.0.0.1:{port}/index.m3u8");
     let out = Pipeline::new().sl("sl-file", &[&url]).run();
     out.assert_success();
@@ -1088,30 +1080,6 @@ fn picks_among_several_streams() {
     );
 }
 
-/// Wait until something on 127.0.0.1 listens on TCP `port` (`"tcp"`) or is bound to UDP
-/// `port` (`"udp"`), by reading /proc/net: a probe connection would be the one connection
-/// an RTSP listener accepts, and a probe bind could take the port from under an SRT one.
-fn wait_for_listener(proto: &str, port: u16) {
-    let start = Instant::now();
-    let needle = format!("0100007F:{port:04X}");
-    loop {
-        let table = std::fs::read_to_string(format!("/proc/net/{proto}")).unwrap_or_default();
-        let listening = table.lines().skip(1).any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // TCP state 0A is LISTEN; a bound UDP socket has no such state
-            f.get(1) == Some(&needle.as_str()) && (proto == "udp" || f.get(3) == Some(&"0A"))
-        });
-        if listening {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing listened on {proto} port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// ffmpeg publishing a live 320x240 30 fps H.264 test pattern (a keyframe every second, no
 /// B-frames, paced in real time) as `format` to `url`; stopped when dropped. Its stderr goes to
 /// `dir/publisher.log`.
@@ -1180,7 +1148,7 @@ fn reads_a_live_srt_stream_as_listener() {
         .sl("sl-info", &["--json"])
         .timeout(Duration::from_secs(60))
         .spawn();
-    wait_for_listener("udp", port);
+    wait_for_listener("udp", &format!("127.0.0.1:{port}"));
     let url = format!("srt://127.0.0.1:{port}?mode=caller");
     let _publisher = live_publisher(&dir, "mpegts", &[], &url);
     assert_live_report(&reader.wait(), 30, &dir);
@@ -1193,7 +1161,7 @@ fn reads_a_live_srt_stream_as_caller() {
     // ffmpeg as the SRT listener: it waits for sl-file before it sends anything
     let url = format!("srt://127.0.0.1:{port}?mode=listener");
     let _publisher = live_publisher(&dir, "mpegts", &[], &url);
-    wait_for_listener("udp", port);
+    wait_for_listener("udp", &format!("127.0.0.1:{port}"));
     let out = Pipeline::new()
         .sl(
             "sl-file",
@@ -1218,7 +1186,7 @@ fn read_rtsp_from_a_publisher(name: &str, sl_file_args: &[&str], publisher_args:
         .sl("sl-info", &["--json"])
         .timeout(Duration::from_secs(60))
         .spawn();
-    wait_for_listener("tcp", port);
+    wait_for_listener("tcp", &format!("127.0.0.1:{port}"));
     let mut extra = vec!["-rtsp_transport", "tcp"];
     extra.extend_from_slice(publisher_args);
     let _publisher = live_publisher(&dir, "rtsp", &extra, &url);
@@ -1252,7 +1220,7 @@ fn ctrl_c_while_waiting_for_a_peer_exits_130_with_a_clear_message() {
         )
         .timeout(Duration::from_secs(30))
         .spawn();
-    wait_for_listener("udp", port);
+    wait_for_listener("udp", &format!("127.0.0.1:{port}"));
     waiting.signal(0, "INT");
     let out = waiting.wait();
     let st = out.stage(0);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sl_e2e::{Pipeline, bin, free_tcp_port, require, run_cmd, scratch_dir};
+use sl_e2e::{Pipeline, bin, free_tcp_port, require, run_cmd, scratch_dir, wait_for_segments};
 
 /// A media playlist as the test reads it, independently of sl-hls's own parser.
 #[derive(Debug, Default)]
@@ -321,24 +321,6 @@ fn live_window_keeps_n_segments_and_deletes_older_files() {
     let listed: Vec<&String> = pl.segments.iter().map(|s| &s.1).collect();
     assert!(on_disk.iter().all(|f| listed.contains(&f) || f < listed[0]));
     assert!(!on_disk.iter().any(|f| f.ends_with("_00000.ts")));
-}
-
-/// Wait until `dir/index.m3u8` lists at least `n` segments.
-fn wait_for_segments(dir: &Path, n: usize, timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(dir.join("index.m3u8"))
-            && text.lines().filter(|l| l.starts_with("#EXTINF")).count() >= n
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "{} did not list {n} segments in {timeout:?}",
-            dir.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -201,12 +201,19 @@ impl Proc {
         self.err.lock().unwrap().clone()
     }
 
+    /// After the exit: wait until stdout and stderr are read to their ends.
+    fn read_to_end(&mut self) {
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+    }
+
     /// Wait until stderr says `what` (60 s at most).
     fn wait_stderr(&mut self, what: &str) {
         let t = Instant::now();
         while !self.stderr().contains(what) {
             if let Ok(Some(st)) = self.child.try_wait() {
-                thread::sleep(Duration::from_millis(100));
+                self.read_to_end();
                 panic!("exited {st} before saying `{what}`:\n{}", self.stderr());
             }
             assert!(
@@ -248,14 +255,13 @@ impl Proc {
             }
             if t.elapsed() > Duration::from_secs(120) {
                 let _ = self.child.kill();
-                thread::sleep(Duration::from_millis(200));
+                let _ = self.child.wait();
+                self.read_to_end();
                 panic!("did not exit within 120 s; stderr:\n{}", self.stderr());
             }
             thread::sleep(Duration::from_millis(20));
         };
-        for t in self.threads.drain(..) {
-            t.join().unwrap();
-        }
+        self.read_to_end();
         let out = std::mem::take(&mut *self.out.lock().unwrap());
         (status.code(), out, self.stderr())
     }

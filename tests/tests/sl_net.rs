@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use sl_e2e::{Pipeline, bin, decode, free_udp_port, run_cmd, scratch_dir, video_frames};
+use sl_e2e::{Pipeline, Running, bin, decode, free_udp_port, run_cmd, scratch_dir, video_frames};
 use sl_wire::{Message, Reader, WireError};
 
 /// A machine: its own config directory, hence its own key.
@@ -151,14 +151,21 @@ impl Drop for Proc {
 
 /// Wait until something has bound UDP `addr` (a listener is ready).
 fn wait_bound(addr: &str) {
-    let t = Instant::now();
-    while std::net::UdpSocket::bind(addr).is_ok() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "nothing bound {addr}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    sl_e2e::wait_for_listener("udp", addr);
+}
+
+/// `sl-net listen ADDR ARGS...` run by machine `m`, once it is listening.
+fn listening(m: &Machine, addr: &str, args: &[&str]) -> Proc {
+    let listener = Proc::start(m, &[&["listen", addr], args].concat(), None);
+    wait_bound(addr);
+    listener
+}
+
+/// `sl-test TEST_ARGS | sl-net serve ADDR ARGS...` run by machine `m`, once it is listening.
+fn serving(m: &Machine, test_args: &[&str], addr: &str, args: &[&str]) -> Running {
+    let server = send_pipeline(m, test_args, &[&["serve", addr], args].concat()).spawn();
+    wait_bound(addr);
+    server
 }
 
 /// A pipeline `sl-test ARGS | sl-net send ...` run by machine `m`.
@@ -179,8 +186,7 @@ fn test_stream(args: &[&str]) -> Vec<u8> {
 fn send_to_listen_delivers_every_frame_and_ends_cleanly_on_both_sides() {
     let (a, b) = (machine("send-a"), machine("send-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp, "--json"], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &a.fp, "--json"]);
     let sent = send_pipeline(
         &a,
         &["--fast", "-n", "60", "-s", "320x240", "-p", "box"],
@@ -227,8 +233,7 @@ fn ipv6_loopback_works() {
     let (a, b) = (machine("v6-a"), machine("v6-b"));
     let port = free_udp_port();
     let addr = format!("[::1]:{port}");
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &a.fp]);
     send_pipeline(
         &a,
         &["--fast", "-n", "10", "-s", "64x48"],
@@ -246,8 +251,7 @@ fn an_unpinned_sender_is_refused_and_both_sides_say_how_to_pin() {
     let (a, b, c) = (machine("unpin-a"), machine("unpin-b"), machine("unpin-c"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
     // the listener trusts c, not a
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &c.fp], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &c.fp]);
     let sent = send_pipeline(
         &a,
         &["--fast", "-n", "5", "-s", "64x48"],
@@ -277,8 +281,7 @@ fn an_unpinned_sender_is_refused_and_both_sides_say_how_to_pin() {
 fn a_listener_with_the_wrong_key_is_refused_by_the_sender() {
     let (a, b, c) = (machine("wrong-a"), machine("wrong-b"), machine("wrong-c"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &a.fp]);
     // the sender expects c's key at that address
     let sent = send_pipeline(
         &a,
@@ -341,8 +344,7 @@ fn allowed_keys_file_pins_peers() {
         assert_eq!(code, Some(0), "{err}");
     }
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let listener = Proc::start(&b, &["listen", &addr], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &[]);
     send_pipeline(&a, &["--fast", "-n", "3", "-s", "64x48"], &["send", &addr])
         .run()
         .assert_success();
@@ -355,8 +357,7 @@ fn allowed_keys_file_pins_peers() {
 fn a_truncated_upstream_gives_a_truncated_downstream_and_exit_1_on_both_sides() {
     let (a, b) = (machine("trunc-a"), machine("trunc-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &a.fp]);
     let mut bytes = test_stream(&["--fast", "-n", "8", "-s", "64x48"]);
     bytes.truncate(bytes.len() - 16); // no END
     let sent = Pipeline::new()
@@ -388,8 +389,7 @@ fn a_truncated_upstream_gives_a_truncated_downstream_and_exit_1_on_both_sides() 
 fn garbage_input_is_named_and_the_listener_fails_too() {
     let (a, b) = (machine("garbage-a"), machine("garbage-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &a.fp]);
     let sent = Pipeline::new()
         .sl("sl-net", &["send", &addr, "--peer", &b.fp])
         .env("XDG_CONFIG_HOME", &a.dir)
@@ -407,8 +407,7 @@ fn garbage_input_is_named_and_the_listener_fails_too() {
 fn random_datagrams_do_not_disturb_a_listener() {
     let (a, b) = (machine("udp-a"), machine("udp-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &a.fp]);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut x: u64 = 0x9e3779b97f4a7c15;
     for i in 0..500 {
@@ -467,8 +466,7 @@ fn address_in_use_and_unreachable_host_are_clear_errors() {
 fn ctrl_c_on_the_sender_ends_both_sides_cleanly() {
     let (a, b) = (machine("intr-a"), machine("intr-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let mut listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let mut listener = listening(&b, &addr, &["--peer", &a.fp]);
     // a live source that never ends by itself
     let running = send_pipeline(
         &a,
@@ -492,8 +490,7 @@ fn ctrl_c_on_the_sender_ends_both_sides_cleanly() {
 fn ctrl_c_on_the_listener_ends_its_output_and_the_sender_quietly() {
     let (a, b) = (machine("lintr-a"), machine("lintr-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let mut listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let mut listener = listening(&b, &addr, &["--peer", &a.fp]);
     let running = send_pipeline(
         &a,
         &["-s", "160x120", "--fps", "30"],
@@ -514,18 +511,12 @@ fn ctrl_c_on_the_listener_ends_its_output_and_the_sender_quietly() {
 fn ten_receivers_with_block_each_get_every_frame() {
     let (a, b) = (machine("fan-a"), machine("fan-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let server = Pipeline::new()
-        .sl(
-            "sl-test",
-            &["--fast", "-n", "100", "-s", "160x120", "-p", "box"],
-        )
-        .sl(
-            "sl-net",
-            &["serve", &addr, "--wait-for", "10", "--peer", &b.fp],
-        )
-        .env("XDG_CONFIG_HOME", &a.dir)
-        .spawn();
-    wait_bound(&addr);
+    let server = serving(
+        &a,
+        &["--fast", "-n", "100", "-s", "160x120", "-p", "box"],
+        &addr,
+        &["--wait-for", "10", "--peer", &b.fp],
+    );
     let recvs: Vec<Proc> = (0..10)
         .map(|_| {
             Proc::start(
@@ -552,27 +543,12 @@ fn ten_receivers_with_block_each_get_every_frame() {
 fn latest_delivers_whole_frames_in_order_and_counts_the_gaps() {
     let (a, b) = (machine("latest-a"), machine("latest-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let server = Pipeline::new()
-        .sl(
-            "sl-test",
-            &["--fast", "-n", "120", "-s", "1280x720", "-p", "box"],
-        )
-        .sl(
-            "sl-net",
-            &[
-                "serve",
-                &addr,
-                "--wait-for",
-                "1",
-                "--codec",
-                "raw",
-                "--peer",
-                &b.fp,
-            ],
-        )
-        .env("XDG_CONFIG_HOME", &a.dir)
-        .spawn();
-    wait_bound(&addr);
+    let server = serving(
+        &a,
+        &["--fast", "-n", "120", "-s", "1280x720", "-p", "box"],
+        &addr,
+        &["--wait-for", "1", "--codec", "raw", "--peer", &b.fp],
+    );
     let r = Proc::start(
         &b,
         &[
@@ -616,15 +592,12 @@ fn latest_delivers_whole_frames_in_order_and_counts_the_gaps() {
 fn a_late_receiver_starts_with_the_descriptions() {
     let (a, b) = (machine("late-a"), machine("late-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let server = Pipeline::new()
-        .sl("sl-test", &["-n", "150", "-s", "160x120", "--fps", "30"])
-        .sl(
-            "sl-net",
-            &["serve", &addr, "--wait-for", "1", "--peer", &b.fp],
-        )
-        .env("XDG_CONFIG_HOME", &a.dir)
-        .spawn();
-    wait_bound(&addr);
+    let server = serving(
+        &a,
+        &["-n", "150", "-s", "160x120", "--fps", "30"],
+        &addr,
+        &["--wait-for", "1", "--peer", &b.fp],
+    );
     let mut first = Proc::start(&b, &["recv", &addr, "--peer", &a.fp], None);
     first.wait_for_output(160 * 120 * 4 * 10);
     let late = Proc::start(&b, &["recv", &addr, "--peer", &a.fp], None);
@@ -649,8 +622,7 @@ fn a_late_receiver_starts_with_the_descriptions() {
 fn a_restarted_sender_is_picked_up_by_the_waiting_listener() {
     let (a, b) = (machine("restart-a"), machine("restart-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let mut listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let mut listener = listening(&b, &addr, &["--peer", &a.fp]);
     let first = send_pipeline(
         &a,
         &["-s", "160x120", "--fps", "30", "--source-id", "one"],
@@ -715,7 +687,8 @@ fn help_and_usage() {
     );
     for (flag, value, says) in [
         ("--codec", "vp9", "raw, jpeg or h264"),
-        ("--bitrate", "fast", "bits per second"),
+        // the one bit-rate parser of every stage (sl_cli::parse_bitrate)
+        ("--bitrate", "fast", "not a bit rate: use e.g. 4M, 2500k"),
         ("--quality", "101", "1..=100"),
     ] {
         let (code, _, err) = run_cmd(&bin("sl-net"), &["send", "127.0.0.1:9", flag, value]);
@@ -1023,18 +996,12 @@ fn block_loses_nothing_across_loss_and_delay() {
 fn a_receiver_reconnects_to_a_restarted_server_and_sees_a_new_description() {
     let (a, b) = (machine("rserve-a"), machine("rserve-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let first = Pipeline::new()
-        .sl(
-            "sl-test",
-            &["-s", "160x120", "--fps", "30", "--source-id", "one"],
-        )
-        .sl(
-            "sl-net",
-            &["serve", &addr, "--wait-for", "1", "--peer", &b.fp],
-        )
-        .env("XDG_CONFIG_HOME", &a.dir)
-        .spawn();
-    wait_bound(&addr);
+    let first = serving(
+        &a,
+        &["-s", "160x120", "--fps", "30", "--source-id", "one"],
+        &addr,
+        &["--wait-for", "1", "--peer", &b.fp],
+    );
     let mut r = Proc::start(
         &b,
         &["recv", &addr, "--policy", "block", "--peer", &a.fp],
@@ -1240,8 +1207,7 @@ fn rich_stream(format: &str, size: &str, frames: u32) -> (Vec<u8>, Vec<Message>)
 fn coded_link(tag: &str, codec: &str, input: Vec<u8>) -> Vec<Message> {
     let (a, b) = (machine(&format!("{tag}-a")), machine(&format!("{tag}-b")));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &a.fp]);
     let sent = Pipeline::new()
         .sl(
             "sl-net",
@@ -1332,8 +1298,7 @@ fn a_coded_link_is_much_smaller_than_raw() {
     let mut bytes = Vec::new();
     for codec in ["raw", "jpeg", "h264"] {
         let addr = format!("127.0.0.1:{}", free_udp_port());
-        let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-        wait_bound(&addr);
+        let listener = listening(&b, &addr, &["--peer", &a.fp]);
         let sent = send_pipeline(
             &a,
             &["--fast", "-n", "30", "-s", "640x360", "-p", "box"],
@@ -1381,24 +1346,12 @@ fn h264_under_latest_drops_until_a_keyframe_so_every_delivered_frame_decodes_rig
     // 60 fps for two seconds, read at about 20: the link has to drop, and recovers at the
     // keyframes the receiver's drops ask for
     let args = ["-n", "120", "--fps", "60", "-s", "320x240", "-p", "box"];
-    let server = Pipeline::new()
-        .sl("sl-test", &args)
-        .sl(
-            "sl-net",
-            &[
-                "serve",
-                &addr,
-                "--wait-for",
-                "1",
-                "--codec",
-                "h264",
-                "--peer",
-                &b.fp,
-            ],
-        )
-        .env("XDG_CONFIG_HOME", &a.dir)
-        .spawn();
-    wait_bound(&addr);
+    let server = serving(
+        &a,
+        &args,
+        &addr,
+        &["--wait-for", "1", "--codec", "h264", "--peer", &b.fp],
+    );
     let mut child = Command::new(bin("sl-net"))
         .args([
             "recv", &addr, "--policy", "latest", "--peer", &a.fp, "--json",
@@ -1460,24 +1413,12 @@ fn a_late_recv_of_an_h264_serve_starts_at_a_keyframe() {
     let (a, b) = (machine("h264-late-a"), machine("h264-late-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
     let args = ["-n", "150", "-s", "320x240", "--fps", "30", "-p", "box"];
-    let server = Pipeline::new()
-        .sl("sl-test", &args)
-        .sl(
-            "sl-net",
-            &[
-                "serve",
-                &addr,
-                "--wait-for",
-                "1",
-                "--codec",
-                "h264",
-                "--peer",
-                &b.fp,
-            ],
-        )
-        .env("XDG_CONFIG_HOME", &a.dir)
-        .spawn();
-    wait_bound(&addr);
+    let server = serving(
+        &a,
+        &args,
+        &addr,
+        &["--wait-for", "1", "--codec", "h264", "--peer", &b.fp],
+    );
     let mut first = Proc::start(
         &b,
         &["recv", &addr, "--policy", "block", "--peer", &a.fp],
@@ -1548,8 +1489,7 @@ fn a_coded_frame_that_does_not_decode_is_a_clear_error_on_both_sides() {
     w.finish().unwrap();
     let (a, b) = (machine("badjpeg-a"), machine("badjpeg-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &a.fp]);
     let sent = Pipeline::new()
         .sl(
             "sl-net",
@@ -1582,9 +1522,7 @@ fn a_coded_frame_that_does_not_decode_is_a_clear_error_on_both_sides() {
 mod old_release {
     use std::sync::Arc;
 
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     pub const ALPN: &[u8] = b"sl-net/1";
 
@@ -1628,7 +1566,7 @@ mod old_release {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyKey))
+            .with_custom_certificate_verifier(sl_tls::Pinned::new(AnyKey))
             .with_no_client_auth();
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
@@ -1643,37 +1581,9 @@ mod old_release {
     #[derive(Debug)]
     struct AnyKey;
 
-    impl ServerCertVerifier for AnyKey {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
+    impl sl_tls::Pin for AnyKey {
+        fn check(&self, _: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+            Ok(())
         }
     }
 }
@@ -1719,8 +1629,7 @@ fn a_sender_facing_a_listener_of_another_version_says_so_and_exits_1() {
 fn a_listener_refuses_a_sender_of_another_version_with_a_message_and_keeps_listening() {
     let (a, b) = (machine("oldsend-a"), machine("oldsend-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
-    let listener = Proc::start(&b, &["listen", &addr, "--peer", &a.fp], None);
-    wait_bound(&addr);
+    let listener = listening(&b, &addr, &["--peer", &a.fp]);
     let rt = old_release::runtime();
     let r = rt.block_on(old_release::dial(addr.parse().unwrap()));
     let e = r.expect_err("an old release is refused");

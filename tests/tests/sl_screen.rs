@@ -353,12 +353,12 @@ fn captures_a_window_and_ends_cleanly_when_it_closes() {
     assert!(close(rgb_at(f, 320 * 13 / 14, 90), [0, 0, 191], 16));
 
     // by title, until the window closes: a clean end (exit 0, end-of-stream)
-    let capture = x
+    let mut capture = x
         .env(Pipeline::new().sl("sl-screen", &["--window", "sl-show", "--fps", "20"]))
         .timeout(Duration::from_secs(120))
         .spawn();
-    // let it find the window and take some frames (no timing is measured)
-    std::thread::sleep(Duration::from_millis(1500));
+    // it has found the window and taken some frames
+    capture.wait_for_frames(3);
     show.signal(1, "INT");
     let o = show.wait();
     assert_eq!(o.stage(1).code, Some(130), "{:#?}", o.stages);

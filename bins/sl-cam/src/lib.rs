@@ -7,8 +7,8 @@ use clap::Parser;
 use sl_camera::fake::FakeSpec;
 use sl_camera::v4l::{V4lCamera, list_devices};
 use sl_camera::{Camera, FourCc, Options, Request, Session, describe_choice};
-use sl_cli::{Common, Delivery, FrameLimit, Progress, Size};
-use sl_frame::{PixelFormat, Rational};
+use sl_cli::{Common, Delivery, Progress, Size, SourceArgs};
+use sl_frame::Rational;
 use sl_stage::{Ending, Flow, Output, Source, Stage};
 use sl_wire::Message;
 
@@ -24,6 +24,11 @@ use sl_wire::Message;
       sl-cam -d 2 -s 1080p -r 60 --input-format mjpeg | sl-draw overlay.rhai | sl-show\n  \
       sl-cam -d logitech -t 10s -f i420 | sl-file -o clip.mkv"
 )]
+#[command(mut_arg("format", |a| a.help(
+    "Output pixel format: rgba, bgra, rgb24, gray8, i420, nv12. Default: the closest to the \
+     camera's (YUYV gives i420, NV12 nv12, MJPEG and RGB rgb24, GRAY gray8).")))]
+#[command(mut_arg("source_id", |a| a.help(
+    "Source id stamped on the stream and its frames (default: the camera's name).")))]
 pub struct Args {
     /// List cameras with their formats, sizes and rates, and exit.
     #[arg(long)]
@@ -40,23 +45,14 @@ pub struct Args {
     /// The camera's own format: MJPEG, YUYV, NV12, GRAY, RGB24, BGR24 (if it has it).
     #[arg(long, value_name = "FOURCC")]
     input_format: Option<FourCc>,
-    /// Output pixel format: rgba, bgra, rgb24, gray8, i420, nv12. Default: the closest to the
-    /// camera's (YUYV gives i420, NV12 nv12, MJPEG and RGB rgb24, GRAY gray8).
-    #[arg(short, long, value_parser = sl_cli::pixel_format())]
-    format: Option<PixelFormat>,
+    /// Frames keep the driver's capture time; with `--clock ptp` they also get the PTP time of
+    /// that instant.
     #[command(flatten)]
-    limit: FrameLimit,
-    /// Source id stamped on the stream and its frames (default: the camera's name).
-    #[arg(long)]
-    source_id: Option<String>,
+    source: SourceArgs,
     /// Use a fake camera instead (for testing): MODES[;fail-after=N][;busy][;short-frame-at=N],
     /// MODES like yuyv:640x480@30,nv12:1280x720@30.
     #[arg(long, hide = true, value_name = "SPEC")]
     fake: Option<FakeSpec>,
-    /// Frames keep the driver's capture time; with `--clock ptp` they also get the PTP time of
-    /// that instant.
-    #[command(flatten)]
-    clock: sl_clock::ClockArgs,
     #[command(flatten)]
     progress: Progress,
     #[command(flatten)]
@@ -77,11 +73,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             fps: args.fps.map(Rational::as_f64),
             fourcc: args.input_format,
         },
-        format: args.format,
+        format: args.source.format,
         // --frames and --duration are the runtime's
         max_frames: None,
         max_secs: None,
-        source_id: args.source_id.clone(),
+        source_id: args.source.source_id.clone(),
     };
     let name = camera_name(&args);
     let quiet = args.common.quiet;
@@ -104,10 +100,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     })?;
     Stage::new(sl_cli::program())
-        .limit(args.limit)
+        .limit(args.source.limit)
         .progress(args.progress, false)
         .policy(args.delivery.policy)
-        .clock(args.clock)?
+        .clock(args.source.clock)?
         .run_source(Cam { session })
 }
 

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use clap::Parser;
-use sl_cli::{Common, Delivery, FrameLimit, Progress, Size, parse_duration};
-use sl_frame::{FrameInfo, PixelFormat};
+use sl_cli::{Common, Delivery, EncodeArgs, Progress, Size, SourceArgs, parse_duration};
+use sl_frame::FrameInfo;
 use sl_media::{DecodedVideo, Output as Decoded, Sink as MediaSink, SinkOptions, SourceOptions};
 use sl_record::{Recorder, Target};
 use sl_stage::{Ending, Flow, Output, Pace, Source, Stage, WireItem};
@@ -34,6 +34,14 @@ use sl_wire::{Message, StreamInfo, WireError, Writer};
       Frames that change size or format mid-stream are scaled to the first size and format \
       (one output file, a warning). Ctrl-C, SIGTERM or a broken upstream finalise the output."
 )]
+// the shared source flags are for reading, the encoder flags for writing; -n and -t for both
+#[command(mut_arg("format", |a| a.requires("input")
+    .help("Pixel format to emit (rgba, bgra, rgb24, gray8, i420, nv12); default: the source's own.")))]
+#[command(mut_arg("source_id", |a| a.requires("input")
+    .help("Source id stamped on streams and frames; default: the input's file name.")))]
+#[command(mut_arg("frames", |a| a.help_heading("Reading and writing")))]
+#[command(mut_arg("duration", |a| a.help_heading("Reading and writing")))]
+#[command(mut_group("EncodeArgs", |g| g.requires("output")))]
 pub struct Args {
     /// File, URL (http, https, HLS, rtsp, rtmp, srt...), or `-` for stdin.
     input: Option<String>,
@@ -43,9 +51,11 @@ pub struct Args {
     output: Option<String>,
 
     // --- reading
-    /// Pixel format to emit (rgba, bgra, rgb24, gray8, i420, nv12); default: the source's own.
-    #[arg(short, long, help_heading = "Reading", requires = "input", value_parser = sl_cli::pixel_format())]
-    format: Option<PixelFormat>,
+    /// With --realtime or --clock, frames are stamped with this clock when they leave
+    /// (capture time, and PTP time with `--clock ptp`); stamps already in a streamlib stream
+    /// are kept.
+    #[command(flatten, next_help_heading = "Reading")]
+    source: SourceArgs,
     /// Scale frames to WIDTHxHEIGHT (or 1080p, 720p...), when reading or writing.
     #[arg(short, long, help_heading = "Reading and writing")]
     size: Option<Size>,
@@ -67,37 +77,19 @@ pub struct Args {
     /// Start this far into the input (e.g. 90, 1m30s, 00:01:30).
     #[arg(long, value_parser = parse_duration, help_heading = "Reading", requires = "input")]
     start: Option<Duration>,
-    #[command(flatten, next_help_heading = "Reading and writing")]
-    limit: FrameLimit,
-    /// Source id stamped on streams and frames; default: the input's file name.
-    #[arg(long, help_heading = "Reading", requires = "input")]
-    source_id: Option<String>,
     /// An FFmpeg input option, KEY=VALUE (repeatable), e.g. rtsp_transport=tcp.
-    #[arg(long = "input-option", value_name = "KEY=VALUE", value_parser = sl_record::flags::key_value, help_heading = "Reading", requires = "input")]
+    #[arg(long = "input-option", value_name = "KEY=VALUE", value_parser = sl_cli::key_value, help_heading = "Reading", requires = "input")]
     input_options: Vec<(String, String)>,
 
     // --- writing
     /// Container: mp4, mkv, mov, ts, flv, nut, y4m, webm...; default: from the name.
     #[arg(short, long, help_heading = "Writing", requires = "output")]
     container: Option<String>,
-    /// Video encoder: libx264 (mp4/mkv/ts/flv), rawvideo (y4m/nut), ffv1 (lossless)...
-    #[arg(long, help_heading = "Writing", requires = "output")]
-    codec: Option<String>,
+    #[command(flatten, next_help_heading = "Writing")]
+    encode: EncodeArgs,
     /// Audio encoder: aac (default for mp4/mkv/ts/flv), pcm_s16le (nut), libopus...
     #[arg(long, help_heading = "Writing", requires = "output")]
     audio_codec: Option<String>,
-    /// Quality for libx264 (0 lossless .. 51; default 23).
-    #[arg(long, help_heading = "Writing", requires = "output")]
-    crf: Option<f32>,
-    /// Encoder speed preset (libx264: ultrafast .. veryslow; default veryfast).
-    #[arg(long, help_heading = "Writing", requires = "output")]
-    preset: Option<String>,
-    /// Video bit rate (e.g. 4M, 2500k) instead of --crf.
-    #[arg(long, value_parser = sl_record::flags::bitrate, help_heading = "Writing", requires = "output")]
-    bitrate: Option<u64>,
-    /// Audio bit rate (default 128k for AAC).
-    #[arg(long, value_parser = sl_record::flags::bitrate, help_heading = "Writing", requires = "output")]
-    audio_bitrate: Option<u64>,
     /// Keyframe interval in frames (default: 2 seconds).
     #[arg(
         short = 'g',
@@ -110,22 +102,12 @@ pub struct Args {
     /// Fragmented MP4/MOV: the file stays playable even if sl-file is killed (kill -9).
     #[arg(long, help_heading = "Writing", requires = "output")]
     fragmented: bool,
-    /// An encoder option, KEY=VALUE (repeatable), e.g. tune=zerolatency.
-    #[arg(short = 'x', long = "codec-option", value_name = "KEY=VALUE", value_parser = sl_record::flags::key_value, help_heading = "Writing", requires = "output")]
-    codec_options: Vec<(String, String)>,
-    /// A muxer option, KEY=VALUE (repeatable), e.g. movflags=+faststart.
-    #[arg(long = "mux-option", value_name = "KEY=VALUE", value_parser = sl_record::flags::key_value, help_heading = "Writing", requires = "output")]
-    mux_options: Vec<(String, String)>,
 
     /// Codec threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, help_heading = "Reading and writing")]
     threads: usize,
-    /// With --realtime or --clock, frames are stamped with this clock when they leave
-    /// (capture time, and PTP time with `--clock ptp`); stamps already in a streamlib stream
-    /// are kept.
-    #[command(flatten)]
-    clock: sl_clock::ClockArgs,
-    #[command(flatten)]
+    // the flags after the writing heading are under no heading again
+    #[command(flatten, next_help_heading = None::<&str>)]
     progress: Progress,
     #[command(flatten)]
     delivery: Delivery,
@@ -159,12 +141,12 @@ fn run(mut args: Args) -> anyhow::Result<()> {
         )));
     }
     let mut stage = Stage::new(sl_cli::program())
-        .limit(args.limit)
+        .limit(args.source.limit)
         .progress(args.progress, false)
         .policy(args.delivery.policy);
     // a file played like a live source, or asked for: frames get the time they leave
-    if args.input.is_some() && (args.realtime || args.clock.clock.is_some()) {
-        let clock = std::mem::take(&mut args.clock);
+    if args.input.is_some() && (args.realtime || args.source.clock.clock.is_some()) {
+        let clock = std::mem::take(&mut args.source.clock);
         stage = stage.clock(clock)?;
     }
     match (&args.input, &args.output) {
@@ -221,7 +203,7 @@ struct StreamFile {
 }
 
 fn stream_file(args: &Args, input: &str) -> anyhow::Result<StreamFile> {
-    if args.format.is_some()
+    if args.source.format.is_some()
         || args.size.is_some()
         || args.looping
         || args.start.is_some()
@@ -285,13 +267,17 @@ fn open_source(
         ));
     }
     let opts = SourceOptions {
-        format: args.format,
+        format: args.source.format,
         size: args.size.map(|s| (s.width, s.height)),
         audio: !args.no_audio,
         video_stream: args.video_stream,
         audio_stream: args.audio_stream,
         start: args.start,
-        source_id: args.source_id.clone().unwrap_or_else(|| source_id(input)),
+        source_id: args
+            .source
+            .source_id
+            .clone()
+            .unwrap_or_else(|| source_id(input)),
         options: args.input_options.clone(),
         threads: args.threads,
         // frames in pages of their own go into a pipe without a copy (sl_frame::pages)
@@ -384,18 +370,12 @@ impl Source for FileSource {
 fn sink_options(args: &Args) -> SinkOptions {
     SinkOptions {
         container: args.container.clone(),
-        video_codec: args.codec.clone(),
         audio_codec: args.audio_codec.clone(),
-        crf: args.crf,
-        preset: args.preset.clone(),
-        video_bitrate: args.bitrate,
-        audio_bitrate: args.audio_bitrate,
         gop: args.keyint,
         fragmented: args.fragmented,
-        codec_options: args.codec_options.clone(),
-        format_options: args.mux_options.clone(),
         threads: args.threads,
         size: args.size.map(|s| (s.width, s.height)),
+        ..sl_record::sink_options(&args.encode)
     }
 }
 

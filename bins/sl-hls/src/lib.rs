@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sl_cli::{Common, Delivery, FrameLimit, Progress};
-use sl_hls_core::{
-    HlsOptions, HlsWriter, PlaylistType, Rung, SegmentType, Server, Summary, parse_bitrate,
-};
+use sl_cli::{Common, Delivery, EncodeArgs, FrameLimit, Progress};
+use sl_hls_core::{HlsOptions, HlsWriter, PlaylistType, Rung, SegmentType, Server, Summary};
 use sl_media::SinkOptions;
 use sl_record::{Recorder, Target};
 use sl_stage::Stage;
@@ -34,6 +32,8 @@ use sl_wire::StreamInfo;
       the playlist (#EXT-X-ENDLIST for event and vod). Files an earlier run left in OUTDIR \
       (index.m3u8, seg_*, init_*.mp4) are removed first; nothing else there is touched."
 )]
+#[command(mut_arg("codec", |a| a.default_value("libx264")))]
+#[command(mut_arg("preset", |a| a.default_value("veryfast")))]
 pub struct Args {
     /// Output folder (created if missing). Required; optional only to clap, so that --man and
     /// --completions work without one.
@@ -62,39 +62,21 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", value_parser = sl_hls_core::listen_address)]
     serve: Option<String>,
 
-    /// Video encoder.
-    #[arg(long, default_value = "libx264", help_heading = "Encoding")]
-    codec: String,
-    /// libx264 preset (ultrafast .. veryslow).
-    #[arg(long, default_value = "veryfast", help_heading = "Encoding")]
-    preset: String,
+    #[command(flatten, next_help_heading = "Encoding")]
+    encode: EncodeArgs,
     /// libx264 tune (zerolatency, film, animation...).
     #[arg(long, help_heading = "Encoding")]
     tune: Option<String>,
-    /// Quality (0 lossless .. 51; default 23); ignored with --bitrate or --ladder.
-    #[arg(long, help_heading = "Encoding")]
-    crf: Option<f32>,
-    /// Video bit rate (e.g. 4M, 2500k) instead of --crf.
-    #[arg(long, value_parser = parse_bitrate, help_heading = "Encoding")]
-    bitrate: Option<u64>,
-    /// Audio bit rate (default 128k).
-    #[arg(long, value_parser = parse_bitrate, help_heading = "Encoding")]
-    audio_bitrate: Option<u64>,
     /// Leave the audio out.
     #[arg(long, help_heading = "Encoding")]
     no_audio: bool,
-    /// An encoder option, KEY=VALUE (repeatable), e.g. x264-params=bframes=0.
-    #[arg(short = 'x', long = "codec-option", value_name = "KEY=VALUE", value_parser = sl_record::flags::key_value, help_heading = "Encoding")]
-    codec_options: Vec<(String, String)>,
-    /// An hls muxer option, KEY=VALUE (repeatable), e.g. hls_base_url=https://cdn/x/.
-    #[arg(long = "mux-option", value_name = "KEY=VALUE", value_parser = sl_record::flags::key_value, help_heading = "Encoding")]
-    mux_options: Vec<(String, String)>,
     /// Encoder threads (0: one per core).
     #[arg(long, default_value_t = 0, help_heading = "Encoding")]
     threads: usize,
 
     /// (--stats adds segments and glass-to-playlist latency.)
-    #[command(flatten)]
+    // the flags after the encoder's heading are under no heading again
+    #[command(flatten, next_help_heading = None::<&str>)]
     progress: Progress,
     #[command(flatten)]
     limit: FrameLimit,
@@ -115,12 +97,13 @@ fn parse_ladder(s: &str) -> Result<Ladder, String> {
 sl_cli::stage_main!(Args, run);
 
 fn options(args: &Args, outdir: &Path) -> anyhow::Result<HlsOptions> {
-    let mut codec_options = Vec::new();
+    let mut encode = sl_record::sink_options(&args.encode);
     if let Some(t) = &args.tune {
-        codec_options.push(("tune".to_string(), t.clone()));
+        encode
+            .codec_options
+            .insert(0, ("tune".to_string(), t.clone()));
     }
-    codec_options.extend(args.codec_options.iter().cloned());
-    if args.ladder.is_some() && (args.bitrate.is_some() || args.crf.is_some()) {
+    if args.ladder.is_some() && (args.encode.bitrate.is_some() || args.encode.crf.is_some()) {
         return Err(sl_cli::usage(
             "--ladder sets each rendition's bit rate: give rates in the ladder (720p@2500k) instead of --bitrate or --crf",
         ));
@@ -132,15 +115,8 @@ fn options(args: &Args, outdir: &Path) -> anyhow::Result<HlsOptions> {
         list_size: args.list_size,
         segment_type: args.segment_type,
         encode: SinkOptions {
-            video_codec: Some(args.codec.clone()),
-            preset: Some(args.preset.clone()),
-            crf: args.crf,
-            video_bitrate: args.bitrate,
-            audio_bitrate: args.audio_bitrate,
-            codec_options,
-            format_options: args.mux_options.clone(),
             threads: args.threads,
-            ..SinkOptions::default()
+            ..encode
         },
         ladder: args.ladder.clone().map(|l| l.0).unwrap_or_default(),
     })

@@ -165,7 +165,7 @@ struct CodecArgs {
     quality: u8,
     /// H.264 bit rate in bits per second (8M, 2500k) [default: about 0.1 bit per pixel,
     /// 6.2M at 1080p30].
-    #[arg(long, value_name = "RATE", value_parser = sl_net::codec::parse_bitrate)]
+    #[arg(long, value_name = "RATE", value_parser = sl_cli::parse_bitrate)]
     bitrate: Option<u64>,
     /// libx264 preset (ultrafast ... veryslow): faster presets take less CPU per frame.
     #[arg(long, value_name = "PRESET", default_value = sl_net::codec::DEFAULT_PRESET)]

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use clap::Parser;
-use sl_cli::{Common, Delivery, FrameLimit, Progress};
+use sl_cli::{Common, Delivery, Progress, SourceArgs};
 use sl_frame::convert::to_format;
 use sl_frame::{PixelFormat, Rational, now_ns};
 use sl_screencap::{Region, Target};
@@ -28,6 +28,9 @@ use sl_wire::{Message, StreamInfo};
       sl-screen --window firefox | sl-show\n\n\
       Needs a display: DISPLAY (X11). On Wayland, xcap asks the desktop portal."
 )]
+#[command(mut_arg("format", |a| a.default_value("rgba")))]
+#[command(mut_arg("source_id", |a| a.help(
+    "Source id stamped on the stream and its frames (default: what is captured).")))]
 pub struct Args {
     /// List monitors and windows (id, name, geometry) and exit.
     #[arg(long)]
@@ -44,21 +47,13 @@ pub struct Args {
     /// Capture rate.
     #[arg(short = 'r', long, default_value = "30", value_parser = sl_cli::parse_fps)]
     fps: Rational,
-    /// Output pixel format: rgba, bgra, rgb24, gray8, i420, nv12.
-    #[arg(short, long, default_value = "rgba", value_parser = sl_cli::pixel_format())]
-    format: PixelFormat,
-    #[command(flatten)]
-    limit: FrameLimit,
     /// Leave the mouse cursor out.
     #[arg(long)]
     no_cursor: bool,
-    /// Source id stamped on the stream and its frames (default: what is captured).
-    #[arg(long)]
-    source_id: Option<String>,
     /// Frames keep the time their grab started; with `--clock ptp` they also get the PTP time
     /// of that instant.
     #[command(flatten)]
-    clock: sl_clock::ClockArgs,
+    source: SourceArgs,
     #[command(flatten)]
     progress: Progress,
     #[command(flatten)]
@@ -88,16 +83,20 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let what = source.describe().to_string();
     log::info!("capturing {what} at {} fps", args.fps);
-    let source_id = args.source_id.clone().unwrap_or_else(|| what.clone());
+    let source_id = args
+        .source
+        .source_id
+        .clone()
+        .unwrap_or_else(|| what.clone());
     Stage::new(sl_cli::program())
-        .limit(args.limit)
+        .limit(args.source.limit)
         .progress(args.progress, false)
         .policy(args.delivery.policy)
-        .clock(args.clock)?
+        .clock(args.source.clock)?
         .pace(Pace::Frames(args.fps))
         .run_source(Screen {
             source,
-            format: args.format,
+            format: args.source.format.expect("--format has a default"),
             fps: args.fps,
             source_id,
             size: None,

@@ -3,7 +3,7 @@
 //! it and ends the stream).
 
 use clap::Parser;
-use sl_cli::{Common, Delivery, FrameLimit, Progress, Size, parse_fps};
+use sl_cli::{Common, Delivery, Progress, Size, SourceArgs, parse_fps};
 use sl_frame::{AudioChunk, PixelFormat, Rational, SampleFormat, VideoFrame};
 use sl_pattern::{Generator, Pattern, parse_colour};
 use sl_stage::{Flow, Output, Pace, Source, Stage};
@@ -22,6 +22,8 @@ use sl_wire::{AudioParams, Message, StreamInfo, StreamKind};
       sl-test -p solid --color '#ff8000' -t 5s | sl-hls out/\n  \
       sl-test --tone 440 -n 90 --fast | sl-file -o tone.mp4   # with a 440 Hz sine"
 )]
+#[command(mut_arg("format", |a| a.default_value("rgba")))]
+#[command(mut_arg("source_id", |a| a.default_value("sl-test")))]
 pub struct Args {
     /// Pattern: bars, gradient, box, counter, noise, solid.
     #[arg(short, long, default_value = "bars", value_parser = sl_cli::one_of::<Pattern>(&["bars", "gradient", "box", "counter", "noise", "solid"]))]
@@ -32,20 +34,14 @@ pub struct Args {
     /// Frame rate: 30, 29.97, 30000/1001...
     #[arg(short = 'r', long, default_value = "30", value_parser = parse_fps)]
     fps: Rational,
-    /// Pixel format: rgba, bgra, rgb24, gray8, i420, nv12.
-    #[arg(short, long, default_value = "rgba", value_parser = sl_cli::pixel_format())]
-    format: PixelFormat,
     #[command(flatten)]
-    limit: FrameLimit,
+    source: SourceArgs,
     /// As fast as the consumer takes frames, instead of in real time.
     #[arg(long)]
     fast: bool,
     /// Colour of the solid pattern: #rrggbb, #rrggbbaa or a name.
     #[arg(long, default_value = "black", value_parser = parse_colour)]
     color: [u8; 4],
-    /// Source id stamped on the stream and its frames.
-    #[arg(long, default_value = "sl-test")]
-    source_id: String,
     /// Add an audio stream: a sine tone at this frequency in Hz (48 kHz, mono, f32), in
     /// step with the video.
     #[arg(long, value_name = "HZ", value_parser = parse_tone)]
@@ -56,8 +52,6 @@ pub struct Args {
     /// Seed for the noise pattern.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    #[command(flatten)]
-    clock: sl_clock::ClockArgs,
     #[command(flatten)]
     progress: Progress,
     #[command(flatten)]
@@ -214,18 +208,12 @@ impl Source for TestSource {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let Size { width, height } = args.size;
-    let generator = Generator::new(
-        args.pattern,
-        args.format,
-        width,
-        height,
-        args.color,
-        args.seed,
-    )?;
-    let mut info = StreamInfo::raw_video(args.format, width, height, args.fps);
-    info.source_id = args.source_id.clone();
+    let format = args.source.format.expect("--format has a default");
+    let generator = Generator::new(args.pattern, format, width, height, args.color, args.seed)?;
+    let mut info = StreamInfo::raw_video(format, width, height, args.fps);
+    info.source_id = args.source.source_id.clone().unwrap_or_default();
     Stage::new(sl_cli::program())
-        .limit(args.limit)
+        .limit(args.source.limit)
         .progress(args.progress, false)
         .policy(args.delivery.policy)
         .pace(if args.fast {
@@ -233,11 +221,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         } else {
             Pace::Frames(args.fps)
         })
-        .clock(args.clock)?
+        .clock(args.source.clock)?
         .run_source(TestSource {
             generator,
             info,
-            format: args.format,
+            format,
             size: args.size,
             time_base: args.fps.inverse(),
             tone: args.tone.map(|hz| Tone {

@@ -32,6 +32,10 @@ struct Args {
     /// List every stage found next to `sl` and on PATH.
     #[arg(short, long)]
     list: bool,
+    /// Print the names of the stages this build has, one a line (sl_cli::STAGES: what
+    /// scripts/install.sh installs), and exit.
+    #[arg(long, hide = true)]
+    stages: bool,
     #[command(subcommand)]
     stage: Option<StageCmd>,
     #[command(flatten)]
@@ -92,6 +96,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             // exactly the stage's own
             let err = Command::new(&path).args(&argv[1..]).exec();
             Err(anyhow::anyhow!("cannot run {}: {err}", path.display()))
+        }
+        None if args.stages => {
+            let mut out = std::io::stdout().lock();
+            for s in sl_cli::STAGES {
+                writeln!(out, "{s}")?;
+            }
+            Ok(())
         }
         None if args.list => {
             let mut out = std::io::stdout().lock();

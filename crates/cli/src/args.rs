@@ -240,6 +240,83 @@ where
     }
 }
 
+/// Parse a bit rate in bits per second: `4M`, `2500k`, `800000` (k, M and G suffixes).
+/// Every stage's `--bitrate`, `--audio-bitrate` and ladder rate goes through it.
+pub fn parse_bitrate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+        Some((i, 'm' | 'M')) => (&t[..i], 1e6),
+        Some((i, 'g' | 'G')) => (&t[..i], 1e9),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a bit rate: use e.g. 4M, 2500k or 800000"))?;
+    let bits = v * mult;
+    if !(1e3..=1e10).contains(&bits) {
+        return Err(format!(
+            "a bit rate of `{s}` is outside 1k to 10G bits per second"
+        ));
+    }
+    Ok(bits as u64)
+}
+
+/// Parse `KEY=VALUE` (an FFmpeg option).
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    Ok((k.trim().to_string(), v.to_string()))
+}
+
+/// The flags of every stage that makes frames (`sl-test`, `sl-cam`, `sl-screen`,
+/// `sl-file INPUT`): their pixel format, when to stop, the id stamped on them, and the clock
+/// that stamps them. Flatten it; a stage that has a default of its own sets it on its
+/// command (`#[command(mut_arg("format", |a| a.default_value("rgba")))]`), so `--help`
+/// shows it.
+#[derive(clap::Args, Debug, Default)]
+pub struct SourceArgs {
+    /// Pixel format: rgba, bgra, rgb24, gray8, i420, nv12.
+    #[arg(short, long, value_parser = pixel_format())]
+    pub format: Option<sl_frame::PixelFormat>,
+    #[command(flatten)]
+    pub limit: FrameLimit,
+    /// Source id stamped on the stream and its frames.
+    #[arg(long)]
+    pub source_id: Option<String>,
+    #[command(flatten)]
+    pub clock: sl_clock::ClockArgs,
+}
+
+/// The encoder flags of every stage that encodes (`sl-file -o`, `sl-hls`). Flatten it under
+/// a heading (`#[command(flatten, next_help_heading = "Encoding")]`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct EncodeArgs {
+    /// Video encoder: libx264 (mp4/mkv/ts/flv/HLS), rawvideo (y4m/nut), ffv1 (lossless)...
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Encoder speed preset (libx264: ultrafast .. veryslow; default veryfast).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Quality for libx264 (0 lossless .. 51; default 23).
+    #[arg(long)]
+    pub crf: Option<f32>,
+    /// Video bit rate (e.g. 4M, 2500k) instead of --crf.
+    #[arg(long, value_parser = parse_bitrate)]
+    pub bitrate: Option<u64>,
+    /// Audio bit rate (default 128k for AAC).
+    #[arg(long, value_parser = parse_bitrate)]
+    pub audio_bitrate: Option<u64>,
+    /// An encoder option, KEY=VALUE (repeatable), e.g. tune=zerolatency or
+    /// x264-params=bframes=0.
+    #[arg(short = 'x', long = "codec-option", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub codec_options: Vec<(String, String)>,
+    /// A muxer option, KEY=VALUE (repeatable), e.g. movflags=+faststart.
+    #[arg(long = "mux-option", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub mux_options: Vec<(String, String)>,
+}
+
 /// `--progress` / `--no-progress` / `--stats`: the meter, spelled the same in every stage.
 #[derive(clap::Args, Debug, Clone, Copy, Default)]
 pub struct Progress {
@@ -359,6 +436,21 @@ mod tests {
             parse_duration("1000000000").unwrap(),
             Duration::from_secs(1_000_000_000)
         );
+    }
+
+    #[test]
+    fn bitrates() {
+        assert_eq!(parse_bitrate("8M").unwrap(), 8_000_000);
+        assert_eq!(parse_bitrate("2500k").unwrap(), 2_500_000);
+        assert_eq!(parse_bitrate("800000").unwrap(), 800_000);
+        assert_eq!(parse_bitrate("1.5G").unwrap(), 1_500_000_000);
+        assert!(parse_bitrate("fast").is_err());
+        assert!(parse_bitrate("1").is_err());
+        assert!(parse_bitrate("-4M").is_err());
+        assert!(parse_bitrate("NaN").is_err());
+        assert!(parse_bitrate("20G").is_err());
+        assert_eq!(key_value("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(key_value("ab").is_err());
     }
 
     #[test]

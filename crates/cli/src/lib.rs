@@ -32,8 +32,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use args::{
-    Common, Delivery, FrameLimit, Names, Progress, Size, one_of, parse_duration, parse_fps,
-    pixel_format,
+    Common, Delivery, EncodeArgs, FrameLimit, Names, Progress, Size, SourceArgs, key_value, one_of,
+    parse_bitrate, parse_duration, parse_fps, pixel_format,
 };
 pub use docs::{answer_early, completions, man_page};
 pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdout_is_pipe};

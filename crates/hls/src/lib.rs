@@ -21,7 +21,6 @@ pub use serve::{
 };
 pub use writer::{
     HlsOptions, HlsWriter, Listed, PLAYLIST, PlaylistType, Rung, SegmentType, Summary, fit_ladder,
-    parse_bitrate,
 };
 
 /// What can go wrong writing or serving HLS.

@@ -23,6 +23,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use sl_cli::parse_bitrate;
 use sl_frame::{AudioChunk, VideoFrame};
 use sl_media::{Sink, SinkOptions};
 use sl_wire::{StreamInfo, StreamKind};
@@ -198,22 +199,6 @@ pub fn fit_ladder(ladder: &[Rung], source: Option<(u32, u32)>) -> Vec<Rung> {
         );
     }
     kept
-}
-
-/// A bit rate: `4M`, `2500k`, `800000`.
-pub fn parse_bitrate(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a bit rate: use e.g. 4M, 2500k or 800000");
-    let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
-        Some('m' | 'M') => (&t[..t.len() - 1], 1e6),
-        _ => (t, 1.0),
-    };
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(bad());
-    }
-    Ok((v * mult) as u64)
 }
 
 /// Apple's authoring guidelines' ballpark for H.264 at 30 fps.

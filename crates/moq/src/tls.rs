@@ -13,10 +13,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::CertificateDer;
 
 use crate::MoqError;
 
@@ -110,73 +107,25 @@ pub fn fetch_fingerprint(addr: SocketAddr, host: &str) -> Result<CertFingerprint
         .ok_or_else(|| fail("the answer holds no fingerprint".into()))
 }
 
-/// Accepts exactly the certificate with the pinned fingerprint (names and dates are not
-/// checked: the pin is the trust), and checks the handshake signature with it.
-#[derive(Debug)]
-struct Pinned {
-    pin: CertFingerprint,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if CertFingerprint::of(end_entity) == self.pin {
-            Ok(ServerCertVerified::assertion())
+/// A relay certificate is trusted when it is exactly the pinned one (sl-tls checks the
+/// handshake signature with it, TLS 1.3 only).
+impl sl_tls::Pin for CertFingerprint {
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if CertFingerprint::of(end_entity) == *self {
+            Ok(())
         } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
+            Err(sl_tls::refused())
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Only TLS 1.3 is offered, so a 1.2 signature is never genuine.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
 /// A QUIC client configuration that trusts only `pin`, offering MoQ's ALPNs.
 pub(crate) fn client_config(pin: CertFingerprint) -> Result<quinn::ClientConfig, MoqError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut tls = rustls::ClientConfig::builder_with_provider(sl_tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| MoqError::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned { pin, provider }))
+        .with_custom_certificate_verifier(sl_tls::Pinned::new(pin))
         .with_no_client_auth();
     tls.alpn_protocols = moq_net::ALPNS
         .iter()

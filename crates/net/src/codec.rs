@@ -119,27 +119,6 @@ impl CodecOptions {
     }
 }
 
-/// Parse `--bitrate`: bits per second, with an optional k, M or G suffix (`8M`, `2500k`).
-pub fn parse_bitrate(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
-        Some((i, 'm' | 'M')) => (&t[..i], 1e6),
-        Some((i, 'g' | 'G')) => (&t[..i], 1e9),
-        _ => (t, 1.0),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a bit rate: write bits per second, like 8M or 2500k"))?;
-    let bits = v * mult;
-    if !(10_000.0..=10e9).contains(&bits) {
-        return Err(format!(
-            "a bit rate of `{s}` is outside 10k to 10G bits per second"
-        ));
-    }
-    Ok(bits as u64)
-}
-
 /// A request for a keyframe, from the hub (a receiver waits for one) to the encoder.
 #[derive(Debug, Default)]
 pub struct KeyframeRequest(AtomicBool);
@@ -1163,13 +1142,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn bitrates_parse() {
-        assert_eq!(parse_bitrate("8M").unwrap(), 8_000_000);
-        assert_eq!(parse_bitrate("2500k").unwrap(), 2_500_000);
-        assert!(parse_bitrate("fast").is_err());
-        assert!(parse_bitrate("1").is_err());
     }
 }

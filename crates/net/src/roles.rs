@@ -23,7 +23,7 @@ use crate::proto::{
     self, Hello, Msg, PROTOCOL_VERSION, REPLY_MAGIC, Role, StreamReader, WirePolicy, close,
 };
 use crate::stats::Stats;
-use crate::tls::{self, PinCheck};
+use crate::tls::{self, PinCheck, Verifier};
 
 /// `--policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +93,7 @@ fn say(quiet: bool, msg: impl std::fmt::Display) {
 
 struct Setup {
     id: Identity,
-    check: Arc<PinCheck>,
+    check: Arc<Verifier>,
 }
 
 fn setup(o: &Options) -> anyhow::Result<Setup> {

@@ -1,18 +1,14 @@
 //! TLS 1.3 with pinned keys on both sides, and QUIC transport settings.
 //!
-//! Both ends present a certificate and both check the other's: a custom verifier accepts a
-//! certificate only if the SHA-256 of its SubjectPublicKeyInfo is pinned, and the TLS 1.3
-//! CertificateVerify signature proves the peer holds that key. Names, issuers and dates are
+//! Both ends present a certificate and both check the other's: sl-tls's verifier accepts a
+//! certificate only if the SHA-256 of its SubjectPublicKeyInfo is pinned ([`PinCheck`]), and
+//! the TLS 1.3 CertificateVerify signature proves the peer holds that key. Names, issuers and dates are
 //! not looked at: the key is the identity, as with ssh.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::pki_types::CertificateDer;
 
 use crate::NetError;
 use crate::keys::{Fingerprint, Identity, Pins};
@@ -33,15 +29,17 @@ pub struct PeerSeen {
 #[derive(Debug)]
 pub struct PinCheck {
     pins: Pins,
-    provider: Arc<CryptoProvider>,
     pub seen: Mutex<PeerSeen>,
 }
 
+/// The verifier both ends use: [`PinCheck`] under sl-tls's TLS 1.3-only pinning verifier
+/// (derefs to the `PinCheck`).
+pub type Verifier = sl_tls::Pinned<PinCheck>;
+
 impl PinCheck {
-    pub fn new(pins: Pins) -> Arc<PinCheck> {
-        Arc::new(PinCheck {
+    pub fn new(pins: Pins) -> Arc<Verifier> {
+        sl_tls::Pinned::new(PinCheck {
             pins,
-            provider: provider(),
             seen: Mutex::new(PeerSeen::default()),
         })
     }
@@ -53,7 +51,9 @@ impl PinCheck {
     pub fn last_seen(&self) -> PeerSeen {
         self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
+}
 
+impl sl_tls::Pin for PinCheck {
     fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let parsed = rustls::server::ParsedCertificate::try_from(cert)?;
         let fp = Fingerprint::of_spki(parsed.subject_public_key_info().as_ref());
@@ -64,119 +64,8 @@ impl PinCheck {
                 refused: !ok,
             };
         }
-        if ok {
-            Ok(())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
+        if ok { Ok(()) } else { Err(sl_tls::refused()) }
     }
-
-    fn tls13(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-}
-
-/// Both directions refuse TLS 1.2: only 1.3 is offered, so a 1.2 signature is never genuine.
-const NO_TLS12: rustls::Error =
-    rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered);
-
-impl PinCheck {
-    /// The signature schemes both verifiers accept: the crypto provider's.
-    fn schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-impl ServerCertVerifier for PinCheck {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity)?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(NO_TLS12)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes()
-    }
-}
-
-impl ClientCertVerifier for PinCheck {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity)?;
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(NO_TLS12)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes()
-    }
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn tls_err(e: impl std::fmt::Display) -> NetError {
@@ -226,10 +115,10 @@ fn transport(live: bool) -> Arc<quinn::TransportConfig> {
 /// Server side: present `id`, require and check the client's key.
 pub fn server_config(
     id: &Identity,
-    check: Arc<PinCheck>,
+    check: Arc<Verifier>,
     live: bool,
 ) -> Result<quinn::ServerConfig, NetError> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+    let mut tls = rustls::ServerConfig::builder_with_provider(sl_tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
         .with_client_cert_verifier(check)
@@ -246,10 +135,10 @@ pub fn server_config(
 /// Client side: present `id`, check the server's key.
 pub fn client_config(
     id: &Identity,
-    check: Arc<PinCheck>,
+    check: Arc<Verifier>,
     live: bool,
 ) -> Result<quinn::ClientConfig, NetError> {
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+    let mut tls = rustls::ClientConfig::builder_with_provider(sl_tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
         .dangerous()

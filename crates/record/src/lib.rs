@@ -192,16 +192,18 @@ impl<T: Target> Sink for Recorder<T> {
     }
 }
 
-/// The encoding flags `sl-file -o` and `sl-hls` share, spelled the same in both.
-pub mod flags {
-    /// Parse a bit rate: `4M`, `2500k`, `800000`.
-    pub use sl_hls_core::parse_bitrate as bitrate;
-
-    /// Parse `KEY=VALUE`.
-    pub fn key_value(s: &str) -> Result<(String, String), String> {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
-        Ok((k.trim().to_string(), v.to_string()))
+/// The encoder settings the shared encoder flags (`sl_cli::EncodeArgs`, flattened into
+/// `sl-file` and `sl-hls`) ask for; the stage fills in the rest (container, keyframes,
+/// threads, size).
+pub fn sink_options(flags: &sl_cli::EncodeArgs) -> sl_media::SinkOptions {
+    sl_media::SinkOptions {
+        video_codec: flags.codec.clone(),
+        preset: flags.preset.clone(),
+        crf: flags.crf,
+        video_bitrate: flags.bitrate,
+        audio_bitrate: flags.audio_bitrate,
+        codec_options: flags.codec_options.clone(),
+        format_options: flags.mux_options.clone(),
+        ..sl_media::SinkOptions::default()
     }
 }
