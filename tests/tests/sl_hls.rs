@@ -328,7 +328,7 @@ fn sigint_mid_live_run_leaves_a_valid_playlist() {
     require("ffprobe");
     for (kind, sig) in [("live", "INT"), ("event", "TERM")] {
         let dir = scratch_dir(&format!("hls-sigint-{kind}"));
-        let running = Pipeline::new()
+        let mut running = Pipeline::new()
             .sl("sl-test", &["-p", "box", "-s", "320x240"]) // real time, forever
             .sl(
                 "sl-hls",
@@ -337,7 +337,15 @@ fn sigint_mid_live_run_leaves_a_valid_playlist() {
             .timeout(Duration::from_secs(60))
             .spawn();
         wait_for_segments(&dir, 2, Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(500)); // mid-segment
+        // mid-segment: by the frames sl-test has written (320x240 RGBA, 30 a segment), not by
+        // a sleep after the listing, whose lag behind the input (the encoder's look-ahead)
+        // moves with the machine's load: a signal just after a boundary leaves a segment of
+        // two or three frames
+        let frame: u64 = 320 * 240 * 4;
+        running.wait_until("sl-test to be half-way through a segment", |r| {
+            let n = r.bytes_written(0) / frame;
+            n >= 75 && (12..=18).contains(&(n % 30))
+        });
         running.signal(1, sig);
         let out = running.wait();
         assert_eq!(
