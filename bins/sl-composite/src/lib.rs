@@ -54,10 +54,11 @@ use layout::{LayoutFile, OnEnd, Patch, Placement, Props, parse_layer_arg, place}
       or begin ... commit): set NAME:KEY=VALUE,... [over 500ms] | show NAME | hide NAME |\n  \
       scene NAME [over 1s] | at 12.5s (the batch applies at that stream time)\n\n\
       Examples:\n  \
-      sl-test -s 1080p | sl-composite main=- cam=<(sl-test -s 720p -p box) --layer cam:x=1440,y=60,w=400 | sl-show\n  \
-      sl-composite main=<(sl-cam) hud=<(sl-draw -s 1080p examples/hud.rhai) -s 1080p -f i420 | sl-file -o mix.ts\n  \
-      sl-test -s 1080p | sl-composite main=- cam=<(sl-test -s 720p -p box) --layout examples/pip.toml --scene pip --control /tmp/mix.sock\n  \
-      (then: echo 'scene full over 500ms' | nc -U /tmp/mix.sock)"
+      sl-test | sl-composite main=- cam=<(sl-test -p box) --layer cam:x=70%,y=5%,w=25% | sl-show\n  \
+      sl-file talk.mp4 | sl-composite main=- hud=<(sl-draw -s 720p hud.rhai) | sl-file -o mix.mp4\n  \
+      sl-test | sl-composite main=- cam=<(sl-test -p box) --layout examples/pip.toml --scene pip\n  \
+      sl-test | sl-composite main=- cam=<(sl-test -p box) --control mix.sock\n  \
+      (then: echo 'set cam:opacity=0 over 500ms' | nc -U mix.sock)"
 )]
 pub struct Args {
     /// Inputs as NAME=PATH (a bare PATH is named in0, in1, ...); the first is the main one.
