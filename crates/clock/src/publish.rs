@@ -76,11 +76,16 @@ impl Publisher {
                     let Ok(mut s) = stream else { continue };
                     // A stage that stops reading must not stall the daemon.
                     let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+                    // Registered before the first snapshot goes out, under the clients' lock: a
+                    // stage that has its first snapshot is one that dropping the publisher ends
+                    // (pushing after the write let a drop in between miss it, and the stage
+                    // believed in a daemon that was gone).
+                    let mut clients = c.lock().expect("lock");
                     let line = l.lock().expect("lock").clone();
                     if !line.is_empty() && s.write_all(line.as_bytes()).is_err() {
                         continue;
                     }
-                    c.lock().expect("lock").push(s);
+                    clients.push(s);
                 }
             })
             .map_err(io)?;
