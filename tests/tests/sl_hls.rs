@@ -60,6 +60,8 @@ struct Probed {
     first_pts: f64,
     end_pts: f64,
     first_is_key: bool,
+    /// Video packets (frames).
+    packets: usize,
     dts: Vec<f64>,
     width: u32,
     streams: Vec<String>,
@@ -117,6 +119,7 @@ fn probe(file: &Path) -> Probed {
         first_pts: pts.iter().cloned().fold(f64::MAX, f64::min),
         end_pts: end,
         first_is_key: first_is_key.unwrap(),
+        packets: pts.len(),
         dts,
         width,
         streams,
@@ -361,6 +364,98 @@ fn sigint_mid_live_run_leaves_a_valid_playlist() {
             "{kind}: the partial segment is listed"
         );
     }
+}
+
+/// Segment files (complete: not `.tmp`) in `dir`.
+fn segment_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("seg_") && n.ends_with(".ts")
+            })
+            .count()
+    })
+}
+
+/// A Ctrl-C at any moment leaves a playlist whose every listed segment ffprobe reads, holding
+/// every frame sl-hls took in. Two moments, twice each: right after a segment file appears
+/// (the muxer has just begun the next one), and right after sl-test has written the first
+/// frames of a segment (the encoder then holds one to three frames of it, so the last segment
+/// is 8 to 10 TS packets: complete, yet too short for libavformat's MPEG-TS probe, and
+/// `ffprobe` said "End of file" until sl-hls padded such segments).
+#[test]
+fn sigint_at_a_segment_boundary_leaves_segments_ffprobe_reads() {
+    require("ffprobe");
+    let frame: u64 = 320 * 240 * 4;
+    for round in 0..4 {
+        let dir = scratch_dir(&format!("hls-sigint-boundary-{round}"));
+        let mut running = Pipeline::new()
+            .sl("sl-test", &["-p", "box", "-s", "320x240"]) // real time, forever
+            .sl(
+                "sl-hls",
+                &hls_args(
+                    &dir,
+                    &["--playlist-type", "event", "--segment-time", "1", "-v"],
+                ),
+            )
+            .timeout(Duration::from_secs(60))
+            .spawn();
+        let moment = if round % 2 == 0 {
+            let n = 2 + round / 2;
+            running.wait_until(&format!("segment file {n}"), |_| segment_files(&dir) >= n);
+            format!("right after segment file {n} appeared")
+        } else {
+            let mut at = 0;
+            running.wait_until("sl-test to begin a segment", |r| {
+                at = r.bytes_written(0) / frame;
+                at >= 60 && (1..=3).contains(&(at % 30))
+            });
+            format!("after sl-test's frame {at}")
+        };
+        running.signal(1, "INT");
+        let out = running.wait();
+        let hls = out.stage(1);
+        assert_eq!(hls.code, Some(130), "sl-hls after SIGINT {moment}: {hls:?}");
+        let (pl, probes) = check_rendition(&dir);
+        assert!(pl.ended, "{moment}: no ENDLIST:\n{}", pl.text);
+        let counted: usize = hls
+            .stderr
+            .split("finalised: ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{moment}: no frame count in {}", hls.stderr));
+        let listed: usize = probes.iter().map(|p| p.packets).sum();
+        assert_eq!(
+            listed, counted,
+            "{moment}: the segments hold {listed} frames, sl-hls took in {counted}:\n{}",
+            pl.text
+        );
+    }
+}
+
+/// At 5 frames a second every 1 s segment is a few TS packets: each must still read as
+/// MPEG-TS (libavformat's probe wants 12 packets; shorter ones are padded with null packets).
+#[test]
+fn low_rate_segments_are_readable() {
+    require("ffprobe");
+    let dir = scratch_dir("hls-low-rate");
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["--fast", "-p", "box", "-n", "20", "-r", "5", "-s", "64x48"],
+        )
+        .sl(
+            "sl-hls",
+            &hls_args(&dir, &["--playlist-type", "event", "--segment-time", "1"]),
+        )
+        .timeout(Duration::from_secs(60))
+        .run();
+    out.assert_success();
+    let (pl, probes) = check_rendition(&dir);
+    assert_eq!(pl.segments.len(), 4, "{}", pl.text);
+    assert_eq!(probes.iter().map(|p| p.packets).sum::<usize>(), 20);
 }
 
 #[test]

@@ -125,14 +125,19 @@ pub fn master_playlist(variants: &[Variant]) -> String {
 /// Write `text` to `path` atomically: a temporary file next to it, flushed, then renamed over
 /// it, so a reader sees the old or the new file, never half of one.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    write_bytes_atomically(path, text.as_bytes())
+}
+
+/// [`write_atomically`] for bytes.
+pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
-        .ok_or_else(|| std::io::Error::other("playlist path has no file name"))?;
+        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
     let mut tmp_name = name.to_os_string();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
     let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(text.as_bytes())?;
+        f.write_all(bytes)?;
         f.sync_data()
     });
     if let Err(e) = written {

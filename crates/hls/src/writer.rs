@@ -30,7 +30,9 @@ use sl_wire::{StreamInfo, StreamKind};
 
 use crate::HlsError;
 use crate::codecs;
-use crate::playlist::{MediaPlaylist, Variant, master_playlist, write_atomically};
+use crate::playlist::{
+    MediaPlaylist, Variant, master_playlist, write_atomically, write_bytes_atomically,
+};
 
 /// How the media playlist grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -267,6 +269,32 @@ fn run_tag() -> String {
     format!("{:x}", t.as_secs() * 1000 + u64::from(t.subsec_millis()))
 }
 
+/// The smallest MPEG-TS segment libavformat recognises as MPEG-TS: its probe
+/// (`mpegts_probe`) counts the data in 204-byte units and wants more than 10 of them, so 12
+/// packets of 188 bytes. A last segment of two or three small frames (a Ctrl-C just after a
+/// segment boundary) is 10 packets: complete and decodable, yet `ffprobe` and `ffmpeg -i`
+/// said "End of file" (or guessed another format) unless told `-f mpegts`.
+const MIN_TS_SEGMENT: u64 = 12 * TS_PACKET;
+const TS_PACKET: u64 = 188;
+
+/// Pad a short MPEG-TS segment up to [`MIN_TS_SEGMENT`] with null packets (PID 0x1FFF, which
+/// every demuxer discards, ISO/IEC 13818-1 2.4.3.3), replacing it atomically. Returns its new
+/// length.
+fn pad_ts(path: &Path) -> std::io::Result<u64> {
+    let mut bytes = std::fs::read(path)?;
+    if bytes.len() as u64 >= MIN_TS_SEGMENT || bytes.len() as u64 % TS_PACKET != 0 {
+        return Ok(bytes.len() as u64);
+    }
+    let mut null = [0xffu8; TS_PACKET as usize];
+    // sync byte, PID 0x1FFF, payload only, continuity counter 0
+    null[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
+    while (bytes.len() as u64) < MIN_TS_SEGMENT {
+        bytes.extend_from_slice(&null);
+    }
+    write_bytes_atomically(path, &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
 /// Glass-to-playlist latency of one listed segment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Listed {
@@ -292,6 +320,8 @@ struct Watch {
     log: Vec<Listed>,
     /// Bit rates of the listed segments (sizes read from disk as they are listed).
     rates: Rates,
+    /// MPEG-TS segments: a listed one too short for demuxers to recognise is padded.
+    ts: bool,
 }
 
 /// Segment bit rates of a media playlist as RFC 8216 4.3.4.2 defines them: the peak is the
@@ -353,8 +383,9 @@ impl Rates {
 }
 
 impl Watch {
-    fn new(path: PathBuf) -> Watch {
+    fn new(path: PathBuf, ts: bool) -> Watch {
         Watch {
+            ts,
             path,
             stamp: None,
             listed: 0,
@@ -390,12 +421,18 @@ impl Watch {
         let target = pl.target_duration.max(1) as f64;
         for seg in &pl.segments[pl.segments.len() - new..] {
             // listed segments are complete (the muxer renames them into place first)
-            match self
-                .path
-                .parent()
-                .map(|d| std::fs::metadata(d.join(&seg.uri)))
-            {
-                Some(Ok(m)) => self.rates.add(seg.duration, m.len(), target),
+            let file = self.path.with_file_name(&seg.uri);
+            match std::fs::metadata(&file) {
+                Ok(m) => {
+                    let mut len = m.len();
+                    if self.ts && len < MIN_TS_SEGMENT {
+                        match pad_ts(&file) {
+                            Ok(padded) => len = padded,
+                            Err(e) => log::warn!("{}: cannot pad it: {e}", file.display()),
+                        }
+                    }
+                    self.rates.add(seg.duration, len, target)
+                }
                 _ => log::debug!("{name}{}: listed but not found; not measured", seg.uri),
             }
             self.listed_end += seg.duration;
@@ -675,7 +712,7 @@ impl HlsWriter {
             renditions.push(Rendition {
                 label,
                 sink,
-                watch: Watch::new(playlist),
+                watch: Watch::new(playlist, opts.segment_type == SegmentType::Ts),
                 variant,
             });
         }
@@ -1048,6 +1085,29 @@ mod tests {
             ),
             (1_500_000, 2_000_000)
         );
+    }
+
+    #[test]
+    fn short_ts_segments_are_padded_with_null_packets() {
+        let dir = std::env::temp_dir().join(format!("sl-hls-pad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let seg = dir.join("seg.ts");
+        let mut packet = vec![0u8; 188];
+        packet[0] = 0x47;
+        std::fs::write(&seg, packet.repeat(10)).unwrap();
+        assert_eq!(pad_ts(&seg).unwrap(), MIN_TS_SEGMENT);
+        let bytes = std::fs::read(&seg).unwrap();
+        assert_eq!(bytes.len() as u64, MIN_TS_SEGMENT);
+        assert_eq!(&bytes[..1880], &packet.repeat(10)[..], "the data is kept");
+        for p in bytes[1880..].chunks(188) {
+            assert_eq!(&p[..4], &[0x47, 0x1f, 0xff, 0x10], "null packets");
+        }
+        // long enough, or not whole packets: left alone
+        std::fs::write(&seg, packet.repeat(12)).unwrap();
+        assert_eq!(pad_ts(&seg).unwrap(), 12 * 188);
+        std::fs::write(&seg, [0x47; 100]).unwrap();
+        assert_eq!(pad_ts(&seg).unwrap(), 100);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
