@@ -1,37 +1,51 @@
-//! sl-cam: the real no-camera path, and the whole stage driven by its fake camera (there is
-//! no camera on the development and CI machines, and no way to make a virtual one).
+//! sl-cam: the real no-camera path (with every device out of view, so it holds on a machine
+//! with a camera too), and the whole stage driven by its fake camera (there is no camera on
+//! the development and CI machines, and no way to make a virtual one).
 
 mod desktop;
 
+use std::path::Path;
 use std::time::Duration;
 
 use desktop::{Xvfb, close, wait_for};
-use sl_e2e::{Pipeline, bin, run_cmd};
+use sl_e2e::{Pipeline, bin, require, run_cmd};
 use sl_frame::{PixelFormat, Rational};
 use sl_wire::Message;
 
-fn has_camera() -> bool {
-    std::fs::read_dir("/dev")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().starts_with("video"))
-        })
-        .unwrap_or(false)
+/// `sl-cam ARGS` as a command line that runs it where no video device is in view: in a mount
+/// namespace of its own whose /dev is an empty tmpfs (util-linux's `unshare`; as root, or
+/// through an unprivileged user namespace otherwise, as the network-namespace tests need).
+/// So the no-camera path is the same on a machine with a camera and on one without: the real
+/// V4L2 query, over a /dev with no `video*` in it.
+fn without_devices(args: &[&str]) -> Vec<String> {
+    require("unshare");
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false);
+    let mut v: Vec<String> = [if root { "-m" } else { "-rm" }, "sh", "-c"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // the shell stops (exit 32, mount's message on stderr) if the empty /dev cannot be had
+    v.push("mount -t tmpfs none /dev && [ -z \"$(ls -A /dev)\" ] && exec \"$0\" \"$@\"".into());
+    v.push(bin("sl-cam").to_string_lossy().into_owned());
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
 }
 
 #[test]
 fn no_camera_is_a_clear_error_and_an_unfinished_stream() {
-    assert!(
-        !has_camera(),
-        "this test checks the no-camera path, and this machine has /dev/video*: run it where \
-         there is no camera (see docs/desktop.md for checking a real one)"
-    );
+    let cam = without_devices;
+    let refs = |v: &[String]| -> Vec<&str> { v.iter().map(String::as_str).collect() };
     for args in [
         &[][..],
         &["--device", "0"][..],
         &["-d", "logitech", "-s", "720p"][..],
     ] {
-        let out = Pipeline::new().sl("sl-cam", args).run();
+        let out = Pipeline::new().cmd("unshare", &refs(&cam(args))).run();
         let s = out.stage(0);
         assert_eq!(s.code, Some(1), "{args:?}: {}", s.stderr);
         assert!(s.stderr.contains("no camera found"), "{}", s.stderr);
@@ -45,14 +59,18 @@ fn no_camera_is_a_clear_error_and_an_unfinished_stream() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
     // as the next stage sees it: nothing, not a stream cut short
-    let out = Pipeline::new().sl("sl-cam", &[]).sl("sl-info", &[]).run();
+    let out = Pipeline::new()
+        .cmd("unshare", &refs(&cam(&[])))
+        .sl("sl-info", &[])
+        .run();
+    assert_eq!(out.stage(0).code, Some(1), "{}", out.stage(0).stderr);
     assert_eq!(out.stage(1).code, Some(1), "{}", out.stage(1).stderr);
     assert!(
         out.stage(1).stderr.contains("wrote nothing"),
         "{}",
         out.stage(1).stderr
     );
-    let (code, stdout, stderr) = run_cmd(&bin("sl-cam"), &["--list"]);
+    let (code, stdout, stderr) = run_cmd(Path::new("unshare"), &refs(&cam(&["--list"])));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("no cameras found"), "{stdout}");
 }
