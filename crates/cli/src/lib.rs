@@ -22,6 +22,7 @@
 //! closed pipe downstream anywhere in the error chain is a quiet success.
 
 mod args;
+pub mod control;
 mod docs;
 mod io;
 mod policy;
