@@ -7,7 +7,7 @@ use clap::Parser;
 use sl_camera::fake::FakeSpec;
 use sl_camera::v4l::{V4lCamera, list_devices};
 use sl_camera::{Camera, FourCc, Options, Request, Session, describe_choice};
-use sl_cli::{Common, Delivery, Progress, Size, SourceArgs};
+use sl_cli::{Size, SourceArgs, StageFlags};
 use sl_frame::Rational;
 use sl_stage::{Ending, Flow, Output, Source, Stage};
 use sl_wire::Message;
@@ -54,14 +54,10 @@ pub struct Args {
     #[arg(long, hide = true, value_name = "SPEC")]
     fake: Option<FakeSpec>,
     #[command(flatten)]
-    progress: Progress,
-    #[command(flatten)]
-    delivery: Delivery,
-    #[command(flatten)]
-    common: Common,
+    flags: StageFlags,
 }
 
-sl_cli::stage_main!(Args, run);
+sl_cli::stage_main!(Args, run, flags.common);
 
 fn run(args: Args) -> anyhow::Result<()> {
     if args.list {
@@ -80,7 +76,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         source_id: args.source.source_id.clone(),
     };
     let name = camera_name(&args);
-    let quiet = args.common.quiet;
+    let quiet = args.flags.common.quiet;
     // opened and started before anything is written: a missing or busy camera fails with
     // nothing on stdout
     let mut camera: Box<dyn Camera> = match args.fake.clone() {
@@ -101,8 +97,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     })?;
     Stage::new(sl_cli::program())
         .limit(args.source.limit)
-        .progress(args.progress, false)
-        .policy(args.delivery.policy)
+        .progress(args.flags.progress, false)
+        .policy(args.flags.delivery.policy)
         .clock(args.source.clock)?
         .run_source(Cam { session })
 }

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use ffmpeg_next as av;
-use sl_cli::{Common, Delivery, FrameLimit, Progress, Size, UsageError, parse_fps};
+use sl_cli::{FrameLimit, Size, StageFlags, UsageError, parse_fps};
 use sl_frame::{ColorInfo, Matrix, PixelFormat, Range, Rational, VideoFrame};
 use sl_stage::{Ending, Filter, Flow, Output, Stage};
 use sl_wire::{Message, StreamInfo, StreamKind, VideoFormat};
@@ -60,14 +60,10 @@ pub struct Args {
     #[command(flatten)]
     limit: FrameLimit,
     #[command(flatten)]
-    progress: Progress,
-    #[command(flatten)]
-    delivery: Delivery,
-    #[command(flatten)]
-    common: Common,
+    flags: StageFlags,
 }
 
-sl_cli::stage_main!(Args, run);
+sl_cli::stage_main!(Args, run, flags.common);
 
 /// How `-s` meets an input of another aspect ratio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -722,8 +718,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     av::init().context("starting libav")?;
     Stage::new(sl_cli::program())
         .limit(args.limit)
-        .progress(args.progress, false)
-        .policy(args.delivery.policy)
+        .progress(args.flags.progress, false)
+        .policy(args.flags.delivery.policy)
         .run_filter(Convert {
             plan: Plan {
                 size: args.size,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use sl_cli::{Common, Delivery, FrameLimit, Progress, Size, parse_duration, parse_fps, usage};
+use sl_cli::{FrameLimit, Size, StageFlags, parse_duration, parse_fps, usage};
 use sl_draw_core::pixels;
 use sl_draw_core::{Control, Drawer, FrameContext, FrameTiming, Limits, ScriptError};
 use sl_frame::{ColorInfo, PixelFormat, Rational, VideoFrame, convert};
@@ -93,14 +93,10 @@ pub struct Args {
     clock: sl_clock::ClockArgs,
     /// (--stats adds script and render time per frame.)
     #[command(flatten)]
-    progress: Progress,
-    #[command(flatten)]
-    delivery: Delivery,
-    #[command(flatten)]
-    common: Common,
+    flags: StageFlags,
 }
 
-sl_cli::stage_main!(Args, run);
+sl_cli::stage_main!(Args, run, flags.common);
 
 /// Reports script errors once per episode, and the recovery.
 #[derive(Default)]
@@ -306,13 +302,13 @@ fn run(mut args: Args) -> anyhow::Result<()> {
         stats: Stats::default(),
         strict: args.strict,
         reload: !args.no_reload,
-        quiet: args.common.quiet,
+        quiet: args.flags.common.quiet,
     };
     let stage = Stage::new(sl_cli::program())
         .limit(args.limit)
-        .progress(args.progress, false)
-        .policy(args.delivery.policy);
-    let stats = args.progress.stats.then(Instant::now);
+        .progress(args.flags.progress, false)
+        .policy(args.flags.delivery.policy);
+    let stats = args.flags.progress.stats.then(Instant::now);
     if source {
         let clock = std::mem::take(&mut args.clock);
         run_source(&args, stage.clock(clock)?, script, stats)

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use sl_cli::{Common, Delivery, EncodeArgs, Progress, Size, SourceArgs, parse_duration};
+use sl_cli::{EncodeArgs, Size, SourceArgs, StageFlags, parse_duration};
 use sl_frame::FrameInfo;
 use sl_media::{DecodedVideo, Output as Decoded, Sink as MediaSink, SinkOptions, SourceOptions};
 use sl_record::{Recorder, Target};
@@ -108,17 +108,13 @@ pub struct Args {
     threads: usize,
     // the flags after the writing heading are under no heading again
     #[command(flatten, next_help_heading = None::<&str>)]
-    progress: Progress,
-    #[command(flatten)]
-    delivery: Delivery,
-    #[command(flatten)]
-    common: Common,
+    flags: StageFlags,
 }
 
-sl_cli::stage_main!(Args, run);
+sl_cli::stage_main!(Args, run, flags.common);
 
 fn run(mut args: Args) -> anyhow::Result<()> {
-    sl_media::set_libav_verbose(args.common.verbose >= 2);
+    sl_media::set_libav_verbose(args.flags.common.verbose >= 2);
     // like every stage: never wait on a terminal for input, never write media to one
     if args.input.as_deref() == Some("-") && sl_cli::stdin_is_terminal() {
         return Err(sl_cli::usage(
@@ -142,8 +138,8 @@ fn run(mut args: Args) -> anyhow::Result<()> {
     }
     let mut stage = Stage::new(sl_cli::program())
         .limit(args.source.limit)
-        .progress(args.progress, false)
-        .policy(args.delivery.policy);
+        .progress(args.flags.progress, false)
+        .policy(args.flags.delivery.policy);
     // a file played like a live source, or asked for: frames get the time they leave
     if args.input.is_some() && (args.realtime || args.source.clock.clock.is_some()) {
         let clock = std::mem::take(&mut args.source.clock);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sl_cli::{Common, Delivery, EncodeArgs, FrameLimit, Progress};
+use sl_cli::{EncodeArgs, FrameLimit, StageFlags};
 use sl_hls_core::{HlsOptions, HlsWriter, PlaylistType, Rung, SegmentType, Server, Summary};
 use sl_media::SinkOptions;
 use sl_record::{Recorder, Target};
@@ -74,16 +74,12 @@ pub struct Args {
     #[arg(long, default_value_t = 0, help_heading = "Encoding")]
     threads: usize,
 
-    /// (--stats adds segments and glass-to-playlist latency.)
     // the flags after the encoder's heading are under no heading again
     #[command(flatten, next_help_heading = None::<&str>)]
-    progress: Progress,
-    #[command(flatten)]
     limit: FrameLimit,
+    /// (--stats adds segments and glass-to-playlist latency.)
     #[command(flatten)]
-    delivery: Delivery,
-    #[command(flatten)]
-    common: Common,
+    flags: StageFlags,
 }
 
 /// The renditions of `--ladder` (a newtype: clap reads a bare `Vec` as a repeated flag).
@@ -94,7 +90,7 @@ fn parse_ladder(s: &str) -> Result<Ladder, String> {
     Rung::parse_ladder(s).map(Ladder)
 }
 
-sl_cli::stage_main!(Args, run);
+sl_cli::stage_main!(Args, run, flags.common);
 
 fn options(args: &Args, outdir: &Path) -> anyhow::Result<HlsOptions> {
     let mut encode = sl_record::sink_options(&args.encode);
@@ -207,7 +203,7 @@ fn print_stats(s: &Summary) {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    sl_media::set_libav_verbose(args.common.verbose >= 2);
+    sl_media::set_libav_verbose(args.flags.common.verbose >= 2);
     let Some(outdir) = args.outdir.clone() else {
         return Err(sl_cli::usage(
             "give the output folder: sl-hls OUTDIR (e.g. `... | sl-hls out/`)",
@@ -222,7 +218,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("creating {}", outdir.display()))?;
             let s = Server::start(addr, &outdir)?;
             // news, not a warning, yet the user needs the URL: a plain line unless -q
-            if !args.common.quiet {
+            if !args.flags.common.quiet {
                 sl_cli::say(&format!(
                     "sl-hls: serving {} on http://{}/",
                     outdir.display(),
@@ -236,20 +232,20 @@ fn run(args: Args) -> anyhow::Result<()> {
     let recorder = Recorder::new(
         HlsTarget {
             opts,
-            stats: args.progress.stats,
+            stats: args.flags.progress.stats,
         },
         args.no_audio,
     );
     let result = Stage::new(sl_cli::program())
         .limit(args.limit)
-        .progress(args.progress, false)
-        .policy(args.delivery.policy)
+        .progress(args.flags.progress, false)
+        .policy(args.flags.delivery.policy)
         .run_sink(recorder);
     if let Some(s) = server
         && result.is_ok()
         && !sl_cli::interrupted()
     {
-        if !args.common.quiet {
+        if !args.flags.common.quiet {
             sl_cli::say(&format!(
                 "sl-hls: the stream ended; still serving on http://{}/ (Ctrl-C to stop)",
                 s.addr()

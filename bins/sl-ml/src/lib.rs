@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use sl_cli::{Common, Delivery, FrameLimit, Progress, Size, UsageError};
+use sl_cli::{FrameLimit, Size, StageFlags, UsageError};
 use sl_frame::{Value, VideoFrame};
 use sl_ml_lib::{
     Analyser, Channels, Decoder, Layout, OutputOverrides, Overrides, Resize, Results, Task, keys,
@@ -109,14 +109,10 @@ pub struct Args {
     #[command(flatten)]
     limit: FrameLimit,
     #[command(flatten)]
-    progress: Progress,
-    #[command(flatten)]
-    delivery: Delivery,
-    #[command(flatten)]
-    common: Common,
+    flags: StageFlags,
 }
 
-sl_cli::stage_main!(Args, run);
+sl_cli::stage_main!(Args, run, flags.common);
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum TaskArg {
@@ -532,8 +528,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     .map_err(stage_error)?;
     Stage::new(sl_cli::program())
         .limit(args.limit)
-        .progress(args.progress, false)
-        .policy(args.delivery.policy)
+        .progress(args.flags.progress, false)
+        .policy(args.flags.delivery.policy)
         .run_filter(Ml {
             analyser: Some(analyser),
             worker: None,
@@ -543,7 +539,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             seen: 0,
             latest: None,
             millis: Vec::new(),
-            stats: args.progress.stats,
+            stats: args.flags.progress.stats,
             threads,
         })
 }

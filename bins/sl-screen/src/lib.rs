@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use clap::Parser;
-use sl_cli::{Common, Delivery, Progress, SourceArgs};
+use sl_cli::{SourceArgs, StageFlags};
 use sl_frame::convert::to_format;
 use sl_frame::{PixelFormat, Rational, now_ns};
 use sl_screencap::{Region, Target};
@@ -55,14 +55,10 @@ pub struct Args {
     #[command(flatten)]
     source: SourceArgs,
     #[command(flatten)]
-    progress: Progress,
-    #[command(flatten)]
-    delivery: Delivery,
-    #[command(flatten)]
-    common: Common,
+    flags: StageFlags,
 }
 
-sl_cli::stage_main!(Args, run);
+sl_cli::stage_main!(Args, run, flags.common);
 
 fn run(args: Args) -> anyhow::Result<()> {
     if args.list {
@@ -90,8 +86,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| what.clone());
     Stage::new(sl_cli::program())
         .limit(args.source.limit)
-        .progress(args.progress, false)
-        .policy(args.delivery.policy)
+        .progress(args.flags.progress, false)
+        .policy(args.flags.delivery.policy)
         .clock(args.source.clock)?
         .pace(Pace::Frames(args.fps))
         .run_source(Screen {

@@ -3,7 +3,7 @@
 //! it and ends the stream).
 
 use clap::Parser;
-use sl_cli::{Common, Delivery, Progress, Size, SourceArgs, parse_fps};
+use sl_cli::{Size, SourceArgs, StageFlags, parse_fps};
 use sl_frame::{AudioChunk, PixelFormat, Rational, SampleFormat, VideoFrame};
 use sl_pattern::{Generator, Pattern, parse_colour};
 use sl_stage::{Flow, Output, Pace, Source, Stage};
@@ -53,14 +53,10 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[command(flatten)]
-    progress: Progress,
-    #[command(flatten)]
-    delivery: Delivery,
-    #[command(flatten)]
-    common: Common,
+    flags: StageFlags,
 }
 
-sl_cli::stage_main!(Args, run);
+sl_cli::stage_main!(Args, run, flags.common);
 
 /// The tone's sample rate.
 const TONE_RATE: u32 = 48_000;
@@ -214,8 +210,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     info.source_id = args.source.source_id.clone().unwrap_or_default();
     Stage::new(sl_cli::program())
         .limit(args.source.limit)
-        .progress(args.progress, false)
-        .policy(args.delivery.policy)
+        .progress(args.flags.progress, false)
+        .policy(args.flags.delivery.policy)
         .pace(if args.fast {
             Pace::Off
         } else {

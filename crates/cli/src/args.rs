@@ -354,6 +354,18 @@ pub struct Delivery {
     pub policy: crate::Policy,
 }
 
+/// The flags of a stage that moves frames: the meter ([`Progress`]), `--policy`
+/// ([`Delivery`]) and the ones every stage has ([`Common`]), flattened once.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct StageFlags {
+    #[command(flatten)]
+    pub progress: Progress,
+    #[command(flatten)]
+    pub delivery: Delivery,
+    #[command(flatten)]
+    pub common: Common,
+}
+
 /// `--frames N` / `--duration D`: when a source or filter should stop.
 #[derive(clap::Args, Debug, Clone, Copy, Default)]
 pub struct FrameLimit {

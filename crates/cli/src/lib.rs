@@ -33,8 +33,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use args::{
-    Common, Delivery, EncodeArgs, FrameLimit, Names, Progress, Size, SourceArgs, key_value, one_of,
-    parse_bitrate, parse_duration, parse_fps, pixel_format,
+    Common, Delivery, EncodeArgs, FrameLimit, Names, Progress, Size, SourceArgs, StageFlags,
+    key_value, one_of, parse_bitrate, parse_duration, parse_fps, pixel_format,
 };
 pub use docs::{answer_early, completions, man_page};
 pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdout_is_pipe};
@@ -147,11 +147,16 @@ where
 }
 
 /// A stage package's two entry points, from its `Args` (which flattens [`Common`] as
-/// `common`) and its `run` function: `command()` (the command line, for man pages and
+/// `common`; or give where it is: `stage_main!(Args, run, flags.common)` for a flattened
+/// [`StageFlags`] `flags`) and its `run` function: `command()` (the command line, for man pages and
 /// completions) and `main()` (what `src/main.rs` calls).
 #[macro_export]
 macro_rules! stage_main {
     ($args:ty, $run:path) => {
+        $crate::stage_main!($args, $run, common);
+    };
+    // where the stage's Common is (`flags.common` for a flattened StageFlags)
+    ($args:ty, $run:path, $($common:ident).+) => {
         /// The command line, for man pages and completions.
         pub fn command() -> clap::Command {
             <$args as clap::CommandFactory>::command()
@@ -159,7 +164,7 @@ macro_rules! stage_main {
 
         /// Parse the command line, run the stage, exit with the stage's code.
         pub fn main() -> std::process::ExitCode {
-            $crate::run(|a: &$args| &a.common, $run)
+            $crate::run(|a: &$args| &a.$($common).+, $run)
         }
     };
 }
