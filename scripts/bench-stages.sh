@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The five workloads of docs/performance.md through the streamlib stages, against the same
 # work through ffmpeg, in one run: pass-through, decode, transcode, draw and HLS. With
-# BEFORE=DIR, the same workloads also run through the binaries in DIR (an older build: the
-# "before" of a change), alternating with the others, so both sets of ratios come from the
-# same minutes of the same machine.
+# --before DIR (or BEFORE=DIR), the same workloads also run through the binaries in DIR (the
+# target/release of an older build: the "before" of a change), taking turns with the
+# others, so both sets of ratios come from the same minutes of the same machine.
 #
-#   scripts/bench-stages.sh [FRAMES=150] [RUNS=3]
-#   BEFORE=/tmp/old/target/release scripts/bench-stages.sh
+#   scripts/bench-stages.sh [--before DIR] [FRAMES=150] [RUNS=3]
+#   WORKLOADS="draw hls" scripts/bench-stages.sh ...   # some of the workloads only
+#
+# For example, against the build before the stage runtime (issue 10):
+#   git worktree add --detach /tmp/before d902c7e
+#   (cd /tmp/before && cargo build --release --bins -p sl-test -p sl-info -p sl-file -p sl-draw -p sl-hls)
+#   scripts/bench-stages.sh --before /tmp/before/target/release 150 5
 #
 #   pass-through  sl-test --fast | sl-info --pass | cat     vs  sl-test --fast | cat | cat
 #                 (and gst-launch-1.0 gdpdepay ! gdppay when GStreamer is installed)
@@ -23,9 +28,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
-N=${1:-150}
-RUNS=${2:-3}
 BEFORE=${BEFORE:-}
+rest=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --before) BEFORE=${2:?--before takes the folder of the older binaries}; shift 2 ;;
+    --before=*) BEFORE=${1#--before=}; shift ;;
+    *) rest+=("$1"); shift ;;
+  esac
+done
+N=${rest[0]:-150}
+RUNS=${rest[1]:-3}
 FONT=${FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
 for tool in ffmpeg bc; do
   command -v "$tool" >/dev/null || { echo "bench-stages.sh: $tool is missing: run scripts/setup.sh" >&2; exit 1; }
@@ -37,8 +50,9 @@ fi
 AFTER=target/release
 if [[ -n "$BEFORE" ]]; then
   for b in sl-test sl-info sl-file sl-draw sl-hls; do
-    [ -x "$BEFORE/$b" ] || { echo "bench-stages.sh: BEFORE=$BEFORE has no $b" >&2; exit 1; }
+    [ -x "$BEFORE/$b" ] || { echo "bench-stages.sh: $BEFORE has no $b: build it there (cargo build --release --bins -p $b)" >&2; exit 1; }
   done
+  BEFORE=$(cd "$BEFORE" && pwd)
 fi
 W=$(mktemp -d /tmp/bench-stages.XXXXXX)
 trap 'rm -rf "$W"' EXIT
@@ -55,7 +69,12 @@ got=$(($(stat -c %s "$W/in.rgba") / frame_bytes))
 VF=$(hud_vf "$FONT")
 X264="-c:v libx264 -preset veryfast -crf 23 -g 60 -sc_threshold 0 -pix_fmt yuv420p"
 
-# The streamlib side of each workload, for the binaries in $1.
+# has_flag BIN FLAG: whether the stage BIN takes FLAG (older builds may spell flags otherwise).
+has_flag() { "$1" --help 2>/dev/null | grep -q -- "$2\b"; }
+
+# The streamlib side of each workload, for the binaries in $1. The flags used here are
+# spelled the same by the builds before and after the stage runtime (checked below, so a
+# build that spells one otherwise stops the bench instead of measuring something else).
 sl_cmd() {
   local B=$1
   case $2 in
@@ -83,6 +102,14 @@ other_name() {
   esac
 }
 
+for B in "$AFTER" ${BEFORE:+"$BEFORE"}; do
+  for f in "sl-test --fast" "sl-info --pass" "sl-file --crf" "sl-file --preset" "sl-file --keyint" \
+    "sl-file --no-audio" "sl-hls --crf" "sl-hls --quiet"; do
+    set -- $f
+    has_flag "$B/$1" "$2" || { echo "bench-stages.sh: $B/$1 has no $2: adapt sl_cmd to that build" >&2; exit 1; }
+  done
+done
+
 now() { date +%s.%N; }
 timed() { # seconds one run of a shell command takes; a failing command stops the bench
   local t0 t1
@@ -95,22 +122,30 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "streamlib stages vs ffmpeg: $N frames of 1920x1080, median of $RUNS runs each, taking turns; load average at the start: $load"
+if [[ -n "$BEFORE" ]]; then echo "after: $(cd "$AFTER" && pwd); before: $BEFORE"; fi
 printf '%-12s %10s %10s %10s %8s' workload other after other/after ""
-[[ -n "$BEFORE" ]] && printf '%10s %13s' before other/before
+if [[ -n "$BEFORE" ]]; then printf '%10s %13s %13s' before other/before before/after; fi
 echo
-for w in pass decode transcode draw hls; do
+for w in ${WORKLOADS:-pass decode transcode draw hls}; do
   o=() a=() b=()
   for ((i = 0; i < RUNS; i++)); do
-    o+=("$(timed "$(other_cmd $w)")")
-    a+=("$(timed "$(sl_cmd "$AFTER" $w)")")
-    [[ -n "$BEFORE" ]] && b+=("$(timed "$(sl_cmd "$BEFORE" $w)")")
+    # the order turns round every run, so neither build always runs first
+    if ((i % 2 == 0)); then
+      o+=("$(timed "$(other_cmd $w)")")
+      a+=("$(timed "$(sl_cmd "$AFTER" $w)")")
+      if [[ -n "$BEFORE" ]]; then b+=("$(timed "$(sl_cmd "$BEFORE" $w)")"); fi
+    else
+      if [[ -n "$BEFORE" ]]; then b+=("$(timed "$(sl_cmd "$BEFORE" $w)")"); fi
+      a+=("$(timed "$(sl_cmd "$AFTER" $w)")")
+      o+=("$(timed "$(other_cmd $w)")")
+    fi
   done
   om=$(median "${o[@]}")
   am=$(median "${a[@]}")
   printf '%-12s %9.2fs %9.2fs %9.2fx %8s' "$w" "$om" "$am" "$(echo "$om / $am" | bc -l)" "($(other_name $w))"
   if [[ -n "$BEFORE" ]]; then
     bm=$(median "${b[@]}")
-    printf '%9.2fs %12.2fx' "$bm" "$(echo "$om / $bm" | bc -l)"
+    printf '%9.2fs %12.2fx %12.2fx' "$bm" "$(echo "$om / $bm" | bc -l)" "$(echo "$bm / $am" | bc -l)"
   fi
   echo
 done
