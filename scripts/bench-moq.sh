@@ -6,9 +6,7 @@
 #   B. sl-net serve --wait-for N    -> N x sl-net recv --policy block
 # Reports CPU seconds per subscriber (each subscriber process, and the serving side divided
 # by N: the relay, or serve) and p50/p99 latency from publication to the subscriber's output
-# (scripts/net/latency.py per subscriber, leaving out the first second, when subscriptions are
-# still being set up; the worst subscriber's p99 and the median one's, and the median p99 with
-# the first second in).
+# (sl-info's latency, per subscriber; the worst subscriber's p99 and the median one's).
 # Loopback only; the machine's load makes absolute figures noisy: compare A and B.
 #
 # Usage: scripts/bench-moq.sh [SUBSCRIBERS] [SECONDS]
@@ -16,9 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-50}
 SECS=${2:-20}
-SKIP=30   # frames: the first second at 30 fps
 scripts/setup.sh
-cargo build --release -q --workspace --bins   # the suite's feature set: a subset would rebuild shared crates
+cargo build --release -q -p sl-net -p sl-info
 BIN=$PWD/target/release
 RELAY=${MOQ_RELAY:-${STREAMLIB_CACHE:-$HOME/.cache/streamlib}/moq-relay-0.17.10/bin/moq-relay}
 [ -x "$RELAY" ] || { echo "bench-moq: $RELAY is missing: run scripts/setup.sh" >&2; exit 1; }
@@ -37,11 +34,11 @@ ffmpeg -loglevel error -f lavfi -i "testsrc2=size=1280x720:rate=30" -t "$SECS" \
 PY=$(scripts/test-python.sh --install-only)   # the package's venv (numpy): the packetiser imports it
 source_cmd() { "$PY" scripts/net/h264_packets.py "$WORK/in.h264" 1280 720 30; }
 
-# Each subscriber: `sl-net ... | latency.py` in a bash of its own, whose `times` at the end
-# gives its children's CPU (sl-net's and the reader's; the reader's is the same in A and B).
+# Each subscriber: `sl-net ... | sl-info --json` in a bash of its own, whose `times` at the
+# end gives its children's CPU (sl-net's and sl-info's; sl-info's is the same in A and B).
 subscriber() { # $1 name, rest: sl-net args
   local name=$1; shift
-  bash -c '"$@" 2>/dev/null | python3 scripts/net/latency.py --skip '"$SKIP"' > "'"$WORK"'/'"$name"'.json" 2>/dev/null; times > "'"$WORK"'/'"$name"'.times"' _ "$@" &
+  bash -c '"$@" 2>/dev/null | "'"$BIN"'/sl-info" --json > "'"$WORK"'/'"$name"'.json" 2>/dev/null; times > "'"$WORK"'/'"$name"'.times"' _ "$@" &
   PIDS+=($!)
 }
 
@@ -49,12 +46,14 @@ report() { # $1 label, $2 prefix, $3 server cpu seconds
   python3 - "$WORK" "$2" "$N" "$3" "$1" <<'PY'
 import json, sys, glob, statistics
 work, prefix, n, server, label = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-p99s, p50s, starts, frames, cpus = [], [], [], [], []
+p99s, p50s, frames, cpus = [], [], [], []
 for i in range(n):
     try:
         j = json.load(open(f"{work}/{prefix}{i}.json"))
-        frames.append(j["frames"])
-        p99s.append(j["p99_ms"]); p50s.append(j["p50_ms"]); starts.append(j["p99_with_start_ms"])
+        s = j["streams"][0]
+        frames.append(s["frames"])
+        lat = s["latency"]["latency"]
+        p99s.append(lat["p99_ms"]); p50s.append(lat["p50_ms"])
     except Exception:
         frames.append(0)
     try:
@@ -68,8 +67,7 @@ cpu = statistics.mean(cpus) if cpus else float("nan")
 print(f"{label:28s} subscribers {len(p99s)}/{n}, frames min {min(frames)} max {max(frames)}, "
       f"CPU/subscriber {cpu:.2f} s (+ server {server / n:.3f} s), "
       f"latency p50 {statistics.median(p50s) if p50s else float('nan'):.1f} ms, "
-      f"p99 median {statistics.median(p99s) if p99s else float('nan'):.1f} ms, worst {max(p99s) if p99s else float('nan'):.1f} ms; "
-      f"p99 with the first second median {statistics.median(starts) if starts else float('nan'):.1f} ms")
+      f"p99 median {statistics.median(p99s) if p99s else float('nan'):.1f} ms, worst {max(p99s) if p99s else float('nan'):.1f} ms")
 PY
 }
 
