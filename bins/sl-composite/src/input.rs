@@ -57,7 +57,11 @@ pub struct InputReader {
 }
 
 /// Frames queued per input under `pts`/`ptp` sync (bounded memory: each may be 8 MB).
-pub const QUEUE: usize = 4;
+///
+/// Two are enough to keep a reader busy while the compositor takes one (one more waits in
+/// `Layer::ahead`); four only cost memory: 5 inputs of 1080p RGBA held 80 MB more at peak in
+/// scripts/bench-composite.sh, for the same throughput.
+pub const QUEUE: usize = 2;
 
 pub fn spawn(name: &str, origin: Origin, policy: Policy, bell: Arc<Bell>) -> InputReader {
     let (tx, rx) = policy::channel_with_bell::<Feed>(policy, QUEUE, Some(bell));

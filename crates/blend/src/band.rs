@@ -52,16 +52,6 @@ impl<'a> Band<'a> {
         &mut self.planes[plane][start..start + self.row_bytes[plane]]
     }
 
-    /// Two different rows of one plane at once (`a < b`).
-    #[inline]
-    pub fn two_rows_mut(&mut self, plane: usize, a: usize, b: usize) -> (&mut [u8], &mut [u8]) {
-        assert!(a < b, "two_rows_mut: rows in order");
-        let (ra, rb) = (a - self.first[plane], b - self.first[plane]);
-        let (stride, n) = (self.strides[plane], self.row_bytes[plane]);
-        let (lo, hi) = self.planes[plane].split_at_mut(rb * stride);
-        (&mut lo[ra * stride..ra * stride + n], &mut hi[..n])
-    }
-
     /// For a 4:2:0 band: luma row `y` (even), luma row `y + 1` if the band has it, and
     /// chroma row `y / 2` of the chroma plane (NV12) or both (I420).
     #[inline]
