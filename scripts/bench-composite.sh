@@ -23,7 +23,8 @@ for tool in ffmpeg gst-launch-1.0 /usr/bin/time bc; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/setup.sh (scripts/deps/composite.apt)" >&2; exit 1; }
 done
 gst-inspect-1.0 compositor >/dev/null 2>&1 || { echo "GStreamer's compositor is missing: run scripts/setup.sh" >&2; exit 1; }
-cargo build --release -q -p sl-composite -p sl-file
+# the build at low priority (a shared machine); the measurements at normal priority
+nice -n 19 cargo build --release -q -p sl-composite -p sl-file
 T=$PWD/target/release
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT

@@ -1,9 +1,10 @@
 //! Making one output frame: which layers show, their pixels prepared once per input frame
 //! or geometry (the cache), blended in z order, and their metadata carried over.
 
-use sl_blend::yuv::{YuvLayer, blend_yuv_onto, fill};
-use sl_blend::{Mode, Rect, blend_rgba_onto, opacity_u8};
-use sl_frame::{BBox, Metadata, PixelFormat, Value, VideoFrame, convert};
+use sl_blend::band::{Band, bands};
+use sl_blend::yuv::{YuvLayer, blend_rgba_yuv_band, blend_yuv_band, fill, fill_band};
+use sl_blend::{Mode, Rect, blend_rgba_band, blend_rgba_onto, opacity_u8};
+use sl_frame::{BBox, Coeffs, ColorInfo, Metadata, PixelFormat, Value, VideoFrame, convert};
 
 use crate::layout::{OnEnd, OnStale, Placement};
 use crate::{Cache, Compositor, Layer};
@@ -103,32 +104,61 @@ impl Compositor {
                 && d.x + d.w as i64 >= c.width as i64
                 && d.y + d.h as i64 >= c.height as i64
         });
-        if !covered {
-            fill(&mut canvas, self.background);
-        }
-        for d in &draws {
-            let l = &self.layers[d.layer];
-            let cache = &l.cache;
-            let rgba: &[u8] = if cache.use_frame {
-                l.frame.as_ref().map_or(&[], |f| f.data())
-            } else {
-                &cache.scaled
-            };
-            match c.format {
-                PixelFormat::Rgba => blend_rgba_onto(
-                    &mut canvas,
+        let jobs: Vec<Job> = draws
+            .iter()
+            .map(|d| {
+                let l = &self.layers[d.layer];
+                let cache = &l.cache;
+                let rgba: &[u8] = if cache.use_frame {
+                    l.frame.as_ref().map_or(&[], |f| f.data())
+                } else {
+                    &cache.scaled
+                };
+                Job {
                     rgba,
-                    (d.w, d.h),
-                    (d.x, d.y),
-                    d.opacity,
-                    d.mode,
-                    cache.opaque,
-                ),
-                _ if d.mode == Mode::Over => {
-                    blend_yuv_onto(&mut canvas, &cache.yuv, (d.x, d.y), d.opacity)
+                    yuv: cache.yuv_ready.then_some(&cache.yuv),
+                    opaque: cache.opaque,
+                    d,
                 }
-                _ => blend_region_via_rgba(&mut canvas, rgba, d),
+            })
+            .collect();
+        let yuv = c.format != PixelFormat::Rgba;
+        if yuv && jobs.iter().any(|j| j.d.mode != Mode::Over) {
+            // add and multiply on a YUV canvas go through RGBA regions of the whole frame:
+            // one thread, layer after layer
+            if !covered {
+                fill(&mut canvas, self.background);
             }
+            let coeffs = Coeffs::new(c.color);
+            for j in &jobs {
+                if j.d.mode == Mode::Over {
+                    for mut band in bands(&mut canvas, 1) {
+                        blend_job(&mut band, j, &coeffs);
+                    }
+                } else {
+                    blend_region_via_rgba(&mut canvas, j.rgba, j.d);
+                }
+            }
+        } else {
+            // the canvas in horizontal bands, blended at the same time on the cores there are
+            let threads = if (c.width as usize * c.height as usize) < MIN_PIXELS_PER_THREAD * 2 {
+                1
+            } else {
+                self.threads
+            };
+            let coeffs = Coeffs::new(c.color);
+            let background = (!covered).then_some((self.background, c.color));
+            let mut parts = bands(&mut canvas, threads);
+            let last = parts.pop();
+            std::thread::scope(|s| {
+                for mut band in parts {
+                    let (jobs, coeffs) = (&jobs, &coeffs);
+                    s.spawn(move || blend_band(&mut band, jobs, coeffs, background));
+                }
+                if let Some(mut band) = last {
+                    blend_band(&mut band, &jobs, &coeffs, background);
+                }
+            });
         }
         let mut info = sl_frame::FrameInfo {
             frame_number: self.n,
@@ -220,16 +250,76 @@ fn map_boxes(
         .collect()
 }
 
+/// Canvas pixels below which a band is not worth a thread of its own.
+const MIN_PIXELS_PER_THREAD: usize = 256 * 256;
+
+/// One layer's blend this frame: its pixels, ready, and where they go.
+struct Job<'a> {
+    /// Packed RGBA at the drawn size (for an RGBA canvas, or straight into a YUV one).
+    rgba: &'a [u8],
+    /// The layer as YUV planes, when the cache has them (a YUV canvas).
+    yuv: Option<&'a YuvLayer>,
+    opaque: bool,
+    d: &'a Draw,
+}
+
+/// Every layer, bottom first, onto one band of the canvas (cleared first unless covered).
+fn blend_band(
+    band: &mut Band,
+    jobs: &[Job],
+    coeffs: &Coeffs,
+    background: Option<([u8; 3], ColorInfo)>,
+) {
+    if let Some((rgb, color)) = background {
+        fill_band(band, rgb, color);
+    }
+    for j in jobs {
+        blend_job(band, j, coeffs);
+    }
+}
+
+/// One `over` (any mode on an RGBA canvas) onto one band.
+fn blend_job(band: &mut Band, j: &Job, coeffs: &Coeffs) {
+    let d = j.d;
+    match (band.format(), j.yuv) {
+        (PixelFormat::Rgba, _) => blend_rgba_band(
+            band,
+            j.rgba,
+            (d.w, d.h),
+            (d.x, d.y),
+            d.opacity,
+            d.mode,
+            j.opaque,
+        ),
+        (_, Some(yuv)) => blend_yuv_band(band, yuv, (d.x, d.y), d.opacity),
+        (_, None) => blend_rgba_yuv_band(band, coeffs, j.rgba, (d.w, d.h), (d.x, d.y), d.opacity),
+    }
+}
+
 /// Bring a layer's pixels to what this frame needs, unless the cache has them already.
 fn prepare(
     layer: &mut Layer,
     d: &Draw,
     format: PixelFormat,
-    color: sl_frame::ColorInfo,
+    color: ColorInfo,
     yuv_over: bool,
 ) {
     let key = (layer.seq, d.src, d.w, d.h, yuv_over);
     if layer.cache.key == Some(key) {
+        // the same picture on a second output frame: a still layer, worth its YUV planes
+        // (made once, then only mixed) rather than blending it from RGBA every frame
+        let cache = &mut layer.cache;
+        if yuv_over && !cache.yuv_ready {
+            let px: &[u8] = if cache.use_frame {
+                layer.frame.as_ref().map_or(&[], |f| f.data())
+            } else {
+                &cache.scaled
+            };
+            if px.len() == d.w as usize * d.h as usize * 4 {
+                YuvLayer::from_rgba(px, (d.w, d.h), color, format, cache.opaque, &mut cache.yuv);
+                cache.yuv_ready = true;
+            }
+        }
         return;
     }
     let Some(frame) = layer.frame.as_ref() else {
@@ -246,23 +336,13 @@ fn prepare(
         };
     let same_size = (d.src.w, d.src.h) == (d.w, d.h);
     cache.key = Some(key);
-    // the reader thread converted it already (an RGBA input shown whole at its size)
-    if yuv_over
-        && whole
-        && same_size
-        && let (Some(opaque), Some(yuv)) = (layer.prep.opaque, layer.prep.yuv.take())
-    {
-        cache.yuv = yuv;
-        cache.opaque = opaque;
-        cache.opaque_of = Some(layer.seq);
-        cache.use_frame = false;
-        cache.scaled.clear();
-        return;
-    }
+    cache.yuv_ready = false;
     // an input already in the canvas' YUV format, shown whole at its size: its planes as they are
     if yuv_over && frame.format() == format && whole && same_size {
         YuvLayer::from_frame(frame, &mut cache.yuv);
+        cache.yuv_ready = true;
         cache.opaque = true;
+        cache.opaque_of = Some(layer.seq);
         cache.use_frame = false;
         cache.scaled.clear();
         return;
@@ -293,14 +373,6 @@ fn prepare(
             cache.opaque,
             &mut cache.scaled,
         );
-    }
-    if yuv_over {
-        let px: &[u8] = if cache.use_frame {
-            frame.data()
-        } else {
-            &cache.scaled
-        };
-        YuvLayer::from_rgba(px, (d.w, d.h), color, format, cache.opaque, &mut cache.yuv);
     }
 }
 

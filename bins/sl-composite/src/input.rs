@@ -8,28 +8,23 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use sl_blend::yuv::YuvLayer;
-use sl_frame::{ColorInfo, PixelFormat, VideoFrame};
+use sl_frame::{PixelFormat, VideoFrame};
 
 use sl_stage::Pool;
 use sl_stage::policy::{self, Bell, Policy, Receiver};
 use sl_wire::{Message, Reader};
 
 /// Work on a whole input frame done on its reader thread, where it overlaps the
-/// compositor's own (on a machine with cores to spare, N layers convert in parallel).
+/// compositor's own. (RGBA layers are no longer turned into YUV planes here: the compositor
+/// blends them straight into a YUV canvas, which costs less than converting, and converts
+/// only a layer shown unchanged for several output frames.)
 #[derive(Debug, Default)]
 pub struct Prep {
     /// For an RGBA frame: whether every pixel is opaque.
     pub opaque: Option<bool>,
-    /// For an RGBA frame and a YUV canvas: the frame as Y, U, V and alpha planes at its own
-    /// size (what a layer shown whole and unscaled needs).
-    pub yuv: Option<YuvLayer>,
 }
-
-/// The canvas' format and colour, once known: what the readers prepare frames for.
-pub type Target = Arc<OnceLock<(PixelFormat, ColorInfo)>>;
 
 /// What an input's thread reports.
 #[derive(Debug)]
@@ -62,15 +57,13 @@ pub struct InputReader {
 }
 
 /// Frames queued per input under `pts`/`ptp` sync (bounded memory: each may be 8 MB).
-pub const QUEUE: usize = 4;
+///
+/// Two are enough to keep a reader busy while the compositor takes one (one more waits in
+/// `Layer::ahead`); four only cost memory: 5 inputs of 1080p RGBA held 80 MB more at peak in
+/// scripts/bench-composite.sh, for the same throughput.
+pub const QUEUE: usize = 2;
 
-pub fn spawn(
-    name: &str,
-    origin: Origin,
-    policy: Policy,
-    bell: Arc<Bell>,
-    target: Target,
-) -> InputReader {
+pub fn spawn(name: &str, origin: Origin, policy: Policy, bell: Arc<Bell>) -> InputReader {
     let (tx, rx) = policy::channel_with_bell::<Feed>(policy, QUEUE, Some(bell));
     let pool = Pool::new();
     let recycle = pool.clone();
@@ -104,7 +97,7 @@ pub fn spawn(
                         return;
                     }
                     Ok(Some(Message::Video { stream, frame })) => {
-                        let prep = prepare(&frame, target.get().copied());
+                        let prep = prepare(&frame);
                         tx.send_frame(Feed::Video {
                             stream,
                             frame,
@@ -130,28 +123,11 @@ pub fn spawn(
 }
 
 /// The reader thread's share of the work on a frame.
-fn prepare(frame: &VideoFrame, target: Option<(PixelFormat, ColorInfo)>) -> Prep {
+fn prepare(frame: &VideoFrame) -> Prep {
     if frame.format() != PixelFormat::Rgba || !frame.is_packed() {
         return Prep::default();
     }
-    let opaque = sl_blend::is_opaque_rgba(frame.data());
-    let yuv = match target {
-        Some((format @ (PixelFormat::I420 | PixelFormat::Nv12), color)) => {
-            let mut y = YuvLayer::default();
-            YuvLayer::from_rgba(
-                frame.data(),
-                (frame.width(), frame.height()),
-                color,
-                format,
-                opaque,
-                &mut y,
-            );
-            Some(y)
-        }
-        _ => None,
-    };
     Prep {
-        opaque: Some(opaque),
-        yuv,
+        opaque: Some(sl_blend::is_opaque_rgba(frame.data())),
     }
 }

@@ -103,6 +103,10 @@ pub struct Args {
     /// frame's time (frames less than half an output frame apart count as the same time).
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     latency: Duration,
+    /// Threads that blend each output frame, each a horizontal band of it (0: one per core,
+    /// up to 4). The result is the same, bit for bit, with any number.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
     #[command(flatten)]
     limit: FrameLimit,
     #[command(flatten)]
@@ -213,7 +217,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let bell = Bell::new();
-    let target: input::Target = Arc::default();
     let policy = match args.sync {
         Sync::Latest => Policy::Latest,
         Sync::Pts | Sync::Ptp => Policy::Block,
@@ -226,7 +229,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             Layer::new(
                 name.clone(),
                 i,
-                input::spawn(name, origin, policy, Arc::clone(&bell), Arc::clone(&target)),
+                input::spawn(name, origin, policy, Arc::clone(&bell)),
             )
         })
         .collect();
@@ -252,11 +255,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         now: 0.0,
         main_frame_new: false,
         out_pts: None,
+        threads: match args.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            n => n.min(64),
+        },
     };
     // the output's size, format and rate, from the flags or the main input
     comp.describe()?;
     let spec = comp.canvas;
-    let _ = target.set((spec.format, spec.color));
     let stage = Stage::new(sl_cli::program())
         .limit(args.limit)
         .progress(args.progress, false)
@@ -323,7 +329,11 @@ struct Cache {
     /// Cropped and scaled; empty when the frame's own RGBA pixels are used as they are.
     scaled: Vec<u8>,
     use_frame: bool,
+    /// The layer as YUV planes for a YUV canvas (`yuv_ready`): made for a YUV input, or for
+    /// an RGBA one shown unchanged on a second output frame (a still overlay converts once
+    /// and then only mixes); a layer new each frame is blended straight from its RGBA.
     yuv: YuvLayer,
+    yuv_ready: bool,
 }
 
 struct Anim {
@@ -461,6 +471,8 @@ struct Compositor {
     main_frame_new: bool,
     /// Under pts/ptp sync: the output frame's timestamp (the main frame's, in 1/fps).
     out_pts: Option<i64>,
+    /// Bands each output frame is blended in, at the same time.
+    threads: usize,
 }
 
 impl Compositor {

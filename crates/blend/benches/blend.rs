@@ -76,3 +76,24 @@ fn rgba_to_yuv_layer_1080p(b: Bencher, alpha: &str) {
         )
     });
 }
+
+/// An RGBA layer (50% alpha everywhere, as in scripts/bench-composite.sh) blended straight
+/// into a YUV canvas, no planes in between: what sl-composite does for a layer whose frame
+/// is new this output frame.
+#[divan::bench(args = [PixelFormat::I420, PixelFormat::Nv12])]
+fn rgba_straight_into_yuv_1080p(b: Bencher, format: PixelFormat) {
+    let mut rgba = pattern(W * H * 4, 1);
+    for p in rgba.chunks_exact_mut(4) {
+        p[3] = 128;
+    }
+    let mut canvas = VideoFrame::new(format, W as u32, H as u32).unwrap();
+    b.bench_local(|| {
+        sl_blend::yuv::blend_rgba_onto_yuv(
+            black_box(&mut canvas),
+            black_box(&rgba),
+            (W as u32, H as u32),
+            (0, 0),
+            255,
+        )
+    });
+}

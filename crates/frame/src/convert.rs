@@ -12,32 +12,34 @@
 
 use crate::{ColorInfo, FrameError, Matrix, PixelFormat, Range, VideoFrame};
 
-/// Fixed-point matrices for one [`ColorInfo`].
-#[derive(Clone, Copy, Debug)]
-struct Coeffs {
+/// Fixed-point matrices for one [`ColorInfo`]: the one definition of the BT.601/709
+/// coefficients, used here and by the blend kernels (`sl-blend`), which must agree with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coeffs {
     // RGB -> YUV, 16.16
-    yr: i32,
-    yg: i32,
-    yb: i32,
-    y_off: i32,
-    ur: i32,
-    ug: i32,
-    ub: i32,
-    vr: i32,
-    vg: i32,
-    vb: i32,
+    pub yr: i32,
+    pub yg: i32,
+    pub yb: i32,
+    pub y_off: i32,
+    pub ur: i32,
+    pub ug: i32,
+    pub ub: i32,
+    pub vr: i32,
+    pub vg: i32,
+    pub vb: i32,
     // YUV -> RGB, 16.16
-    y_mul: i32,
-    rv: i32,
-    gu: i32,
-    gv: i32,
-    bu: i32,
+    pub y_mul: i32,
+    pub rv: i32,
+    pub gu: i32,
+    pub gv: i32,
+    pub bu: i32,
 }
 
 const ONE: f64 = 65536.0;
 
 impl Coeffs {
-    fn new(c: ColorInfo) -> Coeffs {
+    /// The matrices for `c`'s matrix and range.
+    pub fn new(c: ColorInfo) -> Coeffs {
         let (kr, kb) = match c.matrix {
             Matrix::Bt601 => (0.299, 0.114),
             Matrix::Bt709 => (0.2126, 0.0722),
@@ -70,14 +72,15 @@ impl Coeffs {
         }
     }
 
+    /// Luma of one pixel.
     #[inline(always)]
-    fn y(&self, r: i32, g: i32, b: i32) -> u8 {
+    pub fn y(&self, r: i32, g: i32, b: i32) -> u8 {
         (((self.yr * r + self.yg * g + self.yb * b + 32768) >> 16) + self.y_off).clamp(0, 255) as u8
     }
 
     /// Chroma from the sum of `n` pixels' R, G, B (n = 1, 2 or 4).
     #[inline(always)]
-    fn uv(&self, rs: i32, gs: i32, bs: i32, n: i32) -> (u8, u8) {
+    pub fn uv(&self, rs: i32, gs: i32, bs: i32, n: i32) -> (u8, u8) {
         // n is a power of two; an arithmetic shift floors, so adding half rounds to nearest
         // for negative sums too (integer division would round those towards zero).
         let shift = 16 + n.trailing_zeros();
@@ -91,7 +94,7 @@ impl Coeffs {
     /// this stays within ±2 everywhere, including near the clamping limits, while white
     /// (Y=235) still maps to 255.
     #[inline(always)]
-    fn rgb(&self, y: u8, u: u8, v: u8) -> [u8; 3] {
+    pub fn rgb(&self, y: u8, u: u8, v: u8) -> [u8; 3] {
         let yy = (y as i32 - self.y_off) * self.y_mul + 8192;
         let u = u as i32 - 128;
         let v = v as i32 - 128;

@@ -21,6 +21,7 @@ pub mod pages;
 mod video;
 
 pub use audio::{AudioChunk, SampleFormat};
+pub use convert::Coeffs;
 pub use error::FrameError;
 pub use format::MAX_DIMENSION;
 pub use format::{ALL_PIXEL_FORMATS, ColorInfo, Matrix, PixelFormat, Range, VideoCodec};
