@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 N=${1:-50}
 SECS=${2:-20}
 scripts/setup.sh
-cargo build --release -q -p sl-net -p sl-info
+cargo build --release -q --workspace --bins   # the suite's feature set: a subset would rebuild shared crates
 BIN=$PWD/target/release
 RELAY=${MOQ_RELAY:-${STREAMLIB_CACHE:-$HOME/.cache/streamlib}/moq-relay-0.17.10/bin/moq-relay}
 [ -x "$RELAY" ] || { echo "bench-moq: $RELAY is missing: run scripts/setup.sh" >&2; exit 1; }

@@ -5,7 +5,10 @@ subscriber's sl-info measures latency from publication). Used by scripts/bench-m
 
 Usage: h264_packets.py FILE.h264 WIDTH HEIGHT FPS
 """
+import array
+import fcntl
 import sys
+import termios
 import time
 from fractions import Fraction
 
@@ -56,6 +59,19 @@ def main():
     tb = Fraction(1, fps)
     send(StreamInfo("video", format="h264", width=width, height=height, fps=Fraction(fps, 1),
                     time_base=tb, extradata=sps_pps, source_id="bench"))
+    out.flush()
+    # A live source starts when its consumer reads: `sl-net serve --wait-for N` reads nothing
+    # until N receivers are in, and frames stamped while the pipe was full would count that
+    # wait as latency. So wait until the pipe has been drained (FIONREAD on a pipe).
+    pending = array.array("i", [0])
+    while True:
+        try:
+            fcntl.ioctl(out.fileno(), termios.FIONREAD, pending)
+        except OSError:
+            break  # not a pipe
+        if pending[0] == 0:
+            break
+        time.sleep(0.01)
     t0 = time.monotonic()
     for n, au in enumerate(aus):
         delay = t0 + n / fps - time.monotonic()

@@ -438,31 +438,17 @@ mod tests {
     fn model_blur(src: &[u8], w: usize, h: usize, cpp: usize, r: usize) -> Vec<u8> {
         let mut v: Vec<f64> = src.iter().map(|b| *b as f64).collect();
         let n = (2 * r + 1) as f64;
-        for _ in 0..3 {
+        // three passes along x, then three along y; (dx, dy) is the pass's direction
+        for (dx, dy) in [(1isize, 0isize); 3].into_iter().chain([(0, 1); 3]) {
             let old = v.clone();
             for y in 0..h {
                 for x in 0..w {
                     for c in 0..cpp {
                         let s: f64 = (-(r as isize)..=r as isize)
                             .map(|d| {
-                                let xx = (x as isize + d).clamp(0, w as isize - 1) as usize;
-                                old[(y * w + xx) * cpp + c]
-                            })
-                            .sum();
-                        v[(y * w + x) * cpp + c] = (s / n).round();
-                    }
-                }
-            }
-        }
-        for _ in 0..3 {
-            let old = v.clone();
-            for y in 0..h {
-                for x in 0..w {
-                    for c in 0..cpp {
-                        let s: f64 = (-(r as isize)..=r as isize)
-                            .map(|d| {
-                                let yy = (y as isize + d).clamp(0, h as isize - 1) as usize;
-                                old[(yy * w + x) * cpp + c]
+                                let xx = (x as isize + d * dx).clamp(0, w as isize - 1) as usize;
+                                let yy = (y as isize + d * dy).clamp(0, h as isize - 1) as usize;
+                                old[(yy * w + xx) * cpp + c]
                             })
                             .sum();
                         v[(y * w + x) * cpp + c] = (s / n).round();
