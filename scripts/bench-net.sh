@@ -27,7 +27,8 @@ cd "$(dirname "$0")/.."
 FRAMES=${1:-240}
 
 scripts/setup.sh
-cargo build --release -q -p sl-test -p sl-net -p sl-file
+# --workspace: the features every stage builds with, so nothing shared is rebuilt
+nice -n 19 cargo build --release -q --workspace --bin sl-test --bin sl-net --bin sl-file
 BIN=target/release
 for t in socat /usr/sbin/sshd ssh ssh-keygen bc ss ffmpeg; do
   command -v "$t" >/dev/null || { echo "bench-net: $t is missing: run scripts/setup.sh" >&2; exit 1; }

@@ -211,21 +211,25 @@ fn resolve(addr: &str, listening: bool) -> anyhow::Result<SocketAddr> {
 }
 
 fn bind_server(addr: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<Endpoint> {
-    let cfg = tls::server_config(&s.id, Arc::clone(&s.check), live)?;
-    Endpoint::server(cfg, addr).map_err(|e| match e.kind() {
-        io::ErrorKind::AddrInUse => anyhow!(
-            "address {addr} is in use (another sl-net listen or serve?): pick another port, or \
+    let cfg = tls::server_config(&s.id, Arc::clone(&s.check), live, addr.ip().is_loopback())?;
+    udp_socket(addr, false)
+        .and_then(|sock| endpoint(sock, Some(cfg)))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => anyhow!(
+                "address {addr} is in use (another sl-net listen or serve?): pick another port, or \
              stop the program using it"
-        ),
-        io::ErrorKind::PermissionDenied => anyhow!(
-            "not allowed to listen on {addr}: ports below 1024 need privileges; pick a higher \
+            ),
+            io::ErrorKind::PermissionDenied => anyhow!(
+                "not allowed to listen on {addr}: ports below 1024 need privileges; pick a higher \
              port"
-        ),
-        io::ErrorKind::AddrNotAvailable => {
-            anyhow!("{addr} is not an address of this machine: listen on `:PORT` for all addresses")
-        }
-        _ => anyhow!("cannot listen on {addr}: {e}"),
-    })
+            ),
+            io::ErrorKind::AddrNotAvailable => {
+                anyhow!(
+                    "{addr} is not an address of this machine: listen on `:PORT` for all addresses"
+                )
+            }
+            _ => anyhow!("cannot listen on {addr}: {e}"),
+        })
 }
 
 fn client_endpoint(target: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<Endpoint> {
@@ -234,9 +238,45 @@ fn client_endpoint(target: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<
     } else {
         "0.0.0.0:0".parse().expect("address")
     };
-    let mut ep = Endpoint::client(local).context("opening a UDP socket")?;
-    ep.set_default_client_config(tls::client_config(&s.id, Arc::clone(&s.check), live)?);
+    let mut ep = udp_socket(local, true)
+        .and_then(|sock| endpoint(sock, None))
+        .context("opening a UDP socket")?;
+    ep.set_default_client_config(tls::client_config(
+        &s.id,
+        Arc::clone(&s.check),
+        live,
+        target.ip().is_loopback(),
+    )?);
     Ok(ep)
+}
+
+/// Socket buffers: a few of the largest datagrams each way is not enough at gigabits per
+/// second (the kernel's default of 208 KiB holds three 64 KiB datagrams, and a receiver a
+/// moment late drops the rest, which QUIC then reads as congestion). The kernel caps these at
+/// net.core.rmem_max / wmem_max.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// A UDP socket bound to `addr` (a dual-stack one for a dialer's `[::]`), with large buffers.
+fn udp_socket(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if dual_stack && addr.is_ipv6() {
+        let _ = sock.set_only_v6(false);
+    }
+    // too large for the system's limit is fine: the kernel takes what it allows
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
+fn endpoint(sock: std::net::UdpSocket, cfg: Option<quinn::ServerConfig>) -> io::Result<Endpoint> {
+    Endpoint::new(
+        tls::endpoint_config(),
+        cfg,
+        sock,
+        Arc::new(quinn::TokioRuntime),
+    )
 }
 
 fn peer_fingerprint(c: &Connection) -> Option<Fingerprint> {

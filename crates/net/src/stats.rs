@@ -37,6 +37,8 @@ struct Inner {
     done_sent: u64,
     done_lost: u64,
     last_rtt_ms: Option<f64>,
+    /// The largest UDP payload the path took, as path MTU discovery found it.
+    last_mtu: Option<u16>,
 }
 
 impl Stats {
@@ -109,6 +111,7 @@ impl Stats {
         for c in std::mem::take(&mut inner.conns) {
             let s = c.stats();
             rtt = Some(c.rtt().as_secs_f64() * 1e3);
+            inner.last_mtu = Some(s.path.current_mtu);
             sent += s.path.sent_packets;
             lost += s.path.lost_packets;
             if c.close_reason().is_some() {
@@ -174,6 +177,7 @@ impl Stats {
             "fps": frames as f64 / secs,
             "mbit_per_s": bytes as f64 * 8.0 / secs / 1e6,
             "rtt_ms": rtt,
+            "path_mtu": self.inner().last_mtu,
             "packets_sent": sent,
             "packets_lost": lost,
             "loss_percent": if sent > 0 { 100.0 * lost as f64 / sent as f64 } else { 0.0 },

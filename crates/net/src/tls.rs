@@ -72,15 +72,20 @@ fn tls_err(e: impl std::fmt::Display) -> NetError {
     NetError::Tls(e.to_string())
 }
 
-/// QUIC settings for both ends; `live` for a link that sends with `latest`.
+/// QUIC settings for both ends; `live` for a link that sends with `latest`, `loopback` when
+/// the peer is this machine (a loopback address).
 ///
 /// - Flow-control windows hold a few raw 1080p frames (8 MiB each), so one frame never waits
 ///   for a window update per round trip.
-/// - Path MTU discovery may climb to 64 KiB: on loopback (MTU 65536) that cuts the packets,
-///   and with them the per-packet encryption and system-call work, by ~40x against 1452-byte
-///   packets; on an Ethernet path the probes simply fail and it stays at the path's MTU.
+/// - On loopback, path MTU discovery climbs to [`MAX_UDP_PAYLOAD`] (loopback's MTU is 65536),
+///   which cuts the packets, and with them the per-packet encryption and system-call work, by
+///   ~40x against 1452-byte packets (raw 1080p: see docs/sl-net.md, Measured). Segmentation
+///   offload (GSO) is off there: quinn batches up to ten datagrams of the path MTU into one
+///   send, the kernel refuses a batch over 64 KiB, and quinn-udp drops it silently as if it
+///   were an MTU probe (with GSO on, discovery never left 1200 bytes). Other paths keep
+///   quinn's defaults: GSO on, discovery up to 1452 bytes.
 /// - Keep-alives every second and a 5 s idle timeout notice a vanished peer quickly.
-fn transport(live: bool) -> Arc<quinn::TransportConfig> {
+fn transport(live: bool, loopback: bool) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.stream_receive_window(quinn::VarInt::from_u32(32 << 20));
     t.receive_window(quinn::VarInt::from_u32(96 << 20));
@@ -106,10 +111,26 @@ fn transport(live: bool) -> Arc<quinn::TransportConfig> {
     if bbr {
         t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     }
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(65_000);
-    t.mtu_discovery_config(Some(mtu));
+    if loopback {
+        let mut mtu = quinn::MtuDiscoveryConfig::default();
+        mtu.upper_bound(MAX_UDP_PAYLOAD);
+        t.mtu_discovery_config(Some(mtu));
+        t.enable_segmentation_offload(false);
+    }
     Arc::new(t)
+}
+
+/// The largest UDP payload this end accepts, and the most path MTU discovery tries on
+/// loopback: an IPv4 or IPv6 datagram of this size fits loopback's 65536-byte MTU.
+pub const MAX_UDP_PAYLOAD: u16 = 65_000;
+
+/// Endpoint settings: accept datagrams up to [`MAX_UDP_PAYLOAD`]. quinn's default (1472) is
+/// also what it announces to the peer, whose path MTU discovery then never goes past it.
+pub fn endpoint_config() -> quinn::EndpointConfig {
+    let mut c = quinn::EndpointConfig::default();
+    c.max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .expect("within quinn's bounds");
+    c
 }
 
 /// Server side: present `id`, require and check the client's key.
@@ -117,6 +138,7 @@ pub fn server_config(
     id: &Identity,
     check: Arc<Verifier>,
     live: bool,
+    loopback: bool,
 ) -> Result<quinn::ServerConfig, NetError> {
     let mut tls = rustls::ServerConfig::builder_with_provider(sl_tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -128,7 +150,7 @@ pub fn server_config(
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(tls_err)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(transport(live));
+    cfg.transport_config(transport(live, loopback));
     Ok(cfg)
 }
 
@@ -137,6 +159,7 @@ pub fn client_config(
     id: &Identity,
     check: Arc<Verifier>,
     live: bool,
+    loopback: bool,
 ) -> Result<quinn::ClientConfig, NetError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(sl_tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -148,7 +171,7 @@ pub fn client_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(tls_err)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(transport(live));
+    cfg.transport_config(transport(live, loopback));
     Ok(cfg)
 }
 
