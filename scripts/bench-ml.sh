@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# sl-ml (tract) against onnxruntime (its PyPI wheel, from Python) running the same model on
-# the same frames, in the same run: CenterFace on N copies of the 1927 Solvay photograph at
-# 640x480 (input [1, 3, 480, 640]), one thread and every thread.
+# sl-ml with tract (its default backend) and with onnxruntime (--backend ort, the wheel's
+# libonnxruntime.so loaded by the `ort` crate) against onnxruntime itself (its PyPI wheel, from
+# Python), running the same model on the same frames, in the same run: CenterFace on N copies
+# of the 1927 Solvay photograph at 640x480 (input [1, 3, 480, 640]), one thread and every
+# thread, as ms per frame, fps and ratios.
 #
 #   scripts/bench-ml.sh [FRAMES]        (default 30)
 #
@@ -29,15 +31,31 @@ trap 'rm -rf "$DIR"' EXIT
 "$T/sl-file" -q "$M/solvay_conference_1927.jpg" | "$T/sl-convert" -q -s 640x480 -f rgb24 >"$DIR/one.slv"
 ALL=$(nproc)
 
-echo "sl-ml (tract) vs onnxruntime $ORT_VERSION: CenterFace, $N frames of 640x480, $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "sl-ml (tract, and onnxruntime through --backend ort) vs onnxruntime $ORT_VERSION from Python: CenterFace, $N frames of 640x480 (input [1, 3, 480, 640]), $ALL cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$PY" scripts/ml/bench_ort.py "$DIR/one.slv" "$DIR/in.slv" "$M/centerface.onnx" "$N" "$ALL" >"$DIR/ort.txt"
-for threads in 1 "$ALL"; do
+# one sl-ml run: its --stats median per frame (pre-processing, graph, outputs, decoding), the
+# pre-processing's and the graph's own medians, and the whole pipe's frames per second
+slml() { # backend threads -> "median prep graph fps"
+  local start wall
   start=$(date +%s.%N)
-  "$T/sl-ml" "$M/centerface.onnx" --threads "$threads" --stats <"$DIR/in.slv" 2>"$DIR/sl.err" >"$DIR/out-$threads.slv"
+  "$T/sl-ml" "$M/centerface.onnx" --backend "$1" --threads "$2" --stats <"$DIR/in.slv" 2>"$DIR/sl-$1-$2.err" >"$DIR/out-$1-$2.slv"
   wall=$(echo "$(date +%s.%N) - $start" | bc -l)
-  sl=$(sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' "$DIR/sl.err")
-  ort=$(sed -n "s/^threads $threads median \([0-9.]*\)\$/\1/p" "$DIR/ort.txt")
-  printf '  %2s thread(s): sl-ml %7.1f ms/frame (%5.1f fps; whole pipe %5.1f fps)   onnxruntime %7.1f ms/frame (%5.1f fps)   tract/onnxruntime %.2fx\n' \
-    "$threads" "$sl" "$(echo "1000 / $sl" | bc -l)" "$(echo "$N / $wall" | bc -l)" "$ort" "$(echo "1000 / $ort" | bc -l)" "$(echo "$sl / $ort" | bc -l)"
+  sed -n 's/.*median \([0-9.]*\) ms.*pre-processing \([0-9.]*\) ms, graph \([0-9.]*\) ms.*/\1 \2 \3/p' "$DIR/sl-$1-$2.err" | tr '\n' ' '
+  echo "$N / $wall" | bc -l
+}
+fps() { echo "1000 / $1" | bc -l; }
+for threads in 1 "$ALL"; do
+  read -r tr tr_prep tr_graph tr_pipe < <(slml tract "$threads")
+  read -r so so_prep so_graph so_pipe < <(slml ort "$threads")
+  py=$(sed -n "s/^threads $threads median \([0-9.]*\)\$/\1/p" "$DIR/ort.txt")
+  printf '%s thread(s), ms per frame (fps):\n' "$threads"
+  printf '  sl-ml tract            %7.1f (%5.1f)  pre-processing %5.1f, graph %7.1f; whole pipe %5.1f fps\n' "$tr" "$(fps "$tr")" "$tr_prep" "$tr_graph" "$tr_pipe"
+  printf '  sl-ml --backend ort    %7.1f (%5.1f)  pre-processing %5.1f, graph %7.1f; whole pipe %5.1f fps\n' "$so" "$(fps "$so")" "$so_prep" "$so_graph" "$so_pipe"
+  printf '  onnxruntime (Python)   %7.1f (%5.1f)\n' "$py" "$(fps "$py")"
+  printf '  ratios: tract / onnxruntime %.2fx   sl-ml ort / onnxruntime %.2fx   tract / sl-ml ort %.2fx (graph alone %.2fx)\n' \
+    "$(echo "$tr / $py" | bc -l)" "$(echo "$so / $py" | bc -l)" "$(echo "$tr / $so" | bc -l)" "$(echo "$tr_graph / $so_graph" | bc -l)"
 done
-"$PY" scripts/ml/bench_ort.py --compare "$DIR/out-1.slv" "$DIR/ort.txt"
+for b in tract ort; do
+  printf '  %-6s' "$b"
+  "$PY" scripts/ml/bench_ort.py --compare "$DIR/out-$b-1.slv" "$DIR/ort.txt"
+done

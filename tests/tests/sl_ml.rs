@@ -359,3 +359,147 @@ fn the_face_anonymiser_hides_the_face_and_nothing_else() {
         "only {changed_inside} of {inside} pixels inside the face box changed"
     );
 }
+
+/// onnxruntime's library, as scripts/deps/models.sh extracts it from the onnxruntime wheel.
+fn onnxruntime_library() -> PathBuf {
+    let root = match std::env::var_os("STREAMLIB_CACHE") {
+        Some(c) => PathBuf::from(c),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/streamlib"),
+    };
+    let lib = root.join("onnxruntime-1.32.0/libonnxruntime.so.1.32.0");
+    assert!(
+        lib.is_file(),
+        "{} is missing: run scripts/setup.sh (it runs scripts/deps/models.sh)",
+        lib.display()
+    );
+    lib
+}
+
+/// The photograph through both backends: (tract's frame, onnxruntime's frame).
+fn both(name: &str, args: &[&str]) -> (VideoFrame, VideoFrame) {
+    let lib = onnxruntime_library().display().to_string();
+    let mut ort = vec!["--backend", "ort", "--ort-lib", &lib];
+    ort.extend_from_slice(args);
+    let mut tract = vec!["--backend", "tract"];
+    tract.extend_from_slice(args);
+    (detect(name, &tract), detect(name, &ort))
+}
+
+fn same_box(a: &BBox, b: &BBox, px: f32) -> bool {
+    (a.x - b.x).abs() <= px
+        && (a.y - b.y).abs() <= px
+        && (a.w - b.w).abs() <= px
+        && (a.h - b.h).abs() <= px
+}
+
+#[test]
+fn the_ort_backend_finds_the_same_faces_as_tract() {
+    // the astronaut: one face, on the same box
+    let (t, o) = both("astronaut.png", &[]);
+    let (ft, fo) = (boxes(&t, "detections"), boxes(&o, "detections"));
+    assert_eq!(
+        (ft.len(), fo.len()),
+        (1, 1),
+        "tract {ft:?}, onnxruntime {fo:?}"
+    );
+    assert!(
+        same_box(&ft[0], &fo[0], 1.0),
+        "tract {:?}, onnxruntime {:?}",
+        ft[0],
+        fo[0]
+    );
+    assert_eq!(fo[0].label, "face");
+    let (lt, lo) = (boxes(&t, "landmarks"), boxes(&o, "landmarks"));
+    assert_eq!(lo.len(), 5);
+    for (a, b) in lt.iter().zip(&lo) {
+        assert_eq!(a.label, b.label);
+        assert!(same_box(a, b, 1.0), "{a:?} {b:?}");
+    }
+    // same pixels out, same frame number
+    assert_eq!(t.data(), o.data());
+    assert_eq!(int(&o, "ml_frame"), Some(0));
+    // the cat: none
+    let (_, o) = both("chelsea.png", &[]);
+    assert_eq!(boxes(&o, "detections"), vec![]);
+    // Solvay: most of the 29, as many as tract finds give or take one
+    let (t, o) = both("solvay_conference_1927.jpg", &[]);
+    let (ft, fo) = (boxes(&t, "detections"), boxes(&o, "detections"));
+    assert!((22..=30).contains(&fo.len()), "{} faces: {fo:?}", fo.len());
+    assert!(
+        ft.len().abs_diff(fo.len()) <= 1,
+        "tract {}, onnxruntime {}",
+        ft.len(),
+        fo.len()
+    );
+}
+
+/// `--task raw`'s bytes: (shape, values).
+fn tensor(f: &VideoFrame, key: &str) -> (Vec<u32>, Vec<f32>) {
+    let b = match f.info.metadata.get(key) {
+        Some(Value::Bytes(b)) => b.clone(),
+        other => panic!("{key} is {other:?}"),
+    };
+    let word = |i: usize| <[u8; 4]>::try_from(&b[i * 4..i * 4 + 4]).unwrap();
+    let rank = u32::from_le_bytes(word(0)) as usize;
+    let shape: Vec<u32> = (1..=rank).map(|i| u32::from_le_bytes(word(i))).collect();
+    let values: Vec<f32> = (rank + 1..b.len() / 4)
+        .map(|i| f32::from_le_bytes(word(i)))
+        .collect();
+    assert_eq!(values.len(), shape.iter().product::<u32>() as usize);
+    (shape, values)
+}
+
+#[test]
+fn onnxruntimes_raw_outputs_agree_with_tracts() {
+    let (t, o) = both("astronaut.png", &["--task", "raw"]);
+    for name in ["537", "538", "539", "540"] {
+        let key = format!("tensor.{name}");
+        let ((st, vt), (so, vo)) = (tensor(&t, &key), tensor(&o, &key));
+        // 512x512 in, stride 4
+        assert_eq!(st, so, "{key}");
+        assert_eq!(&st[2..], &[128, 128], "{key}");
+        let diff = vt
+            .iter()
+            .zip(&vo)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let scale = vt.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+        assert!(
+            diff <= 1e-4 * scale.max(1.0),
+            "{key}: tract and onnxruntime differ by up to {diff} (values up to {scale})"
+        );
+    }
+}
+
+#[test]
+fn a_missing_onnxruntime_library_names_scripts_setup_sh() {
+    let dir = scratch_dir("sl_ml_no_ort");
+    let lib = dir.join("libonnxruntime.so.1.32.0").display().to_string();
+    let out = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "3", "-s", "64x48"])
+        .sl("sl-ml", &[&model(), "--backend", "ort", "--ort-lib", &lib])
+        .run();
+    let s = out.stage(1);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(
+        s.stderr.contains(&lib) && s.stderr.contains("scripts/setup.sh"),
+        "{}",
+        s.stderr
+    );
+    assert!(out.stdout.is_empty(), "nothing written");
+    // a file that is not the library is refused as clearly
+    let bad = dir.join("libonnxruntime.so");
+    std::fs::write(&bad, b"not a library").unwrap();
+    let bad = bad.display().to_string();
+    let out = Pipeline::new()
+        .sl("sl-test", &["--fast", "-n", "3", "-s", "64x48"])
+        .sl("sl-ml", &[&model(), "--backend", "ort", "--ort-lib", &bad])
+        .run();
+    let s = out.stage(1);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(
+        s.stderr.contains(&bad) && s.stderr.contains("loading onnxruntime"),
+        "{}",
+        s.stderr
+    );
+}

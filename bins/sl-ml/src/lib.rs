@@ -19,8 +19,10 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use sl_cli::{FrameLimit, Size, StageFlags, UsageError};
 use sl_frame::{Value, VideoFrame};
+use sl_ml_lib::model::Timing;
 use sl_ml_lib::{
-    Analyser, Channels, Decoder, Layout, OutputOverrides, Overrides, Resize, Results, Task, keys,
+    Analyser, Backend, Channels, Decoder, Engine, Layout, OutputOverrides, Overrides, Resize,
+    Results, Task, keys,
 };
 use sl_stage::policy::{self, Policy};
 use sl_stage::{Ending, Filter, Flow, Output, Stage};
@@ -103,9 +105,17 @@ pub struct Args {
     /// frame on at once with the most recent results (which may be a few frames old).
     #[arg(long)]
     live: bool,
-    /// Threads for inference (default: every core).
+    /// Threads for inference (default: every core), with either backend.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     threads: Option<u32>,
+    /// What runs the model: tract (built in) or onnxruntime (its libonnxruntime.so, loaded at
+    /// run time; scripts/setup.sh fetches it).
+    #[arg(long, value_enum, default_value_t = BackendArg::Tract)]
+    backend: BackendArg,
+    /// onnxruntime's library for --backend ort (default: ORT_DYLIB_PATH, else the one
+    /// scripts/deps/models.sh puts in ~/.cache/streamlib/onnxruntime-1.32.0/).
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
     #[command(flatten)]
     limit: FrameLimit,
     #[command(flatten)]
@@ -113,6 +123,12 @@ pub struct Args {
 }
 
 sl_cli::stage_main!(Args, run, flags.common);
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    Tract,
+    Ort,
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum TaskArg {
@@ -159,6 +175,17 @@ fn three(s: &str) -> Result<[f32; 3], String> {
 }
 
 impl Args {
+    fn engine(&self, threads: usize) -> Engine {
+        Engine {
+            backend: match self.backend {
+                BackendArg::Tract => Backend::Tract,
+                BackendArg::Ort => Backend::Ort,
+            },
+            threads,
+            ort_lib: self.ort_lib.clone(),
+        }
+    }
+
     fn overrides(&self) -> Overrides {
         Overrides {
             input: None,
@@ -238,7 +265,7 @@ struct Latest {
 struct Mailbox {
     latest: Option<Latest>,
     failed: Option<String>,
-    millis: Vec<f64>,
+    millis: Vec<(f64, Timing)>,
 }
 
 /// `--live`: inference on a thread of its own, fed through a `latest` channel so it always
@@ -263,7 +290,10 @@ impl Worker {
                     let mut m = shared.lock().unwrap_or_else(|e| e.into_inner());
                     match r {
                         Ok(results) => {
-                            m.millis.push(start.elapsed().as_secs_f64() * 1e3);
+                            m.millis.push((
+                                start.elapsed().as_secs_f64() * 1e3,
+                                analyser.model().timing(),
+                            ));
                             m.latest = Some(Latest {
                                 frame: frame.info.frame_number,
                                 millis: start.elapsed().as_secs_f64() * 1e3,
@@ -320,10 +350,11 @@ struct Ml {
     stream: Option<u16>,
     seen: u64,
     latest: Option<Latest>,
-    /// Milliseconds per inference, for `--stats`.
-    millis: Vec<f64>,
+    /// Milliseconds per inference and where they went, for `--stats`.
+    millis: Vec<(f64, Timing)>,
     stats: bool,
     threads: usize,
+    backend: &'static str,
 }
 
 impl Ml {
@@ -378,7 +409,7 @@ impl Ml {
                 .analyse(&frame)
                 .with_context(|| format!("frame {}", frame.info.frame_number))?;
             let millis = start.elapsed().as_secs_f64() * 1e3;
-            self.millis.push(millis);
+            self.millis.push((millis, a.model().timing()));
             self.latest = Some(Latest {
                 frame: frame.info.frame_number,
                 millis,
@@ -436,18 +467,28 @@ impl Filter for Ml {
             self.millis.extend(m);
         }
         if self.stats && !self.millis.is_empty() {
-            let mut v = self.millis.clone();
-            v.sort_by(f64::total_cmp);
+            let sorted = |f: fn(&(f64, Timing)) -> f64| {
+                let mut v: Vec<f64> = self.millis.iter().map(f).collect();
+                v.sort_by(f64::total_cmp);
+                v
+            };
+            let v = sorted(|m| m.0);
+            let prep = sorted(|m| m.1.prep);
+            let graph = sorted(|m| m.1.graph);
             let mean = v.iter().sum::<f64>() / v.len() as f64;
             sl_cli::say(&format!(
-                "{}: {} inferences on {} thread{}: median {:.1} ms, mean {:.1} ms, best {:.1} ms",
+                "{}: {} inferences ({}) on {} thread{}: median {:.1} ms, mean {:.1} ms, best {:.1} ms \
+                 (medians: pre-processing {:.1} ms, graph {:.1} ms)",
                 sl_cli::program(),
                 v.len(),
+                self.backend,
                 self.threads,
                 if self.threads == 1 { "" } else { "s" },
                 v[v.len() / 2],
                 mean,
-                v[0]
+                v[0],
+                prep[prep.len() / 2],
+                graph[graph.len() / 2]
             ));
         }
         ending.into_result()
@@ -472,7 +513,7 @@ fn inspect(args: &Args) -> anyhow::Result<()> {
         args.card.as_deref(),
         &args.overrides(),
         &args.output_overrides()?,
-        1,
+        &args.engine(1),
     ) {
         Ok(a) => {
             let p = a.model().prep();
@@ -523,7 +564,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.card.as_deref(),
         &args.overrides(),
         &args.output_overrides()?,
-        threads,
+        &args.engine(threads),
     )
     .map_err(stage_error)?;
     Stage::new(sl_cli::program())
@@ -541,5 +582,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             millis: Vec::new(),
             stats: args.flags.progress.stats,
             threads,
+            backend: match args.backend {
+                BackendArg::Tract => "tract",
+                BackendArg::Ort => "onnxruntime",
+            },
         })
 }

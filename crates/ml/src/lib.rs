@@ -9,11 +9,15 @@
 //! - [`decode`]: detections (CenterFace, YOLO v5/v8, SSD) with NMS, classes, raw tensors.
 //! - [`Analyser`]: all of it, from a frame to the metadata entries sl-ml attaches.
 //!
-//! tract is this crate's only heavy dependency, and this is the only crate that has it.
+//! tract is this crate's only heavy dependency, and this is the only crate that has it. With
+//! the cargo feature `ort`, [`onnxruntime`] runs the graph instead when asked
+//! ([`Backend::Ort`]), loading onnxruntime's library at run time.
 
 pub mod card;
 pub mod decode;
 pub mod model;
+#[cfg(feature = "ort")]
+pub mod onnxruntime;
 pub mod prep;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +45,49 @@ pub enum Error {
     FrameDoesNotFit(String),
     #[error("inference failed: {0}")]
     Run(String),
+    /// The backend cannot start (onnxruntime's library missing, or not built in).
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Which engine runs the graph; pre-processing, decoders and metadata are the same for both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// tract (pure Rust, built in): the default.
+    #[default]
+    Tract,
+    /// onnxruntime, loaded at run time from its library (cargo feature `ort`).
+    Ort,
+}
+
+impl Backend {
+    /// Whether this build can run `self`.
+    pub fn available(self) -> bool {
+        match self {
+            Backend::Tract => true,
+            Backend::Ort => cfg!(feature = "ort"),
+        }
+    }
+}
+
+/// How the graph runs.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    pub backend: Backend,
+    /// Inference threads (both backends).
+    pub threads: usize,
+    /// onnxruntime's library (`--ort-lib`); else `ORT_DYLIB_PATH`, else the cache's.
+    pub ort_lib: Option<PathBuf>,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        Engine {
+            backend: Backend::Tract,
+            threads: 1,
+            ort_lib: None,
+        }
+    }
 }
 
 /// Pre-processing settings given as flags: each replaces the card's.
@@ -113,13 +160,13 @@ impl Analyser {
         card: Option<&Path>,
         over: &Overrides,
         out: &OutputOverrides,
-        threads: usize,
+        engine: &Engine,
     ) -> Result<Analyser, Error> {
         let card = match card.map(Path::to_path_buf).or_else(|| Card::beside(path)) {
             Some(p) => Some(Card::read(&p)?),
             None => None,
         };
-        let model = Model::load(path, card.as_ref(), over, threads)?;
+        let model = Model::load(path, card.as_ref(), over, engine)?;
         let c = card.map(|c| c.output).unwrap_or_default();
         let task = out.task.or(c.task).unwrap_or(Task::Detect);
         let decoder = out.decoder.or(c.decoder);

@@ -19,7 +19,7 @@ use tract_onnx::tract_core::plan::SimpleState;
 
 use crate::card::{Card, Channels, Layout, Resize};
 use crate::prep::{Geometry, Prep, Sizing};
-use crate::{Error, Overrides};
+use crate::{Backend, Engine, Error, Overrides};
 
 /// One dimension of a declared shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,6 +212,13 @@ pub struct Output {
 type Plan = Arc<TypedRunnableModel>;
 type PlanState = SimpleState<TypedFact, Box<dyn TypedOp>>;
 
+/// A model ready to run at one input size, on one backend.
+enum Runner {
+    Tract(Box<PlanState>),
+    #[cfg(feature = "ort")]
+    Ort(crate::onnxruntime::Plan),
+}
+
 /// A model ready to run on frames.
 pub struct Model {
     info: ModelInfo,
@@ -219,9 +226,24 @@ pub struct Model {
     proto: pb::ModelProto,
     input_index: usize,
     threads: usize,
+    backend: Backend,
+    /// onnxruntime's library, with `Backend::Ort`.
+    #[cfg_attr(not(feature = "ort"), allow(dead_code))]
+    ort_lib: Option<PathBuf>,
     /// Optimised plans by input size (a stream rarely has more than one).
-    plans: Vec<((u32, u32), PlanState)>,
+    plans: Vec<((u32, u32), Runner)>,
     buf: Vec<f32>,
+    /// Where the last run's time went.
+    timing: Timing,
+}
+
+/// Where a run's time went, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timing {
+    /// The frame to the input tensor (resize, channel order, layout, normalisation).
+    pub prep: f64,
+    /// The graph, outputs to `f32` included.
+    pub graph: f64,
 }
 
 impl fmt::Debug for Model {
@@ -230,6 +252,7 @@ impl fmt::Debug for Model {
             .field("path", &self.info.path)
             .field("prep", &self.prep)
             .field("threads", &self.threads)
+            .field("backend", &self.backend)
             .finish()
     }
 }
@@ -237,26 +260,43 @@ impl fmt::Debug for Model {
 const MAX_PLANS: usize = 4;
 
 impl Model {
-    /// Load `path`, with its card (beside it, or `card`) and the flags' overrides.
+    /// Load `path`, with its card (beside it, or `card`) and the flags' overrides, for the
+    /// engine's backend (onnxruntime's library is loaded now, so a missing one fails early).
     pub fn load(
         path: &Path,
         card: Option<&Card>,
         over: &Overrides,
-        threads: usize,
+        engine: &Engine,
     ) -> Result<Model, Error> {
         let (proto, info) = read_proto(path)?;
         let default_card = Card::default();
         let card = card.unwrap_or(&default_card);
         let (prep, input_index) = resolve(&info, card, over)?;
+        let ort_lib = match engine.backend {
+            Backend::Tract => None,
+            Backend::Ort => Some(ort_library(engine)?),
+        };
         Ok(Model {
             info,
             prep,
             proto,
             input_index,
-            threads: threads.max(1),
+            threads: engine.threads.max(1),
+            backend: engine.backend,
+            ort_lib,
             plans: Vec::new(),
             buf: Vec::new(),
+            timing: Timing::default(),
         })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Where the last [`Model::run`]'s time went.
+    pub fn timing(&self) -> Timing {
+        self.timing
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -279,20 +319,42 @@ impl Model {
             return Ok(());
         }
         let shape = self.prep.shape(g);
-        let plan = self.plan(&shape).map_err(|e| Error::Model {
+        let cannot = |engine: &str, e: String| Error::Model {
             path: self.info.path.clone(),
             reason: format!(
-                "tract cannot run it with input `{}` {} ({}): {e:#}",
+                "{engine} cannot run it with input `{}` {} ({}): {e}",
                 self.prep.input,
                 crate::decode::shape_str(&shape),
                 self.info.ports()
             ),
-        })?;
-        let state = plan.spawn().map_err(|e| Error::Run(format!("{e:#}")))?;
+        };
+        let runner = match self.backend {
+            Backend::Tract => {
+                let plan = self
+                    .plan(&shape)
+                    .map_err(|e| cannot("tract", format!("{e:#}")))?;
+                Runner::Tract(Box::new(
+                    plan.spawn().map_err(|e| Error::Run(format!("{e:#}")))?,
+                ))
+            }
+            #[cfg(feature = "ort")]
+            Backend::Ort => Runner::Ort(
+                crate::onnxruntime::Plan::new(
+                    self.ort_lib.as_deref().expect("resolved at load"),
+                    &self.proto,
+                    &self.prep.input,
+                    &shape,
+                    self.threads,
+                )
+                .map_err(|e| cannot("onnxruntime", e))?,
+            ),
+            #[cfg(not(feature = "ort"))]
+            Backend::Ort => return Err(without_ort()),
+        };
         if self.plans.len() >= MAX_PLANS {
             self.plans.remove(0);
         }
-        self.plans.push((g.input, state));
+        self.plans.push((g.input, runner));
         Ok(())
     }
 
@@ -323,15 +385,27 @@ impl Model {
         let g = self.prep.geometry(frame.width(), frame.height())?;
         self.prepare(&g)?;
         let shape = self.prep.shape(&g);
+        let start = std::time::Instant::now();
         self.prep.fill(frame, &g, &mut self.buf);
-        let input =
-            Tensor::from_shape(&shape, &self.buf).map_err(|e| Error::Run(format!("{e:#}")))?;
-        let state = &mut self
+        let filled = std::time::Instant::now();
+        self.timing.prep = (filled - start).as_secs_f64() * 1e3;
+        let runner = &mut self
             .plans
             .iter_mut()
             .find(|(k, _)| *k == g.input)
             .expect("prepared above")
             .1;
+        let state = match runner {
+            Runner::Tract(state) => state,
+            #[cfg(feature = "ort")]
+            Runner::Ort(plan) => {
+                let outs = plan.run(&shape, &self.buf)?;
+                self.timing.graph = filled.elapsed().as_secs_f64() * 1e3;
+                return Ok((outs, g));
+            }
+        };
+        let input =
+            Tensor::from_shape(&shape, &self.buf).map_err(|e| Error::Run(format!("{e:#}")))?;
         let outs = state
             .run(tvec![input.into()])
             .map_err(|e| Error::Run(format!("{e:#}")))?;
@@ -357,8 +431,30 @@ impl Model {
                 data,
             });
         }
+        self.timing.graph = filled.elapsed().as_secs_f64() * 1e3;
         Ok((result, g))
     }
+}
+
+#[cfg(feature = "ort")]
+fn ort_library(engine: &Engine) -> Result<PathBuf, Error> {
+    let lib = crate::onnxruntime::library(engine.ort_lib.as_deref())?;
+    crate::onnxruntime::check(&lib)?;
+    Ok(lib)
+}
+
+#[cfg(not(feature = "ort"))]
+fn ort_library(_: &Engine) -> Result<PathBuf, Error> {
+    Err(without_ort())
+}
+
+#[cfg(not(feature = "ort"))]
+fn without_ort() -> Error {
+    Error::Backend(
+        "this sl-ml was built without onnxruntime: build it with `--features ort` (sl-ml's \
+         default), or use --backend tract"
+            .into(),
+    )
 }
 
 /// How frames feed the model: which input, and the pre-processing, from the flags, then the
