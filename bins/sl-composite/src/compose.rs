@@ -297,13 +297,7 @@ fn blend_job(band: &mut Band, j: &Job, coeffs: &Coeffs) {
 }
 
 /// Bring a layer's pixels to what this frame needs, unless the cache has them already.
-fn prepare(
-    layer: &mut Layer,
-    d: &Draw,
-    format: PixelFormat,
-    color: ColorInfo,
-    yuv_over: bool,
-) {
+fn prepare(layer: &mut Layer, d: &Draw, format: PixelFormat, color: ColorInfo, yuv_over: bool) {
     let key = (layer.seq, d.src, d.w, d.h, yuv_over);
     if layer.cache.key == Some(key) {
         // the same picture on a second output frame: a still layer, worth its YUV planes

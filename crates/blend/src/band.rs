@@ -56,7 +56,7 @@ impl<'a> Band<'a> {
     /// chroma row `y / 2` of the chroma plane (NV12) or both (I420).
     #[inline]
     pub fn yuv_rows_mut(&mut self, y: usize) -> YuvRows<'_> {
-        debug_assert!(y % 2 == 0 && self.planes.len() >= 2);
+        debug_assert!(y.is_multiple_of(2) && self.planes.len() >= 2);
         let end = self.y0 + self.rows;
         let (stride, n) = (self.strides, self.row_bytes);
         let first = self.first;

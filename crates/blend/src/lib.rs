@@ -214,11 +214,11 @@ fn rgba_pixels(dst: &mut [u8], src: &[u8], op: u32, add: bool) {
         let d: &mut [u8; P * 4] = d.try_into().expect("a whole block");
         let s: &[u8; P * 4] = s.try_into().expect("a whole block");
         let mut out = [0u32; P];
-        for j in 0..P {
-            out[j] = mix(px(d, j), px(s, j));
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = mix(px(d, j), px(s, j));
         }
-        for j in 0..P {
-            d[4 * j..4 * j + 4].copy_from_slice(&out[j].to_le_bytes());
+        for (j, o) in out.iter().enumerate() {
+            d[4 * j..4 * j + 4].copy_from_slice(&o.to_le_bytes());
         }
     }
     for (d, s) in d_blocks
