@@ -39,7 +39,9 @@ fn without_devices(args: &[&str]) -> Vec<String> {
 #[test]
 fn no_camera_is_a_clear_error_and_an_unfinished_stream() {
     let cam = without_devices;
-    let refs = |v: &[String]| -> Vec<&str> { v.iter().map(String::as_str).collect() };
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
     for args in [
         &[][..],
         &["--device", "0"][..],
