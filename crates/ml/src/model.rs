@@ -395,6 +395,8 @@ impl Model {
             .find(|(k, _)| *k == g.input)
             .expect("prepared above")
             .1;
+        // without the `ort` feature the match has one arm
+        #[cfg_attr(not(feature = "ort"), allow(clippy::infallible_destructuring_match))]
         let state = match runner {
             Runner::Tract(state) => state,
             #[cfg(feature = "ort")]
