@@ -282,7 +282,7 @@ const TS_PACKET: u64 = 188;
 /// length.
 fn pad_ts(path: &Path) -> std::io::Result<u64> {
     let mut bytes = std::fs::read(path)?;
-    if bytes.len() as u64 >= MIN_TS_SEGMENT || bytes.len() as u64 % TS_PACKET != 0 {
+    if bytes.len() as u64 >= MIN_TS_SEGMENT || !(bytes.len() as u64).is_multiple_of(TS_PACKET) {
         return Ok(bytes.len() as u64);
     }
     let mut null = [0xffu8; TS_PACKET as usize];
@@ -1092,7 +1092,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sl-hls-pad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let seg = dir.join("seg.ts");
-        let mut packet = vec![0u8; 188];
+        let mut packet = [0u8; 188];
         packet[0] = 0x47;
         std::fs::write(&seg, packet.repeat(10)).unwrap();
         assert_eq!(pad_ts(&seg).unwrap(), MIN_TS_SEGMENT);
