@@ -208,11 +208,13 @@ async fn push_loop(
 }
 
 /// After END: finish the ordered stream and wait until the peer has acknowledged all of it,
-/// then for its DONE (briefly: a peer that acknowledged END has the whole stream).
+/// then for its DONE, or its error if it could not use what it got (a frame that does not
+/// decode). The wait is bounded: a peer that acknowledged END has the whole stream, but on a
+/// busy machine it may take seconds to get through it (2 s was too short in CI).
 async fn finish_ordered(conn: &Connection, ordered: &mut SendStream) -> PushEnd {
     let _ = ordered.finish();
     match ordered.stopped().await {
-        Ok(None) => match tokio::time::timeout(Duration::from_secs(2), conn.closed()).await {
+        Ok(None) => match tokio::time::timeout(Duration::from_secs(15), conn.closed()).await {
             Ok(ConnectionError::ApplicationClosed(c))
                 if c.error_code.into_inner() as u32 != close::DONE =>
             {
