@@ -404,7 +404,7 @@ mod tests {
     use super::*;
 
     /// A small deterministic generator (no dependency needed for random-looking bytes).
-    fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    pub(crate) fn bytes(n: usize, seed: u64) -> Vec<u8> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {

@@ -698,17 +698,7 @@ mod tests {
         assert_eq!(canvas.row(0, 0)[0], 16);
     }
 
-    fn bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as u8
-            })
-            .collect()
-    }
+    use crate::tests::bytes;
 
     /// Layers of every kind of alpha: random (most blocks weighted), one alpha (plain
     /// means), and runs of 0 and 255 with soft edges (a typical overlay).
