@@ -24,7 +24,10 @@
 # workloads, sl-test's colour bars for the others). Encoders on both sides: libx264
 # veryfast, crf 23, a keyframe every 60 frames, no audio. Every command of a workload runs
 # RUNS times, the commands taking turns, and the median wall time of each is compared.
-# Ratios are ffmpeg's (or cat's) time over streamlib's: above 1, streamlib is faster.
+# Ratios are ffmpeg's (or cat's) time over streamlib's: above 1, streamlib is faster. With
+# --before, before/after is also given run by run (each run's before and after ran one after
+# the other: the range shows how far the machine's noise moves the same comparison), and as
+# CPU seconds (user + system, all processes of the pipeline: less moved by other load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -40,7 +43,7 @@ done
 N=${rest[0]:-150}
 RUNS=${rest[1]:-3}
 FONT=${FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
-for tool in ffmpeg bc; do
+for tool in ffmpeg bc /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench-stages.sh: $tool is missing: run scripts/setup.sh" >&2; exit 1; }
 done
 [ -f "$FONT" ] || { echo "bench-stages.sh: no $FONT: run scripts/setup.sh (fonts-dejavu-core)" >&2; exit 1; }
@@ -110,15 +113,20 @@ for B in "$AFTER" ${BEFORE:+"$BEFORE"}; do
   done
 done
 
-now() { date +%s.%N; }
-timed() { # seconds one run of a shell command takes; a failing command stops the bench
-  local t0 t1
-  t0=$(now)
-  bash -o pipefail -c "$1" || { echo "bench-stages.sh: failed: $1" >&2; exit 1; }
-  t1=$(now)
-  echo "$t1 - $t0" | bc -l
+timed() { # "wall cpu": seconds one run of a shell command takes, and the CPU seconds (user +
+  # system) of all its processes. Runs in $(...): a failing command stops the whole bench.
+  /usr/bin/time -o "$W/time" -f '%e %U %S' bash -o pipefail -c "$1" ||
+    { echo "bench-stages.sh: failed: $1" >&2; kill -TERM $$; exit 1; }
+  set -- $(tail -1 "$W/time")
+  echo "$1 $(echo "$2 + $3" | bc -l)"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# field K (1: wall, 2: cpu) of each "wall cpu" pair
+field() { local k=$1; shift; for p in "$@"; do set -- $p; if [[ $k == 1 ]]; then echo "$1"; else echo "$2"; fi; done; }
+# the ratio x/y of each run's pair (the two ran one after the other, under the same load)
+ratios() { local -n xs=$1 ys=$2; local i; for ((i = 0; i < ${#xs[@]}; i++)); do
+  set -- ${xs[i]}; local x=$1; set -- ${ys[i]}; echo "$x / $1" | bc -l; done; }
+minmax() { printf '%s\n' "$@" | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.2f-%.2f", lo, hi}'; }
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "streamlib stages vs ffmpeg: $N frames of 1920x1080, median of $RUNS runs each, taking turns; load average at the start: $load"
@@ -140,12 +148,16 @@ for w in ${WORKLOADS:-pass decode transcode draw hls}; do
       o+=("$(timed "$(other_cmd $w)")")
     fi
   done
-  om=$(median "${o[@]}")
-  am=$(median "${a[@]}")
+  om=$(median $(field 1 "${o[@]}"))
+  am=$(median $(field 1 "${a[@]}"))
   printf '%-12s %9.2fs %9.2fs %9.2fx %8s' "$w" "$om" "$am" "$(echo "$om / $am" | bc -l)" "($(other_name $w))"
   if [[ -n "$BEFORE" ]]; then
-    bm=$(median "${b[@]}")
+    bm=$(median $(field 1 "${b[@]}"))
+    mapfile -t pr < <(ratios b a)
     printf '%9.2fs %12.2fx %12.2fx' "$bm" "$(echo "$om / $bm" | bc -l)" "$(echo "$bm / $am" | bc -l)"
+    cb=$(median $(field 2 "${b[@]}")); ca=$(median $(field 2 "${a[@]}"))
+    printf '   run by run %s (median %.2fx); CPU s before %.2f, after %.2f (%.2fx)' \
+      "$(minmax "${pr[@]}")" "$(median "${pr[@]}")" "$cb" "$ca" "$(echo "$cb / $ca" | bc -l)"
   fi
   echo
 done

@@ -1511,8 +1511,12 @@ fn a_coded_frame_that_does_not_decode_is_a_clear_error_on_both_sides() {
     assert!(matches!(r.next_message(), Ok(Some(Message::Video { .. }))));
     assert!(matches!(r.next_message(), Err(WireError::Truncated(_))));
     let s = sent.stage(0);
-    assert_eq!(s.code, Some(1), "{}", s.stderr);
-    assert!(s.stderr.contains("could not decode"), "{}", s.stderr);
+    assert_eq!(s.code, Some(1), "{}\nLISTENER: {err}", s.stderr);
+    assert!(
+        s.stderr.contains("could not decode"),
+        "{}\nLISTENER: {err}",
+        s.stderr
+    );
 }
 
 // ---- another protocol version ----

@@ -17,10 +17,12 @@
 //! tokio lives only inside this crate: the roles are blocking functions that run their own
 //! runtime.
 
+mod alloc;
 pub mod codec;
 pub mod hub;
 pub mod keys;
 pub mod link;
+pub mod pool;
 pub mod proto;
 mod roles;
 pub mod stats;

@@ -19,6 +19,7 @@ use crate::codec::{CodecOptions, Decoded, Emit, LinkDecoder, LinkEncoder};
 use crate::hub::{Hub, SubPolicy, Subscription};
 use crate::keys::{self, Fingerprint, Identity, Pins};
 use crate::link::{self, Output, PullEnd, PushEnd};
+use crate::pool::{Pool, PoolBuf};
 use crate::proto::{
     self, Hello, Msg, PROTOCOL_VERSION, REPLY_MAGIC, Role, StreamReader, WirePolicy, close,
 };
@@ -177,6 +178,7 @@ pub fn allow_command(fp: Fingerprint, comment: &str, file: Option<PathBuf>) -> a
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    crate::alloc::keep_freed_memory();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -503,23 +505,29 @@ fn spawn_input(hub: Arc<Hub>, codec: CodecOptions) -> JoinHandle<anyhow::Result<
         };
         let mut encoder = LinkEncoder::new(codec, hub.keyframe_requests());
         let mut emits = Vec::new();
+        // each payload is read straight into a buffer of its own, which goes on the wire as
+        // it is (no copy) and comes back for a later frame when sent (crate::pool)
+        let pool = Pool::new();
         loop {
-            match reader.next_raw() {
+            match reader.next_raw_into(|len| pool.take(len)) {
                 Ok(Some(raw)) => {
                     emits.clear();
-                    if let Err(e) = encoder.process(&raw.head, raw.payload, &mut emits) {
+                    if let Err(e) = encoder.process(&raw.head, raw.payload.as_ref(), &mut emits) {
                         let e = anyhow::Error::from(e).context("coding the stream for the link");
                         hub.fail(format!("{e:#}"));
                         return Err(e);
                     }
                     let end = raw.is_end_of_all();
+                    let flags = raw.prefix_and_header[1];
+                    let mut payload = Some(raw.payload);
                     for emit in emits.drain(..) {
                         let m = match emit {
+                            // the input message itself (once): its payload goes as read
                             Emit::Original => {
-                                let flags = raw.prefix_and_header[1];
                                 let mut parts = vec![Bytes::copy_from_slice(raw.prefix_and_header)];
-                                if !raw.payload.is_empty() {
-                                    parts.push(Bytes::copy_from_slice(raw.payload));
+                                let p = payload.take().map(PoolBuf::freeze).unwrap_or_default();
+                                if !p.is_empty() {
+                                    parts.push(p);
                                 }
                                 Msg::from_head(&raw.head, flags, parts)
                             }

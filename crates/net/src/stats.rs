@@ -39,6 +39,10 @@ struct Inner {
     last_rtt_ms: Option<f64>,
     /// The largest UDP payload the path took, as path MTU discovery found it.
     last_mtu: Option<u16>,
+    /// The congestion window (bytes that may be in flight) when last looked at, and how
+    /// often the congestion controller has cut it.
+    last_cwnd: Option<u64>,
+    congestion_events: u64,
 }
 
 impl Stats {
@@ -112,6 +116,8 @@ impl Stats {
             let s = c.stats();
             rtt = Some(c.rtt().as_secs_f64() * 1e3);
             inner.last_mtu = Some(s.path.current_mtu);
+            inner.last_cwnd = Some(s.path.cwnd);
+            inner.congestion_events = s.path.congestion_events;
             sent += s.path.sent_packets;
             lost += s.path.lost_packets;
             if c.close_reason().is_some() {
@@ -178,6 +184,8 @@ impl Stats {
             "mbit_per_s": bytes as f64 * 8.0 / secs / 1e6,
             "rtt_ms": rtt,
             "path_mtu": self.inner().last_mtu,
+            "cwnd_bytes": self.inner().last_cwnd,
+            "congestion_events": self.inner().congestion_events,
             "packets_sent": sent,
             "packets_lost": lost,
             "loss_percent": if sent > 0 { 100.0 * lost as f64 / sent as f64 } else { 0.0 },

@@ -37,7 +37,7 @@ pub use message::{
     AudioParams, DataMessage, Message, MessageHead, StreamInfo, StreamKind, UnknownHead,
     UnknownMessage, VideoFormat, VideoParams,
 };
-pub use read::{Limits, RawMessage, Reader};
+pub use read::{Limits, OwnedRaw, RawMessage, Reader};
 pub use sniff::describe_foreign;
 pub use write::{PlaneRef, Writer};
 

@@ -47,6 +47,37 @@ impl std::fmt::Debug for RawMessage<'_> {
     }
 }
 
+/// A message with its header decoded and its payload in a buffer the caller owns
+/// ([`Reader::next_raw_into`]).
+pub struct OwnedRaw<'a, B> {
+    pub head: MessageHead,
+    pub prefix_and_header: &'a [u8],
+    pub payload: B,
+}
+
+impl<B> std::fmt::Debug for OwnedRaw<'_, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedRaw")
+            .field("head", &self.head)
+            .field(
+                "prefix_and_header",
+                &format_args!("<{} bytes>", self.prefix_and_header.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> OwnedRaw<'_, B> {
+    pub fn is_end_of_all(&self) -> bool {
+        matches!(
+            self.head,
+            MessageHead::End {
+                stream: ALL_STREAMS
+            }
+        )
+    }
+}
+
 impl RawMessage<'_> {
     pub fn is_end_of_all(&self) -> bool {
         matches!(
@@ -246,6 +277,37 @@ impl<R: Read> Reader<R> {
             head,
             prefix_and_header: &self.head_buf,
             payload: &self.payload_buf[..len],
+        }))
+    }
+
+    /// The next message undecoded, like [`Reader::next_raw`], but its payload is read into a
+    /// buffer that `take` hands out for the payload's length, which the caller then owns:
+    /// for a stage that keeps payloads beyond the next read (sl-net hands them to the network
+    /// while it reads the next frame) without copying them out of the reader's own buffer.
+    /// `take(len)` must give exactly `len` bytes.
+    pub fn next_raw_into<B: AsMut<[u8]>>(
+        &mut self,
+        take: impl FnOnce(usize) -> B,
+    ) -> Result<Option<OwnedRaw<'_, B>>, WireError> {
+        let Some((head, len)) = self.read_head()? else {
+            return Ok(None);
+        };
+        let len = len as usize;
+        let mut payload = take(len);
+        let buf = payload.as_mut();
+        assert_eq!(
+            buf.len(),
+            len,
+            "next_raw_into: take(len) gave a buffer of another length"
+        );
+        let got = read_full(&mut self.inner, buf)?;
+        if got < len {
+            return Err(self.truncated_payload(got, len));
+        }
+        Ok(Some(OwnedRaw {
+            head,
+            prefix_and_header: &self.head_buf,
+            payload,
         }))
     }
 }

@@ -190,6 +190,39 @@ fn raw_pass_through_is_byte_identical() {
     assert_eq!(w.get_ref(), &bytes);
 }
 
+#[test]
+fn owned_payloads_read_the_same_bytes_and_notice_truncation() {
+    let (bytes, _) = with_unknown_kind();
+    let mut r = Reader::new(Cursor::new(&bytes)).unwrap();
+    let mut out = bytes[..16].to_vec();
+    let mut lens = Vec::new();
+    let mut ended = false;
+    while let Some(raw) = r.next_raw_into(|len| vec![0xAAu8; len]).unwrap() {
+        lens.push(raw.payload.len());
+        out.extend_from_slice(raw.prefix_and_header);
+        out.extend_from_slice(&raw.payload);
+        ended = raw.is_end_of_all();
+    }
+    assert!(ended);
+    assert_eq!(
+        out, bytes,
+        "the owned payloads rebuild the stream byte for byte"
+    );
+    assert!(lens.contains(&5), "the unknown kind's payload: {lens:?}");
+    // cut inside the video frame's payload: an error naming how much arrived
+    let cut = bytes.len() - 16 - 16 - 2;
+    let mut r = Reader::new(Cursor::new(&bytes[..cut])).unwrap();
+    let err = loop {
+        match r.next_raw_into(|len| vec![0u8; len]) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("a truncated stream read as a clean end"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, WireError::Truncated(_)), "{err}");
+    assert!(err.to_string().contains("payload bytes arrived"), "{err}");
+}
+
 /// The golden stream with a message of a kind this version does not know (0x7f, stream 3,
 /// flags 0x80, a 3-byte header and a 5-byte payload) after the stream descriptions.
 fn with_unknown_kind() -> (Vec<u8>, UnknownMessage) {
