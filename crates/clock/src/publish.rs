@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::servo::{Counters, HOLDOVER_PPB, Mapping, State};
+use crate::servo::{Counters, Mapping, State, holdover_growth};
 use crate::{ClockError, mono_ns};
 
 /// Where sl-ptp publishes unless told otherwise (`--socket`, `SL_PTP_SOCKET`).
@@ -229,7 +229,7 @@ impl PtpClient {
         let mut state = g.snap.state;
         if !g.connected {
             if let Some(m) = &mut mapping {
-                m.growth_ppb = HOLDOVER_PPB;
+                m.growth_ppb = holdover_growth(m.growth_ppb);
                 state = State::Holdover;
             } else {
                 state = State::Listening;

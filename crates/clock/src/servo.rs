@@ -429,7 +429,7 @@ impl Slave {
             anchor_ptp_ns: t_ref + (a + delay).round() as i64,
             rate_ppb: b * 1e9,
             error_ns: error,
-            growth_ppb: LOCKED_PPB,
+            growth_ppb: LOCKED_PPB.max(3.0 * rate_sigma_ppb(&pts, mad)),
         });
         true
     }
@@ -501,9 +501,31 @@ impl Slave {
         self.delay_pending = None;
         self.next_delay_req = now;
         if let Some(m) = &mut self.mapping {
-            m.growth_ppb = HOLDOVER_PPB;
+            m.growth_ppb = holdover_growth(m.growth_ppb);
         }
     }
+}
+
+/// How uncertain the fitted rate is, ppb (one sigma): the samples' scatter around the line
+/// over the time the window spans, as for a least-squares slope, sigma * sqrt(12 / n) / span.
+/// Just after locking, three samples over two seconds with tens of microseconds of timestamp
+/// noise give a rate uncertain by tens of ppm, which a holdover then carries on for seconds:
+/// the published error has to grow that fast too.
+fn rate_sigma_ppb(points: &[Sample], mad: f64) -> f64 {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return 0.0;
+    };
+    let span = (last.t2 - first.t2) as f64;
+    if span <= 0.0 {
+        return 0.0;
+    }
+    1.4826 * mad * (12.0 / points.len() as f64).sqrt() / span * 1e9
+}
+
+/// The error's growth in holdover: a free-running oscillator ([`HOLDOVER_PPB`]) on top of
+/// what the rate was uncertain by while locked (beyond [`LOCKED_PPB`], the floor).
+pub fn holdover_growth(locked_growth_ppb: f64) -> f64 {
+    HOLDOVER_PPB + (locked_growth_ppb - LOCKED_PPB).max(0.0)
 }
 
 #[cfg(test)]
@@ -632,6 +654,44 @@ mod tests {
             assert!((map.ptp_at(now) - (now + 37 * SEC + 123_456)).abs() < 10);
             assert!((s.delay_ns().unwrap() - 50_000.0).abs() < 1.0);
         }
+    }
+
+    #[test]
+    fn a_rate_fitted_from_few_noisy_samples_widens_the_published_error() {
+        // the master and this clock run at the same rate, but each Sync arrives up to 40 us
+        // late at random (software timestamps on a loaded machine)
+        let jitter = [0, 40_000, 5_000, 35_000, 10_000, 30_000, 0, 25_000];
+        let run = |n: usize| {
+            let mut s = Slave::new(0, id(9));
+            let m = id(1);
+            let mut sim = sim(m, 0, true);
+            for k in 1..=n as i64 {
+                s.handle(&announce(m, 128, 0), k * SEC);
+                sim.offset = 5 * SEC - jitter[(k as usize - 1) % jitter.len()];
+                sim.second(&mut s, k * SEC);
+            }
+            s.mapping().unwrap()
+        };
+        let (few, many) = (run(4), run(32));
+        // the truth drifts by the fitted rate's error in a holdover: the error published
+        // for a 10 s holdover must cover it
+        for map in [few, many] {
+            let holdover = Mapping {
+                growth_ppb: holdover_growth(map.growth_ppb),
+                ..map
+            };
+            let t = map.anchor_mono_ns + 10 * SEC;
+            let off = (holdover.ptp_at(t) - (t + 5 * SEC)).abs() as f64;
+            assert!(
+                off < holdover.error_at(t),
+                "{off} ns off, error says {} (rate {} ppb, growth {} ppb)",
+                holdover.error_at(t),
+                map.rate_ppb,
+                holdover.growth_ppb
+            );
+        }
+        assert!(few.growth_ppb > LOCKED_PPB, "{}", few.growth_ppb);
+        assert!(few.growth_ppb > many.growth_ppb);
     }
 
     #[test]
