@@ -7,6 +7,8 @@
 # 2. per-frame latency at 720p30 raw on loopback (capture time to the moment a reader after
 #    the receiver has the frame), p50 and p99, beside the same source and reader joined by one
 #    pipe (the floor: what they cost by themselves) and by ssh to localhost. Goal: p99 < 5 ms.
+#    With the CPU each process spends per frame (their sum over the cores is a floor under
+#    the latency), and the same for NV12 frames (a camera's format).
 #
 # 3. an h264 link at 1080p30 (--codec h264 --bitrate 6M --preset veryfast): (a) as fast as it
 #    goes, the same frames through sl-net send -> listen (encode, QUIC, decode back to RGBA)
@@ -62,7 +64,7 @@ IN_DIR=/dev/shm; [ -w "$IN_DIR" ] || IN_DIR=$WORK
 INPUT=$(mktemp "$IN_DIR/bench-net-input.XXXXXX")
 $BIN/sl-test --fast -n "$FRAMES" -s 1080p -p box >"$INPUT"
 BYTES=$(stat -c %s "$INPUT")
-echo "bench-net: $FRAMES frames of 1080p RGBA, $((BYTES / 1000000)) MB; machine loaded by other builds: compare ratios"
+echo "bench-net: $FRAMES frames of 1080p RGBA, $((BYTES / 1000000)) MB; load $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores (other work moves the times: compare ratios)"
 
 wait_udp() { for _ in $(seq 200); do ss -Hlun "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
 wait_tcp() { for _ in $(seq 200); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
@@ -130,34 +132,75 @@ printf '  sl-net / ssh speed: %.2fx   sl-net / plain TCP speed: %.2fx\n' \
 # --- latency at 720p30 ---
 # Three ways from the same source to the same reader, one after the other: straight through
 # one pipe (what the source and reader cost by themselves), through sl-net over loopback, and
-# through ssh to localhost. The link's own share is the difference from the first.
-lat720() { # NAME, then the command between source and reader ("" for one pipe)
-  if [ -z "$2" ]; then
-    $BIN/sl-test -n 300 -s 720p --fps 30 -p box | python3 scripts/net/latency.py --skip 30 >"$WORK/lat-$1.json"
+# through ssh to localhost. The link's own share is the difference from the first. Each
+# process's CPU time is taken too (/usr/bin/time): the CPU that all of them spend on a frame,
+# spread over every core of the machine, is a floor under the latency, because most of that
+# work lies between a frame's capture and its arrival. Then the same for NV12 frames (what a
+# camera gives: 1.4 MB instead of 3.7).
+CORES=$(nproc)
+TIMED=(/usr/bin/time -f '%U %S' -o)
+lat720() { # NAME FORMAT [COMMAND between source and reader; none: one pipe]
+  if [ -z "${3:-}" ]; then
+    "${TIMED[@]}" "$WORK/cpu-$1-src" $BIN/sl-test -n 300 -s 720p -f "$2" --fps 30 -p box \
+      | "${TIMED[@]}" "$WORK/cpu-$1-reader" python3 scripts/net/latency.py --skip 30 >"$WORK/lat-$1.json"
   else
-    $BIN/sl-test -n 300 -s 720p --fps 30 -p box | bash -c "$2" | python3 scripts/net/latency.py --skip 30 >"$WORK/lat-$1.json"
+    "${TIMED[@]}" "$WORK/cpu-$1-src" $BIN/sl-test -n 300 -s 720p -f "$2" --fps 30 -p box \
+      | bash -c "$3" \
+      | "${TIMED[@]}" "$WORK/cpu-$1-reader" python3 scripts/net/latency.py --skip 30 >"$WORK/lat-$1.json"
   fi
 }
-lat720 pipe ""
-P=$(free_port)
-XDG_CONFIG_HOME=$WORK/b $BIN/sl-net listen "127.0.0.1:$P" --peer "$FA" -q \
-  | python3 scripts/net/latency.py --skip 30 >"$WORK/lat-slnet.json" &
-LPID=$!; PIDS+=($LPID)
-wait_udp "$P"
-$BIN/sl-test -n 300 -s 720p --fps 30 -p box | XDG_CONFIG_HOME=$WORK/a $BIN/sl-net send "127.0.0.1:$P" --peer "$FB" -q
-wait $LPID
-lat720 ssh "$(printf '%q ' "${SSH[@]}") cat"
-python3 - "$WORK" <<'EOF'
-import json, sys
-w = sys.argv[1]
-v = {n: json.load(open(f"{w}/lat-{n}.json")) for n in ("pipe", "slnet", "ssh")}
-print("\n720p30 raw (3.7 MB frames), 300 frames; latency from capture to arrival at the reader, after the first second:")
-for n, label in (("pipe", "one pipe (no link)"), ("slnet", "sl-net over loopback"), ("ssh", "ssh localhost")):
-    x = v[n]
-    print(f"  {label:22s} {x['frames']:3d} frames  p50 {x['p50_ms']:6.2f} ms  p99 {x['p99_ms']:6.2f} ms  max {x['max_ms']:6.2f} ms")
-s, p, h = v["slnet"], v["pipe"], v["ssh"]
-print(f"  the link's own share (sl-net minus one pipe): p50 {s['p50_ms'] - p['p50_ms']:.2f} ms, p99 {s['p99_ms'] - p['p99_ms']:.2f} ms")
-print(f"  ssh / sl-net latency: p50 {h['p50_ms'] / s['p50_ms']:.2f}x, p99 {h['p99_ms'] / s['p99_ms']:.2f}x")
+lat720_slnet() { # NAME FORMAT
+  P=$(free_port)
+  XDG_CONFIG_HOME=$WORK/b "${TIMED[@]}" "$WORK/cpu-$1-listen" $BIN/sl-net listen "127.0.0.1:$P" --peer "$FA" -q \
+    | "${TIMED[@]}" "$WORK/cpu-$1-reader" python3 scripts/net/latency.py --skip 30 >"$WORK/lat-$1.json" &
+  LPID=$!; PIDS+=($LPID)
+  wait_udp "$P"
+  "${TIMED[@]}" "$WORK/cpu-$1-src" $BIN/sl-test -n 300 -s 720p -f "$2" --fps 30 -p box \
+    | XDG_CONFIG_HOME=$WORK/a "${TIMED[@]}" "$WORK/cpu-$1-send" $BIN/sl-net send "127.0.0.1:$P" --peer "$FB" -q
+  wait $LPID
+}
+lat720 pipe rgba
+lat720_slnet slnet rgba
+lat720 ssh rgba "$(printf '%q ' "${SSH[@]}") cat"
+lat720 pipe-nv12 nv12
+lat720_slnet slnet-nv12 nv12
+python3 - "$WORK" "$CORES" <<'EOF'
+import json, os, sys
+w, cores = sys.argv[1], int(sys.argv[2])
+FRAMES = 300
+LABELS = {"pipe": "one pipe (no link)", "slnet": "sl-net over loopback", "ssh": "ssh localhost"}
+
+
+def cpu(name):
+    """CPU ms per frame of each process of a run, from /usr/bin/time."""
+    out = {}
+    for role in ("src", "send", "listen", "reader"):
+        f = f"{w}/cpu-{name}-{role}"
+        if os.path.exists(f):
+            u, s = open(f).read().split()[-2:]
+            out[role] = (float(u) + float(s)) * 1000 / FRAMES
+    return out
+
+
+for fmt, names, size in (("raw RGBA", ("pipe", "slnet", "ssh"), "3.7 MB"),
+                         ("raw NV12, a camera's format", ("pipe-nv12", "slnet-nv12"), "1.4 MB")):
+    v = {n: json.load(open(f"{w}/lat-{n}.json")) for n in names}
+    print(f"\n720p30 {fmt} ({size} frames), 300 frames; latency from capture to arrival at the reader, after the first second:")
+    for n in names:
+        x = v[n]
+        print(f"  {LABELS[n.split('-')[0]]:22s} {x['frames']:3d} frames  p50 {x['p50_ms']:6.2f} ms  p99 {x['p99_ms']:6.2f} ms  max {x['max_ms']:6.2f} ms")
+    p, s = v[names[0]], v[names[1]]
+    print(f"  the link's own share (sl-net minus one pipe): p50 {s['p50_ms'] - p['p50_ms']:.2f} ms, p99 {s['p99_ms'] - p['p99_ms']:.2f} ms")
+    if len(names) > 2:
+        h = v[names[2]]
+        print(f"  ssh / sl-net latency: p50 {h['p50_ms'] / s['p50_ms']:.2f}x, p99 {h['p99_ms'] / s['p99_ms']:.2f}x")
+    print(f"  sl-net p99 {s['p99_ms']:.2f} ms: goal < 5 ms " + ("met" if s["p99_ms"] < 5 else "NOT met"))
+    for n in names[:2]:
+        c = cpu(n)
+        total = sum(c.values())
+        each = ", ".join(f"{k} {ms:.2f}" for k, ms in c.items())
+        print(f"  CPU per frame, {LABELS[n.split('-')[0]]}: {each} = {total:.2f} ms; "
+              f"spread over {cores} cores: {total / cores:.2f} ms")
 EOF
 
 # --- an h264 link at 1080p30 ---

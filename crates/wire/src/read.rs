@@ -26,28 +26,8 @@ impl Default for Limits {
     }
 }
 
-/// A message as it was on the wire, with its decoded header. For pass-through stages: inspect
-/// `head`, then write `prefix_and_header` and `payload` unchanged.
-pub struct RawMessage<'a> {
-    pub head: MessageHead,
-    pub prefix_and_header: &'a [u8],
-    pub payload: &'a [u8],
-}
-
-impl std::fmt::Debug for RawMessage<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawMessage")
-            .field("head", &self.head)
-            .field(
-                "prefix_and_header",
-                &format_args!("<{} bytes>", self.prefix_and_header.len()),
-            )
-            .field("payload", &format_args!("<{} bytes>", self.payload.len()))
-            .finish()
-    }
-}
-
-/// A message with its header decoded and its payload in a buffer the caller owns
+/// A message with its header decoded and its payload in a buffer of type `B`: the reader's
+/// own ([`RawMessage`], from [`Reader::next_raw`]) or one the caller owns
 /// ([`Reader::next_raw_into`]).
 pub struct OwnedRaw<'a, B> {
     pub head: MessageHead,
@@ -55,7 +35,11 @@ pub struct OwnedRaw<'a, B> {
     pub payload: B,
 }
 
-impl<B> std::fmt::Debug for OwnedRaw<'_, B> {
+/// A message as it was on the wire, with its decoded header. For pass-through stages: inspect
+/// `head`, then write `prefix_and_header` and `payload` unchanged.
+pub type RawMessage<'a> = OwnedRaw<'a, &'a [u8]>;
+
+impl<B: AsRef<[u8]>> std::fmt::Debug for OwnedRaw<'_, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OwnedRaw")
             .field("head", &self.head)
@@ -63,22 +47,15 @@ impl<B> std::fmt::Debug for OwnedRaw<'_, B> {
                 "prefix_and_header",
                 &format_args!("<{} bytes>", self.prefix_and_header.len()),
             )
-            .finish_non_exhaustive()
+            .field(
+                "payload",
+                &format_args!("<{} bytes>", self.payload.as_ref().len()),
+            )
+            .finish()
     }
 }
 
 impl<B> OwnedRaw<'_, B> {
-    pub fn is_end_of_all(&self) -> bool {
-        matches!(
-            self.head,
-            MessageHead::End {
-                stream: ALL_STREAMS
-            }
-        )
-    }
-}
-
-impl RawMessage<'_> {
     pub fn is_end_of_all(&self) -> bool {
         matches!(
             self.head,
