@@ -21,7 +21,20 @@ DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 # the same frames for both: sl-test's bars, as a stream and as raw pixels
 "$T/sl-test" --fast -n "$N" -s 1920x1080 -f rgba -p box -q >"$DIR/in.slv"
-ffmpeg -v error -f lavfi -i "testsrc2=s=1920x1080:r=30" -frames:v "$N" -f rawvideo -pix_fmt rgba "$DIR/in.rgba"
+# the raw pixels are the stream's video payloads, in order (tightly packed RGBA)
+python3 - "$DIR/in.slv" "$DIR/in.rgba" <<'EOF'
+import struct, sys
+with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as out:
+    f.read(16)  # stream header
+    while prefix := f.read(16):
+        kind, _flags, _stream, hlen, plen = struct.unpack("<BBHIQ", prefix)
+        f.read(hlen)
+        payload = f.read(plen)
+        if kind == 0x02:
+            out.write(payload)
+EOF
+[ "$(stat -c %s "$DIR/in.rgba")" -eq $((N * 1920 * 1080 * 4)) ] \
+  || { echo "bench-convert: the raw copy of the frames has the wrong size" >&2; exit 1; }
 
 best_time() { # "wall cpu": best wall time and best CPU time (user+sys) of RUNS runs
   local best=999999 bcpu=999999 out wall cpu
