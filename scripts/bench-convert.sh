@@ -15,24 +15,15 @@ cd "$(dirname "$0")/.."
 N=${1:-100}
 RUNS=${RUNS:-3}
 command -v ffmpeg >/dev/null || { echo "ffmpeg is missing: run scripts/setup.sh" >&2; exit 1; }
-cargo build --release -q -p sl-test -p sl-convert
+cargo build --release -q -p sl-test -p sl-convert -p sl-file
 T=$PWD/target/release
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
-# the same frames for both: sl-test's bars, as a stream and as raw pixels
+# the same frames for both: sl-test's moving box, as a stream and as raw pixels (sl-file
+# writes the stream's frames as rawvideo in NUT, ffmpeg unwraps them, byte for byte)
 "$T/sl-test" --fast -n "$N" -s 1920x1080 -f rgba -p box -q >"$DIR/in.slv"
-# the raw pixels are the stream's video payloads, in order (tightly packed RGBA)
-python3 - "$DIR/in.slv" "$DIR/in.rgba" <<'EOF'
-import struct, sys
-with open(sys.argv[1], "rb") as f, open(sys.argv[2], "wb") as out:
-    f.read(16)  # stream header
-    while prefix := f.read(16):
-        kind, _flags, _stream, hlen, plen = struct.unpack("<BBHIQ", prefix)
-        f.read(hlen)
-        payload = f.read(plen)
-        if kind == 0x02:
-            out.write(payload)
-EOF
+"$T/sl-file" -q -o "$DIR/in.nut" --codec rawvideo <"$DIR/in.slv"
+ffmpeg -v error -i "$DIR/in.nut" -f rawvideo -pix_fmt rgba "$DIR/in.rgba"
 [ "$(stat -c %s "$DIR/in.rgba")" -eq $((N * 1920 * 1080 * 4)) ] \
   || { echo "bench-convert: the raw copy of the frames has the wrong size" >&2; exit 1; }
 

@@ -139,24 +139,26 @@ printf '  sl-net / ssh speed: %.2fx   sl-net / plain TCP speed: %.2fx\n' \
 # camera gives: 1.4 MB instead of 3.7).
 CORES=$(nproc)
 TIMED=(/usr/bin/time -f '%U %S' -o)
+src720() { # NAME FORMAT: the source, its CPU time kept
+  "${TIMED[@]}" "$WORK/cpu-$1-src" $BIN/sl-test -n 300 -s 720p -f "$2" --fps 30 -p box
+}
+judge() { # NAME: the reader, its CPU time and its figures kept
+  "${TIMED[@]}" "$WORK/cpu-$1-reader" python3 scripts/net/latency.py --skip 30 >"$WORK/lat-$1.json"
+}
 lat720() { # NAME FORMAT [COMMAND between source and reader; none: one pipe]
   if [ -z "${3:-}" ]; then
-    "${TIMED[@]}" "$WORK/cpu-$1-src" $BIN/sl-test -n 300 -s 720p -f "$2" --fps 30 -p box \
-      | "${TIMED[@]}" "$WORK/cpu-$1-reader" python3 scripts/net/latency.py --skip 30 >"$WORK/lat-$1.json"
+    src720 "$1" "$2" | judge "$1"
   else
-    "${TIMED[@]}" "$WORK/cpu-$1-src" $BIN/sl-test -n 300 -s 720p -f "$2" --fps 30 -p box \
-      | bash -c "$3" \
-      | "${TIMED[@]}" "$WORK/cpu-$1-reader" python3 scripts/net/latency.py --skip 30 >"$WORK/lat-$1.json"
+    src720 "$1" "$2" | bash -c "$3" | judge "$1"
   fi
 }
 lat720_slnet() { # NAME FORMAT
   P=$(free_port)
   XDG_CONFIG_HOME=$WORK/b "${TIMED[@]}" "$WORK/cpu-$1-listen" $BIN/sl-net listen "127.0.0.1:$P" --peer "$FA" -q \
-    | "${TIMED[@]}" "$WORK/cpu-$1-reader" python3 scripts/net/latency.py --skip 30 >"$WORK/lat-$1.json" &
+    | judge "$1" &
   LPID=$!; PIDS+=($LPID)
   wait_udp "$P"
-  "${TIMED[@]}" "$WORK/cpu-$1-src" $BIN/sl-test -n 300 -s 720p -f "$2" --fps 30 -p box \
-    | XDG_CONFIG_HOME=$WORK/a "${TIMED[@]}" "$WORK/cpu-$1-send" $BIN/sl-net send "127.0.0.1:$P" --peer "$FB" -q
+  src720 "$1" "$2" | XDG_CONFIG_HOME=$WORK/a "${TIMED[@]}" "$WORK/cpu-$1-send" $BIN/sl-net send "127.0.0.1:$P" --peer "$FB" -q
   wait $LPID
 }
 lat720 pipe rgba

@@ -420,7 +420,8 @@ impl Slave {
         let mut d: Vec<f64> = self.delays.iter().copied().collect();
         let spread = median(&mut d) - delay;
         // ~3 sigma of the Sync samples around the line, half the delay window's spread, 1 us
-        let error = 3.0 * 1.4826 * mad + spread / 2.0 + 1000.0;
+        let sigma = MAD_TO_SIGMA * mad;
+        let error = 3.0 * sigma + spread / 2.0 + 1000.0;
         self.fit = Some((a, b, mad, t_ref));
         self.locked = true;
         // offset at t_ref: master - local = y + delay
@@ -429,7 +430,7 @@ impl Slave {
             anchor_ptp_ns: t_ref + (a + delay).round() as i64,
             rate_ppb: b * 1e9,
             error_ns: error,
-            growth_ppb: LOCKED_PPB.max(3.0 * rate_sigma_ppb(&pts, mad)),
+            growth_ppb: LOCKED_PPB.max(3.0 * rate_sigma_ppb(&pts, sigma)),
         });
         true
     }
@@ -506,12 +507,17 @@ impl Slave {
     }
 }
 
-/// How uncertain the fitted rate is, ppb (one sigma): the samples' scatter around the line
-/// over the time the window spans, as for a least-squares slope, sigma * sqrt(12 / n) / span.
+/// The standard deviation of normally distributed samples from their median absolute
+/// deviation.
+const MAD_TO_SIGMA: f64 = 1.4826;
+
+/// How uncertain the fitted rate is, ppb (one sigma): the samples' scatter (`sigma`, ns)
+/// around the line over the time the window spans, as for a least-squares slope,
+/// sigma * sqrt(12 / n) / span.
 /// Just after locking, three samples over two seconds with tens of microseconds of timestamp
 /// noise give a rate uncertain by tens of ppm, which a holdover then carries on for seconds:
 /// the published error has to grow that fast too.
-fn rate_sigma_ppb(points: &[Sample], mad: f64) -> f64 {
+fn rate_sigma_ppb(points: &[Sample], sigma: f64) -> f64 {
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return 0.0;
     };
@@ -519,7 +525,7 @@ fn rate_sigma_ppb(points: &[Sample], mad: f64) -> f64 {
     if span <= 0.0 {
         return 0.0;
     }
-    1.4826 * mad * (12.0 / points.len() as f64).sqrt() / span * 1e9
+    sigma * (12.0 / points.len() as f64).sqrt() / span * 1e9
 }
 
 /// The error's growth in holdover: a free-running oscillator ([`HOLDOVER_PPB`]) on top of
