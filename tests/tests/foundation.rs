@@ -64,6 +64,37 @@ fn every_pixel_format_carries_the_pattern() {
     }
 }
 
+/// Into a pipe sl-test hands each frame's own pages over (`vmsplice` of huge pages, where
+/// the kernel has them); into a file it writes a reused buffer. Both carry the same pixels.
+#[test]
+fn frames_through_a_pipe_match_frames_written_to_a_file() {
+    let dir = scratch_dir("sl-test-pipe-vs-file");
+    for pattern in ["box", "noise"] {
+        let args = ["--fast", "-n", "6", "-s", "1280x720", "-p", pattern];
+        let piped = video_frames(&decode(&test_stream(&args)).unwrap());
+        let path = dir.join(format!("{pattern}.slv"));
+        let status = std::process::Command::new(bin("sl-test"))
+            .args(args)
+            .stdout(std::fs::File::create(&path).unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{pattern}: sl-test > file");
+        let filed = video_frames(&decode(&std::fs::read(&path).unwrap()).unwrap());
+        assert_eq!(piped.len(), 6, "{pattern}");
+        assert_eq!(filed.len(), 6, "{pattern}");
+        for (p, f) in piped.iter().zip(&filed) {
+            assert_eq!(p.info.frame_number, f.info.frame_number);
+            assert!(
+                p.data() == f.data(),
+                "{pattern}: frame {} differs",
+                p.info.frame_number
+            );
+        }
+        // the box moves: frames differ from each other, so a stale page would show
+        assert!(piped[0].data() != piped[5].data(), "{pattern}");
+    }
+}
+
 #[test]
 fn stream_info_precedes_frames_and_an_end_follows() {
     let msgs = decode(&test_stream(&[
