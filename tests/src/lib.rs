@@ -330,7 +330,9 @@ impl Running {
 
     /// How many bytes stage `i` has written so far, to any file (`wchar` in /proc/PID/io):
     /// for a stage whose stdout goes into the next one, and that logs nothing, these are the
-    /// bytes it has put into the pipe.
+    /// bytes it has put into the pipe. Pages handed to a pipe with `vmsplice` are not counted
+    /// (frames of `sl_frame::pages::PAGED_FROM` bytes and more, from sl-test and sl-file): a
+    /// test that counts a source's frames this way uses smaller ones.
     pub fn bytes_written(&self, i: usize) -> u64 {
         let pid = self.pid(i);
         let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();

@@ -239,11 +239,16 @@ impl VideoFrame {
 
     /// A tightly packed frame in a [`PageBuf`] of its own (zeroed; `slack` writable bytes
     /// past the end for SIMD writers). [`VideoFrame::is_paged`] frames can be written into a
-    /// pipe without a copy. `None` if the size is invalid or the memory cannot be mapped.
+    /// pipe without a copy. `None` if the size is invalid, the memory cannot be mapped, or
+    /// the frame is smaller than [`crate::pages::PAGED_FROM`] (cheaper copied than paged):
+    /// callers fall back to a heap frame.
     pub fn new_paged(format: PixelFormat, width: u32, height: u32, slack: usize) -> Option<Self> {
         let strides = Self::packed_strides(format, width);
         let mut l =
             Self::empty_layout(format, width, height, &strides[..format.plane_count()]).ok()?;
+        if l.size < crate::pages::PAGED_FROM {
+            return None;
+        }
         l.frame.data = Storage::Pages(PageBuf::new(l.size, slack)?);
         Some(l.frame)
     }
