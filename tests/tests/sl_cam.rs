@@ -285,3 +285,37 @@ fn closed_pipe_downstream_is_a_quiet_end() {
         "sl-cam: fake camera: capturing YUYV 320x240 @ 30 fps\n"
     );
 }
+
+/// Into a pipe, sl-cam hands each frame of 1 MiB or more over in pages of its own (`vmsplice`,
+/// as sl-test and sl-file do); into a file it writes them. Both carry the same pixels, for a
+/// layout passed on as it is (NV12) and one converted (YUYV to I420).
+#[test]
+fn frames_through_a_pipe_match_frames_written_to_a_file() {
+    let dir = sl_e2e::scratch_dir("sl-cam-pipe-vs-file");
+    for mode in ["nv12:1280x720@30;fast", "yuyv:1280x720@30;fast"] {
+        let args = ["--fake", mode, "--frames", "6", "-q"];
+        let out = Pipeline::new().sl("sl-cam", &args).run();
+        out.assert_success();
+        let piped = out.frames();
+        let path = dir.join("cam.slv");
+        let status = std::process::Command::new(bin("sl-cam"))
+            .args(args)
+            .stdout(std::fs::File::create(&path).unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{mode}: sl-cam > file");
+        let filed = sl_e2e::video_frames(&sl_e2e::decode(&std::fs::read(&path).unwrap()).unwrap());
+        assert_eq!((piped.len(), filed.len()), (6, 6), "{mode}");
+        for (p, f) in piped.iter().zip(&filed) {
+            assert_eq!(p.info.frame_number, f.info.frame_number, "{mode}");
+            assert_eq!((p.format(), p.width(), p.height()), (f.format(), 1280, 720));
+            assert!(
+                p.data() == f.data(),
+                "{mode}: frame {} differs",
+                p.info.frame_number
+            );
+        }
+        // the square moves: frames differ from each other, so a stale page would show
+        assert!(piped[0].data() != piped[5].data(), "{mode}");
+    }
+}

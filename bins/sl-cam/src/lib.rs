@@ -6,7 +6,7 @@ use std::io::Write;
 use clap::Parser;
 use sl_camera::fake::FakeSpec;
 use sl_camera::v4l::{V4lCamera, list_devices};
-use sl_camera::{Camera, FourCc, Options, Request, Session, describe_choice};
+use sl_camera::{Camera, FourCc, Memory, Options, Request, Session, describe_choice};
 use sl_cli::{Size, SourceArgs, StageFlags};
 use sl_frame::Rational;
 use sl_stage::{Ending, Flow, Output, Source, Stage};
@@ -74,6 +74,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_frames: None,
         max_secs: None,
         source_id: args.source.source_id.clone(),
+        // into a pipe, each frame in pages of its own that the pipe takes without a copy
+        // (sl_frame::pages, as sl-test and sl-file do): a 720p NV12 frame is not copied into
+        // the pipe, and the next stage's read does not free pipe pages (docs/performance.md)
+        memory: if sl_cli::stdout_is_pipe() && sl_frame::pages::huge_pages_available() {
+            Memory::Paged
+        } else {
+            Memory::Heap
+        },
     };
     let name = camera_name(&args);
     let quiet = args.flags.common.quiet;

@@ -21,7 +21,7 @@ use sl_frame::convert::to_format;
 use sl_frame::{PixelFormat, Rational, now_ns};
 use sl_wire::{StreamInfo, WireError, Writer};
 
-pub use decode::{DecodeError, RawFrame};
+pub use decode::{DecodeError, Memory, RawFrame};
 pub use mode::{Choice, FourCc, Mode, Request};
 
 /// A source of camera frames.
@@ -109,6 +109,9 @@ pub struct Options {
     pub max_secs: Option<f64>,
     /// Source id for the stream and its frames (default: the camera's description).
     pub source_id: Option<String>,
+    /// Where frames are decoded to: [`Memory::Paged`] for a writer that hands each frame's
+    /// pages to a pipe (stdout is a pipe and the kernel has huge pages).
+    pub memory: Memory,
 }
 
 /// What [`capture`] did.
@@ -301,11 +304,12 @@ impl<'c, C: Camera + ?Sized> Session<'c, C> {
         {
             return Ok(None);
         }
-        let mut frame = decode::decode(&raw).map_err(|source| CamError::Decode {
-            device: device.to_string(),
-            frame: n,
-            source,
-        })?;
+        let mut frame =
+            decode::decode(&raw, self.opts.memory).map_err(|source| CamError::Decode {
+                device: device.to_string(),
+                frame: n,
+                source,
+            })?;
         if frame.format() != self.format {
             frame = to_format(&frame, self.format);
         }
