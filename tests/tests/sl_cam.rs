@@ -286,7 +286,7 @@ fn closed_pipe_downstream_is_a_quiet_end() {
     );
 }
 
-/// Into a pipe, sl-cam hands each frame of 1 MiB or more over in pages of its own (`vmsplice`,
+/// Into a pipe, sl-cam hands each frame of 512 KiB or more over in pages of its own (`vmsplice`,
 /// as sl-test and sl-file do); into a file it writes them. Both carry the same pixels, for a
 /// layout passed on as it is (NV12) and one converted (YUYV to I420).
 #[test]

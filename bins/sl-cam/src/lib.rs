@@ -77,7 +77,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         // into a pipe, each frame in pages of its own that the pipe takes without a copy
         // (sl_frame::pages, as sl-test and sl-file do): a 720p NV12 frame is not copied into
         // the pipe, and the next stage's read does not free pipe pages (docs/performance.md)
-        memory: if sl_cli::stdout_is_pipe() && sl_frame::pages::huge_pages_available() {
+        memory: if sl_cli::stdout_takes_pages() {
             Memory::Paged
         } else {
             Memory::Heap

@@ -278,9 +278,7 @@ fn open_source(
         threads: args.threads,
         // frames in pages of their own go into a pipe without a copy (sl_frame::pages)
         decoder_frames: args.output.is_none(),
-        paged: args.output.is_none()
-            && sl_cli::stdout_is_pipe()
-            && sl_frame::pages::huge_pages_available(),
+        paged: args.output.is_none() && sl_cli::stdout_takes_pages(),
     };
     let source = sl_media::Source::open(input, opts, sl_cli::interrupted)?;
     if args.looping && !source.is_seekable() {

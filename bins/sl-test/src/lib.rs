@@ -242,6 +242,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 fps: args.fps,
             }),
             n: 0,
-            paged: sl_cli::stdout_is_pipe() && sl_frame::pages::huge_pages_available(),
+            paged: sl_cli::stdout_takes_pages(),
         })
 }

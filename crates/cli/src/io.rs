@@ -25,10 +25,11 @@ pub fn stdin_is_terminal() -> bool {
     is_terminal(io::stdin().as_fd())
 }
 
-/// Whether stdout is a pipe (where frames in their own pages go without a copy: see
-/// `sl_frame::pages`).
-pub fn stdout_is_pipe() -> bool {
-    sl_wire::is_pipe(io::stdout().as_fd())
+/// Whether a source should make its frames in pages of their own ([`sl_frame::pages`]): stdout
+/// is a pipe, which takes such pages without a copy, and the kernel gives transparent huge
+/// pages, without which a fresh mapping per frame costs more than the copy it saves.
+pub fn stdout_takes_pages() -> bool {
+    sl_wire::is_pipe(io::stdout().as_fd()) && sl_frame::pages::huge_pages_available()
 }
 
 /// Try to enlarge the pipe behind `fd`; not a pipe, or not allowed, is fine.

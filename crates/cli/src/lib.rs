@@ -37,7 +37,7 @@ pub use args::{
     key_value, one_of, parse_bitrate, parse_duration, parse_fps, pixel_format,
 };
 pub use docs::{answer_early, completions, man_page};
-pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdout_is_pipe};
+pub use io::{frame_input, frame_output, is_broken_pipe, stdin_is_terminal, stdout_takes_pages};
 pub use policy::Policy;
 
 /// Every stage this project builds, for SEE ALSO, `sl`'s completions and the installer.

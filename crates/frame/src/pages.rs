@@ -24,13 +24,15 @@ use rustix::mm::{Advice, MapFlags, ProtFlags, madvise, mmap_anonymous, munmap};
 const HUGE_PAGE: usize = 2 << 20;
 
 /// The smallest frame worth a mapping of its own ([`crate::VideoFrame::new_paged`] gives
-/// `None` below it). A small frame still costs a fresh mapping and, once it reaches a huge
-/// page, the kernel zeroing all 2 MB of it. Measured with `sl-test --fast -n 1000 | cat`,
-/// CPU time of both, write from a reused buffer against vmsplice of paged frames, three runs
-/// each (2026-11-30): 320x240 RGBA (300 KB) 0.17-0.18 s against 0.25-0.30 s, paged slower;
-/// 480x360 RGBA (675 KB) 0.43-0.45 s against 0.32-0.45 s; 640x480 RGBA (1.2 MB) 0.76-0.82 s
-/// against 0.33-0.35 s; 720p NV12 (1.4 MB) 1.02-2.21 s against 0.46-0.82 s.
-pub const PAGED_FROM: usize = 1 << 20;
+/// `None` below it). A small frame still costs a fresh mapping and the kernel zeroing a whole
+/// 2 MB huge page. Measured with `sl-test --fast -n 1000 -s WxH | cat`, CPU time of both,
+/// write from a reused buffer against vmsplice of paged frames in whole huge pages, medians
+/// of five alternating runs (2026-12-01): 320x240 RGBA (300 KB) 0.18 s against 0.24 s, paged
+/// slower; 400x300 RGBA (480 KB) 0.29 s against 0.27 s, even; 480x360 RGBA (675 KB) 0.46 s
+/// against 0.28 s; 640x360 RGBA (900 KB, three runs) 0.55-1.11 s against 0.27-0.37 s. (Until
+/// a buffer was advised in whole huge pages, 2026-11-30, frames under 2 MB often faulted in
+/// 4 KB pages and the threshold was 1 MiB.)
+pub const PAGED_FROM: usize = 512 << 10;
 
 /// Whether the kernel gives transparent huge pages to memory that asks for them (`always`
 /// or `madvise` in /sys/kernel/mm/transparent_hugepage/enabled).
