@@ -657,6 +657,24 @@ pub fn video_frames(messages: &[Message]) -> Vec<VideoFrame> {
         .collect()
 }
 
+/// Run stage `name` with its stdout going into the file at `path` (not a pipe: frames are
+/// written, never handed over in pages of their own), and return the video frames it wrote.
+/// Panics if the stage fails.
+pub fn video_frames_written_to_file(name: &str, args: &[&str], path: &Path) -> Vec<VideoFrame> {
+    let status = Command::new(bin(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(path).unwrap())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    assert!(
+        status.success(),
+        "{name} {args:?} > {}: {status}",
+        path.display()
+    );
+    video_frames(&decode(&std::fs::read(path).unwrap()).unwrap())
+}
+
 /// Run a program to completion and return (exit code, stdout, stderr).
 pub fn run_cmd(program: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(program)

@@ -3,7 +3,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use sl_e2e::{Pipeline, bin, decode, run_cmd, scratch_dir, video_frames};
+use sl_e2e::{
+    Pipeline, bin, decode, run_cmd, scratch_dir, video_frames, video_frames_written_to_file,
+};
 use sl_frame::convert::to_format;
 use sl_frame::{PixelFormat, Rational};
 use sl_wire::{ALL_STREAMS, Message};
@@ -73,13 +75,7 @@ fn frames_through_a_pipe_match_frames_written_to_a_file() {
         let args = ["--fast", "-n", "6", "-s", "1280x720", "-p", pattern];
         let piped = video_frames(&decode(&test_stream(&args)).unwrap());
         let path = dir.join(format!("{pattern}.slv"));
-        let status = std::process::Command::new(bin("sl-test"))
-            .args(args)
-            .stdout(std::fs::File::create(&path).unwrap())
-            .status()
-            .unwrap();
-        assert!(status.success(), "{pattern}: sl-test > file");
-        let filed = video_frames(&decode(&std::fs::read(&path).unwrap()).unwrap());
+        let filed = video_frames_written_to_file("sl-test", &args, &path);
         assert_eq!(piped.len(), 6, "{pattern}");
         assert_eq!(filed.len(), 6, "{pattern}");
         for (p, f) in piped.iter().zip(&filed) {

@@ -298,13 +298,7 @@ fn frames_through_a_pipe_match_frames_written_to_a_file() {
         out.assert_success();
         let piped = out.frames();
         let path = dir.join("cam.slv");
-        let status = std::process::Command::new(bin("sl-cam"))
-            .args(args)
-            .stdout(std::fs::File::create(&path).unwrap())
-            .status()
-            .unwrap();
-        assert!(status.success(), "{mode}: sl-cam > file");
-        let filed = sl_e2e::video_frames(&sl_e2e::decode(&std::fs::read(&path).unwrap()).unwrap());
+        let filed = sl_e2e::video_frames_written_to_file("sl-cam", &args, &path);
         assert_eq!((piped.len(), filed.len()), (6, 6), "{mode}");
         for (p, f) in piped.iter().zip(&filed) {
             assert_eq!(p.info.frame_number, f.info.frame_number, "{mode}");
