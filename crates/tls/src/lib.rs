@@ -27,9 +27,19 @@ pub fn refused() -> rustls::Error {
     rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
 }
 
-/// The one crypto provider: ring.
+/// The one crypto provider: ring's, with aws-lc-rs's cipher suites. Keys, key exchange,
+/// signatures and randomness are ring's; only the AEAD that seals and opens every byte of a
+/// link is aws-lc's, whose AES-GCM uses the CPU's 512-bit vector AES where ring's stops at
+/// 256 bits: on this project's x86-64 machines it seals a 720p RGBA frame in 65000-byte
+/// packets 1.4x as fast (0.34 against 0.47 ms, `docs/sl-net.md`).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites = rustls::crypto::aws_lc_rs::DEFAULT_CIPHER_SUITES
+        .iter()
+        .filter(|s| s.version() == &rustls::version::TLS13)
+        .copied()
+        .collect();
+    Arc::new(p)
 }
 
 /// A verifier of server certificates (for a client) and of client certificates (for a
@@ -172,6 +182,29 @@ mod tests {
             } else {
                 Err(refused())
             }
+        }
+    }
+
+    #[test]
+    fn records_are_sealed_by_aws_lc_and_the_rest_is_ring() {
+        let p = provider();
+        let aws: Vec<_> = rustls::crypto::aws_lc_rs::DEFAULT_CIPHER_SUITES
+            .iter()
+            .filter_map(|s| s.tls13())
+            .collect();
+        assert_eq!(p.cipher_suites.len(), aws.len());
+        for suite in &p.cipher_suites {
+            let ours = suite.tls13().expect("TLS 1.3 suites only");
+            assert!(
+                aws.iter().any(|a| std::ptr::eq(*a, ours)),
+                "{:?} is not aws-lc-rs's",
+                suite.suite()
+            );
+        }
+        let ring = rustls::crypto::ring::default_provider();
+        assert_eq!(p.kx_groups.len(), ring.kx_groups.len());
+        for (a, b) in p.kx_groups.iter().zip(&ring.kx_groups) {
+            assert!(std::ptr::eq(*a, *b), "key exchange is ring's");
         }
     }
 
