@@ -25,7 +25,7 @@ WORK=$(mktemp -d /tmp/bench-moq.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+. scripts/bench-lib.sh
 cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 ffmpeg -loglevel error -f lavfi -i "testsrc2=size=1280x720:rate=30" -t "$SECS" \

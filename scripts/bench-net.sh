@@ -27,6 +27,7 @@
 # Needs: socat, sshd (scripts/setup.sh installs them from scripts/deps/net.apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 FRAMES=${1:-240}
 
 scripts/setup.sh
@@ -51,7 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 
 # Two "machines": their own config directories, keys pinned both ways.
@@ -66,8 +66,6 @@ $BIN/sl-test --fast -n "$FRAMES" -s 1080p -p box >"$INPUT"
 BYTES=$(stat -c %s "$INPUT")
 echo "bench-net: $FRAMES frames of 1080p RGBA, $((BYTES / 1000000)) MB; load $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores (other work moves the times: compare ratios)"
 
-wait_udp() { for _ in $(seq 200); do ss -Hlun "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
-wait_tcp() { for _ in $(seq 200); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
 
 # --- sl-net ---
 P=$(free_port)

@@ -92,7 +92,7 @@ def cpu_use(a, b):
         while i < len(r) and r[i][0] < b:
             s = max(a, r[i][0])
             e = min(b, r[i + 1][0] if i + 1 < len(r) else b)
-            if e > s and r[i][0] <= b:
+            if e > s:
                 out[who(r[i][2], r[i][1])] += (e - s) * 1e3
             i += 1
     return out

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Where each frame's time goes on a 720p30 link over loopback, the run of scripts/bench-net.sh's
 # latency part (sl-test | sl-net send  ->  sl-net listen | scripts/net/latency.py), traced with
-# perf: the source's vmsplice calls, the sender's reads and datagram sends, the listener's
-# datagram receives and its write into the output pipe, the reader's reads, and every context
-# switch on every CPU. scripts/net/timeline.py then splits each frame (capture to the reader
+# perf: the source's and the listener's writes into their pipes, the sender's reads and
+# datagram sends, the reader's reads, and every context switch on every CPU. scripts/net/timeline.py then splits each frame (capture to the reader
 # having it) into phases and says which process had each CPU meanwhile, idle included, for the
 # middle half of the frames and for the slowest 5%.
 #
@@ -13,6 +12,7 @@
 # higher than in scripts/bench-net.sh; the split between phases is what this is for.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/bench-lib.sh
 FRAMES=${1:-300}
 FORMAT=${2:-rgba}
 BIN=target/release
@@ -25,13 +25,12 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/a" "$WORK/b"
 FA=$(XDG_CONFIG_HOME=$WORK/a $BIN/sl-net key 2>/dev/null)
 FB=$(XDG_CONFIG_HOME=$WORK/b $BIN/sl-net key 2>/dev/null)
-P=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+P=$(free_port)
 
 # every event but perf's own (its writes would trace themselves)
 EVENTS=""
-for e in sched:sched_switch syscalls:sys_enter_vmsplice syscalls:sys_exit_vmsplice \
-  syscalls:sys_exit_read syscalls:sys_enter_sendmsg syscalls:sys_exit_recvmmsg \
-  syscalls:sys_enter_writev syscalls:sys_exit_writev; do
+for e in sched:sched_switch syscalls:sys_enter_vmsplice syscalls:sys_enter_writev \
+  syscalls:sys_exit_read syscalls:sys_enter_sendmsg; do
   EVENTS="$EVENTS -e $e --filter \"common_pid != \$\$\""
 done
 SECS=$(( FRAMES / 30 + 4 ))
@@ -42,7 +41,7 @@ sleep 1
 XDG_CONFIG_HOME=$WORK/b $BIN/sl-net listen "127.0.0.1:$P" --peer "$FA" -q \
   | python3 scripts/net/latency.py --skip 30 >"$WORK/lat.json" &
 LPID=$!
-for _ in $(seq 200); do ss -Hlun "sport = :$P" | grep -q . && break; sleep 0.05; done
+wait_udp "$P"
 $BIN/sl-test -n "$FRAMES" -s 720p -f "$FORMAT" --fps 30 -p box \
   | XDG_CONFIG_HOME=$WORK/a $BIN/sl-net send "127.0.0.1:$P" --peer "$FB" -q
 wait $LPID
