@@ -4,9 +4,15 @@
 # free_port: a TCP/UDP port on 127.0.0.1 that nothing uses right now.
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-# wait_udp PORT / wait_tcp PORT: until something listens there (10 s at most; 1 if not).
-wait_udp() { for _ in $(seq 200); do ss -Hlun "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
-wait_tcp() { for _ in $(seq 200); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
+# wait_udp PORT [NETNS] / wait_tcp PORT [NETNS]: until something listens there, in network
+# namespace NETNS if given (10 s at most; 1 if not).
+wait_listen() { # u|t PORT [NETNS]
+  local in=(); [ -z "${3:-}" ] || in=(ip netns exec "$3")
+  for _ in $(seq 200); do "${in[@]}" ss -Hl"$1"n "sport = :$2" | grep -q . && return 0; sleep 0.05; done
+  return 1
+}
+wait_udp() { wait_listen u "$@"; }
+wait_tcp() { wait_listen t "$@"; }
 
 # hud_vf FONT: ffmpeg's filter for what examples/hud.rhai draws: a background panel, 10
 # shapes (drawbox cannot draw circles, so its 5 circles are filled boxes) and 3 lines of text.

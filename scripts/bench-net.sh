@@ -309,14 +309,14 @@ ABS=$(cd "$BIN" && pwd)
 ip netns exec "$NS_A" env XDG_CONFIG_HOME=$WORK/a sh -c \
   "$ABS/sl-test ${LIVE[*]} | $ABS/sl-net serve $IPA:4433 --wait-for 1 --codec raw --peer $FB -q" &
 PIDS+=($!)
-for _ in $(seq 200); do ip netns exec "$NS_A" ss -Hlun 'sport = :4433' | grep -q . && break; sleep 0.05; done
+wait_udp 4433 "$NS_A" || true
 NETL=$(ip netns exec "$NS_B" env XDG_CONFIG_HOME=$WORK/b "$ABS/sl-net" recv $IPA:4433 --policy latest \
   --peer "$FA" -q --no-reconnect | python3 scripts/net/latency.py)
 
 ip netns exec "$NS_A" /usr/sbin/sshd -D -e -f "$WORK/ssh/sshd_config" -o "ListenAddress $IPA" -o "Port 2222" \
   2>"$WORK/ssh/log-ns" &
 PIDS+=($!)
-for _ in $(seq 200); do ip netns exec "$NS_A" ss -Hltn 'sport = :2222' | grep -q . && break; sleep 0.05; done
+wait_tcp 2222 "$NS_A" || true
 SSHL=$(ip netns exec "$NS_B" ssh -p 2222 -i "$WORK/ssh/user" -o StrictHostKeyChecking=no \
   -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes "$(id -un)@$IPA" \
   "$ABS/sl-test ${LIVE[*]}" | python3 scripts/net/latency.py)

@@ -73,6 +73,7 @@ times = [c[0] for c in calls]
 runs = collections.defaultdict(list)
 for t, cpu, comm, tid in switches:
     runs[cpu].append((t, comm, tid))
+run_times = {cpu: [x[0] for x in r] for cpu, r in runs.items()}
 
 
 def who(tid, comm):
@@ -87,8 +88,7 @@ def who(tid, comm):
 def cpu_use(a, b):
     out = collections.Counter()
     for cpu, r in runs.items():
-        ts = [x[0] for x in r]
-        i = max(0, bisect.bisect_right(ts, a) - 1)
+        i = max(0, bisect.bisect_right(run_times[cpu], a) - 1)
         while i < len(r) and r[i][0] < b:
             s = max(a, r[i][0])
             e = min(b, r[i + 1][0] if i + 1 < len(r) else b)

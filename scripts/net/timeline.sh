@@ -2,14 +2,17 @@
 # Where each frame's time goes on a 720p30 link over loopback, the run of scripts/bench-net.sh's
 # latency part (sl-test | sl-net send  ->  sl-net listen | scripts/net/latency.py), traced with
 # perf: the source's and the listener's writes into their pipes, the sender's reads and
-# datagram sends, the reader's reads, and every context switch on every CPU. scripts/net/timeline.py then splits each frame (capture to the reader
-# having it) into phases and says which process had each CPU meanwhile, idle included, for the
-# middle half of the frames and for the slowest 5%.
+# datagram sends, the reader's reads, and every context switch on every CPU.
+# scripts/net/timeline.py then splits each frame (capture to the reader having it) into phases
+# and says which process had each CPU meanwhile, idle included, for the middle half of the
+# frames and for the slowest 5%.
 #
 # Usage: scripts/net/timeline.sh [FRAMES] [FORMAT]   (default 300 rgba; as root)
 # Needs: perf (Debian: linux-perf) and the release binaries (cargo build --release --bins).
-# The trace itself costs some CPU (perf writes its buffer), so absolute times run a little
-# higher than in scripts/bench-net.sh; the split between phases is what this is for.
+# The trace slows the run (720p RGBA p50 3.9-4.8 ms traced in four runs, against 3.4-3.9
+# untraced), so what this is for is the order and split of the phases. Its idle time did not
+# turn into a gain: overlapping the output with the link left the untraced p50 where it was
+# (docs/sl-net.md, "the listener writing each frame out as it arrives").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/bench-lib.sh
