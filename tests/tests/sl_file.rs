@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sl_e2e::{
-    Pipeline, decode, free_tcp_port, free_udp_port, require, run_cmd, scratch_dir,
+    Pipeline, bin, decode, free_tcp_port, free_udp_port, require, run_cmd, scratch_dir,
     wait_for_listener, wait_for_tcp,
 };
 use sl_frame::Rational;
@@ -467,6 +467,37 @@ fn sigint_while_writing_mp4_finalises_it() {
 #[test]
 fn sigterm_while_writing_mp4_finalises_it() {
     interrupt_while_writing("TERM");
+}
+
+/// GNU `timeout` sends its SIGTERM twice, to the program and then to its process group: the
+/// two count as one request, and the recording is finalised (a later second signal would exit
+/// at once).
+#[test]
+fn a_recording_under_gnu_timeout_is_finalised() {
+    require("timeout");
+    let dir = scratch_dir("sl_file_gnu_timeout");
+    let mp4 = dir.join("rec.mp4");
+    let file = bin("sl-file");
+    let out = Pipeline::new()
+        .sl(
+            "sl-test",
+            &["-n", "100000", "-s", "320x240", "-p", "box", "--fps", "30"],
+        )
+        .cmd(
+            "timeout",
+            &["--preserve-status", "2", s(&file), "-o", s(&mp4), "-v"],
+        )
+        .timeout(Duration::from_secs(60))
+        .run();
+    let writer = out.stage(1);
+    assert_eq!(writer.code, Some(130), "{writer:?}");
+    let n = finalised_frames(&writer.stderr);
+    assert!(n >= 15, "two seconds at 30 fps: {n} frames");
+    assert_eq!(
+        probe(&mp4).frames,
+        n,
+        "ffprobe reads the file to the last frame"
+    );
 }
 
 #[test]

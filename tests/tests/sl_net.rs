@@ -588,6 +588,76 @@ fn latest_delivers_whole_frames_in_order_and_counts_the_gaps() {
     assert_eq!(v["missing_frames"], missing, "{v}");
 }
 
+/// A reader downstream of the listener that takes 100 ms over each frame, a third of the
+/// source's rate: under `latest` the listener drops the frames it could not hand over (stale,
+/// as the sender would on a slow link) instead of queueing them, so the output does not fall
+/// further behind the source for as long as it runs.
+#[test]
+fn latest_behind_a_slow_reader_drops_stale_frames_instead_of_falling_behind() {
+    let (a, b) = (machine("slow-out-a"), machine("slow-out-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let mut child = Command::new(bin("sl-net"))
+        .args(["listen", &addr, "--peer", &a.fp, "--json"])
+        .env("XDG_CONFIG_HOME", &b.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bound(&addr);
+    let so = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut r = Reader::new(so).unwrap();
+        let mut got = Vec::new();
+        while let Ok(Some(m)) = r.next_message() {
+            if matches!(m, Message::Video { .. }) {
+                thread::sleep(Duration::from_millis(100));
+            }
+            got.push(m);
+        }
+        got
+    });
+    let mut se = child.stderr.take().unwrap();
+    let err_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    // 90 frames at 30 fps: three seconds, read at ten frames a second at most
+    send_pipeline(
+        &a,
+        &["-n", "90", "--fps", "30", "-s", "320x240", "-p", "box"],
+        &["send", &addr, "--policy", "latest", "--peer", &b.fp],
+    )
+    .run()
+    .assert_success();
+    let status = child.wait().unwrap();
+    let got = reader.join().unwrap();
+    let err = err_thread.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(
+        got.last().is_some_and(Message::is_end_of_all),
+        "a clean end"
+    );
+    let frames = video_frames(&got);
+    let numbers: Vec<u64> = frames.iter().map(|f| f.info.frame_number).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    // queueing every frame for the reader would deliver all 90, nine seconds of reading for
+    // three of source: the last frame out nearly six seconds late, and later the longer it ran
+    assert!(
+        numbers.len() < 60,
+        "frames the reader could not take were dropped: {numbers:?}"
+    );
+    assert_eq!(numbers.last(), Some(&89), "the newest frame gets through");
+    let v: serde_json::Value =
+        serde_json::from_str(err.lines().find(|l| l.starts_with('{')).expect("json")).unwrap();
+    let missing = numbers.last().unwrap() - numbers[0] + 1 - numbers.len() as u64;
+    assert_eq!(v["missing_frames"], missing, "the gaps are reported: {v}");
+    assert!(
+        v["stale_frames"].as_u64().unwrap() > 0,
+        "the listener says it dropped them as stale: {v}"
+    );
+}
+
 #[test]
 fn a_late_receiver_starts_with_the_descriptions() {
     let (a, b) = (machine("late-a"), machine("late-b"));
@@ -666,6 +736,56 @@ fn a_restarted_sender_is_picked_up_by_the_waiting_listener() {
     assert!(frames.iter().any(|f| f.info.source_id == "one"));
 }
 
+/// A `block` sender whose listener is killed mid-stream reconnects to the listener started in
+/// its place, but the frames the dead one never wrote out are gone: it counts them, says so,
+/// and ends with exit 1 instead of passing the loss off as a clean run.
+#[test]
+fn a_block_sender_whose_listener_dies_counts_the_frames_lost_and_exits_1() {
+    let (a, b) = (machine("block-lost-a"), machine("block-lost-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let mut first = listening(&b, &addr, &["--peer", &a.fp]);
+    let sender = send_pipeline(
+        &a,
+        &["-n", "240", "-s", "160x120", "--fps", "30"],
+        &["send", &addr, "--peer", &b.fp, "--json"],
+    )
+    .spawn();
+    first.wait_for_output(160 * 120 * 4 * 10);
+    first.child.kill().unwrap(); // SIGKILL: it writes nothing more, and says nothing
+    let (_, out1, _) = first.finish();
+    let second = listening(&b, &addr, &["--peer", &a.fp]);
+    let sent = sender.wait();
+    let (code, out2, err2) = second.finish();
+    assert_eq!(
+        code,
+        Some(0),
+        "the new listener gets a clean stream: {err2}"
+    );
+    let s = sent.stage(1);
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(
+        s.stderr.contains("frames were lost with the connection"),
+        "{}",
+        s.stderr
+    );
+    let mut n1 = 0;
+    let mut r = Reader::new(&out1[..]).unwrap();
+    while let Ok(Some(m)) = r.next_message() {
+        n1 += u64::from(matches!(m, Message::Video { .. }));
+    }
+    let n2 = video_frames(&decode(&out2).expect("a complete stream")).len() as u64;
+    let v: serde_json::Value =
+        serde_json::from_str(s.stderr.lines().find(|l| l.starts_with('{')).expect("json")).unwrap();
+    let lost = v["lost_frames"].as_u64().unwrap();
+    assert!(lost > 0 && n1 > 0 && n2 > 0, "{n1} + {n2}, {v}");
+    // the dead listener may have taken the last frame or two off the link, reported them,
+    // and died before writing them out
+    assert!(
+        (238..=240).contains(&(n1 + n2 + lost)),
+        "every frame arrived or is counted lost: {n1} + {n2} + {lost} of 240"
+    );
+}
+
 #[test]
 fn help_and_usage() {
     let (code, out, _) = run_cmd(&bin("sl-net"), &["--help"]);
@@ -690,6 +810,7 @@ fn help_and_usage() {
         // the one bit-rate parser of every stage (sl_cli::parse_bitrate)
         ("--bitrate", "fast", "not a bit rate: use e.g. 4M, 2500k"),
         ("--quality", "101", "1..=100"),
+        ("--preset", "bogus", "ultrafast"),
     ] {
         let (code, _, err) = run_cmd(&bin("sl-net"), &["send", "127.0.0.1:9", flag, value]);
         assert_eq!(code, Some(2), "{flag} {value}: {err}");

@@ -83,7 +83,8 @@ enum Command {
     Serve {
         /// Where to listen: :PORT, HOST:PORT or [IPv6]:PORT.
         addr: String,
-        /// Read no input until N receivers are connected (so each gets the whole stream).
+        /// Read no input until N receivers are connected (so each `block` receiver gets the
+        /// whole stream; a `latest` one still drops frames that are stale when it can take them).
         #[arg(long, value_name = "N", default_value_t = 0)]
         wait_for: usize,
         #[command(flatten)]
@@ -168,7 +169,8 @@ struct CodecArgs {
     #[arg(long, value_name = "RATE", value_parser = sl_cli::parse_bitrate)]
     bitrate: Option<u64>,
     /// libx264 preset (ultrafast ... veryslow): faster presets take less CPU per frame.
-    #[arg(long, value_name = "PRESET", default_value = sl_net::codec::DEFAULT_PRESET)]
+    #[arg(long, value_name = "PRESET", default_value = sl_net::codec::DEFAULT_PRESET,
+          value_parser = clap::builder::PossibleValuesParser::new(sl_net::codec::X264_PRESETS))]
     preset: String,
 }
 

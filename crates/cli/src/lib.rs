@@ -31,6 +31,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 pub use args::{
     Common, Delivery, EncodeArgs, FrameLimit, Names, Progress, Size, SourceArgs, StageFlags,
@@ -89,17 +90,39 @@ pub fn interrupted() -> bool {
     interrupt_flag().load(Ordering::Relaxed)
 }
 
+/// Signals this close together count as one request to stop: GNU `timeout` sends its SIGTERM
+/// twice, to the program and then to its process group, microseconds apart.
+const SAME_REQUEST: Duration = Duration::from_millis(500);
+
 /// Install the signal handlers. [`run`] does this; call it directly only from tests or
 /// programs that do not use [`run`].
+///
+/// The first SIGINT or SIGTERM sets the flag [`interrupted`] reads. A later one exits at once
+/// with 130 (for a stage stuck in a blocking read), unless it came within [`SAME_REQUEST`] of
+/// the first: then it is the same request, and the stage goes on finalising its output.
 pub fn install_signal_handlers() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let flag = interrupt_flag();
     for sig in [SIGINT, SIGTERM] {
-        // Registered first, so it sees the flag before the second registration sets it: a
-        // second signal exits at once (for a stage stuck in a blocking read).
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(flag));
         let _ = signal_hook::flag::register(sig, Arc::clone(flag));
     }
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut first: Option<Instant> = None;
+            for _ in signals.forever() {
+                match first {
+                    None => first = Some(Instant::now()),
+                    Some(t) if t.elapsed() >= SAME_REQUEST => {
+                        signal_hook::low_level::exit(i32::from(exit::INTERRUPTED))
+                    }
+                    Some(_) => {}
+                }
+            }
+        });
 }
 
 /// The program name for messages (`sl-test`), from clap's command name.

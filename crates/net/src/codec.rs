@@ -86,6 +86,20 @@ pub struct CodecOptions {
 }
 
 pub const DEFAULT_QUALITY: u8 = 85;
+/// libx264's presets, fastest first.
+pub const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
 pub const DEFAULT_PRESET: &str = "veryfast";
 
 impl CodecOptions {

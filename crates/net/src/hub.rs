@@ -301,6 +301,11 @@ impl Subscription {
         }
     }
 
+    /// Frames queued for this subscriber and not yet taken.
+    pub fn queued_frames(&self) -> u64 {
+        lock(&self.q).items.iter().filter(|m| m.is_frame()).count() as u64
+    }
+
     /// Frames dropped for this subscriber so far.
     pub fn dropped(&self) -> u64 {
         lock(&self.q).dropped

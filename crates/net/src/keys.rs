@@ -248,6 +248,13 @@ pub fn parse_allowed(text: &str, file: &Path) -> Result<Vec<Fingerprint>, NetErr
 /// Add `fp` (with an optional comment) to the allowed-keys file, unless it is there already.
 /// Returns false when it was already allowed.
 pub fn allow(file: &Path, fp: &Fingerprint, comment: &str) -> Result<bool, NetError> {
+    // one line per key: a newline in the comment would start a line of its own, and could pin
+    // a key nobody asked for
+    if comment.chars().any(char::is_control) {
+        return Err(NetError::Key(
+            "a comment cannot hold a newline or other control character".into(),
+        ));
+    }
     let existing = match fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -364,6 +371,23 @@ mod tests {
         fs::write(&file, "SHA256:broken\n").unwrap();
         let e = Pins::new(&[], Some(&file)).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_comment_cannot_smuggle_in_a_second_key() {
+        let d = tmp("smuggle");
+        let file = d.join("allowed_keys");
+        let a = Fingerprint::of_spki(b"a");
+        let evil = Fingerprint::of_spki(b"evil");
+        let e = allow(&file, &a, &format!("bob\n{evil} evil"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("newline"), "{e}");
+        assert!(!file.exists(), "nothing written");
+        assert!(allow(&file, &a, "bob").unwrap());
+        let pins = Pins::new(&[], Some(&file)).unwrap();
+        assert!(pins.allows(&a) && !pins.allows(&evil));
         let _ = fs::remove_dir_all(&d);
     }
 }

@@ -25,6 +25,12 @@ use crate::stats::Stats;
 /// such a path busy.
 const LATEST_IN_FLIGHT: usize = 4;
 
+/// Records a `block` link sends ahead of the receiver's reports of what it has written out.
+/// QUIC's flow control alone would let a sender write tens of megabytes into a connection
+/// whose peer has died, all of it lost when the connection times out; with this bound the
+/// input waits (as a pipe's writer would) once the peer stops answering.
+const BLOCK_IN_FLIGHT: u64 = 32;
+
 /// How a push ended.
 #[derive(Debug)]
 pub enum PushEnd {
@@ -101,12 +107,54 @@ pub async fn push(
         let d = Arc::clone(&delivered);
         tokio::spawn(async move { d.read_reports(reports).await })
     });
-    let r = push_loop(conn, sub, stats, &mut ordered, latest, &delivered).await;
-    match r {
+    let mut sent = Sent::default();
+    let r = push_loop(
+        conn,
+        sub,
+        stats,
+        &mut ordered,
+        latest,
+        &delivered,
+        &mut sent,
+    )
+    .await;
+    let end = match r {
         Ok(end) => Ok(end),
         Err(NetError::Connection(e)) => Ok(conn_end(e)),
         Err(NetError::Write(quinn::WriteError::ConnectionLost(e))) => Ok(conn_end(e)),
         Err(e) => Err(e),
+    };
+    if let Ok(PushEnd::Lost(_)) = end
+        && !latest
+    {
+        // sent, but the peer never said it wrote them out: gone with the connection
+        let lost = sent.frames_after(delivered.records.load(Ordering::SeqCst));
+        stats.lost_frames.fetch_add(lost, Ordering::Relaxed);
+    }
+    end
+}
+
+/// Which of the records sent on the ordered stream were frames, for counting the ones a lost
+/// connection took with it.
+#[derive(Default)]
+struct Sent {
+    /// Record numbers of the frames sent, oldest first (pruned as reports come).
+    frames: VecDeque<u64>,
+}
+
+impl Sent {
+    fn record(&mut self, index: u64, frame: bool, delivered: u64) {
+        while self.frames.front().is_some_and(|&i| i < delivered) {
+            self.frames.pop_front();
+        }
+        if frame {
+            self.frames.push_back(index);
+        }
+    }
+
+    /// Frames among the records from `delivered` on.
+    fn frames_after(&self, delivered: u64) -> u64 {
+        self.frames.iter().filter(|&&i| i >= delivered).count() as u64
     }
 }
 
@@ -117,6 +165,7 @@ async fn push_loop(
     ordered: &mut SendStream,
     latest: bool,
     delivered: &Delivered,
+    sent: &mut Sent,
 ) -> Result<PushEnd, NetError> {
     ordered.write_all(&[TAG_ORDERED]).await?;
     let in_flight = Arc::new(Semaphore::new(LATEST_IN_FLIGHT));
@@ -132,16 +181,19 @@ async fn push_loop(
         } else {
             None
         };
-        if latest {
-            // Frames that are not all keyframes (H.264) travel on the ordered stream, whose
-            // buffers would otherwise let lag build up behind a slow path or reader: take
-            // the next message only once the puller has written out all but a few, so the
-            // subscription's queue drops superseded frames meanwhile (and then waits for a
-            // keyframe).
-            tokio::select! {
-                _ = delivered.wait_below(records, LATEST_IN_FLIGHT as u64) => {}
-                e = conn.closed() => return Ok(conn_end(e)),
-            }
+        // Under `latest`, frames that are not all keyframes (H.264) travel on the ordered
+        // stream, whose buffers would otherwise let lag build up behind a slow path or
+        // reader: take the next message only once the puller has written out all but a few,
+        // so the subscription's queue drops superseded frames meanwhile (and then waits for a
+        // keyframe). Under `block`, see BLOCK_IN_FLIGHT.
+        let ahead = if latest {
+            LATEST_IN_FLIGHT as u64
+        } else {
+            BLOCK_IN_FLIGHT
+        };
+        tokio::select! {
+            _ = delivered.wait_below(records, ahead) => {}
+            e = conn.closed() => return Ok(conn_end(e)),
         }
         let next = tokio::select! {
             n = sub.next() => n,
@@ -199,7 +251,9 @@ async fn push_loop(
         let mut chunks = Vec::with_capacity(m.parts.len() + 1);
         chunks.push(Bytes::from(head));
         chunks.extend(m.parts.iter().cloned());
+        let frame = m.is_frame();
         ordered.write_all_chunks(&mut chunks).await?;
+        sent.record(records, frame, delivered.records.load(Ordering::SeqCst));
         records += 1;
         if end {
             return Ok(finish_ordered(conn, ordered).await);
@@ -412,6 +466,9 @@ enum Event {
 /// Frames read at once from frame streams; bounds the memory a peer can make us hold.
 const FRAME_READERS: usize = 8;
 
+/// Ordered records waiting for the writer before no more are taken from the connection.
+const QUEUED_RECORDS: usize = 4;
+
 /// Receive on `conn` and write to `out` until the stream ends, reporting on `reports` (the
 /// hello stream's sending half) how many ordered records have been written out.
 pub async fn pull(
@@ -421,7 +478,8 @@ pub async fn pull(
     stats: &Arc<Stats>,
     mut reports: SendStream,
 ) -> Result<PullEnd, NetError> {
-    let (tx, mut rx) = mpsc::channel::<Event>(64);
+    // each event may hold a whole frame: a few are enough to keep the writer busy
+    let (tx, mut rx) = mpsc::channel::<Event>(16);
     let acceptor = {
         let conn = conn.clone();
         let tx = tx.clone();
@@ -430,12 +488,48 @@ pub async fn pull(
     drop(tx);
     let _guard = AbortOnDrop(acceptor);
     let mut asm = Assembler::default();
+    let mut queue = OutQueue::default();
     loop {
+        if asm.ordered.is_empty() && asm.ordered_ended && queue.is_empty() {
+            if let Some(r) = asm.abort.take() {
+                return Ok(PullEnd::InputFailed(r));
+            }
+            return Err(NetError::Protocol(
+                "the sender closed its stream without an end-of-stream".into(),
+            ));
+        }
         let ev = tokio::select! {
             biased;
-            ev = rx.recv() => ev,
+            // hand the writer what it has room for; a frame waiting here is dropped when a
+            // newer one of its stream arrives, so a slow reader downstream costs frames, not lag
+            permit = out.tx.reserve(), if !queue.is_empty() => {
+                let Ok(permit) = permit else {
+                    return Ok(PullEnd::DownstreamClosed);
+                };
+                if out.broken.load(Ordering::Relaxed) {
+                    return Ok(PullEnd::DownstreamClosed);
+                }
+                let (m, record) = queue.pop().expect("not empty");
+                let end = m.is_end_of_all();
+                stats.count_received(&m);
+                permit.send(m);
+                if end {
+                    return Ok(PullEnd::Done);
+                }
+                if record {
+                    // the pusher paces its ordered stream by these; a lost connection shows
+                    // elsewhere
+                    queue.records_out += 1;
+                    let _ = reports.write_all(&queue.records_out.to_le_bytes()).await;
+                }
+                continue;
+            }
+            // records are never dropped: past a few waiting, take no more until the writer
+            // has taken one, so a slow reader holds a `block` link back as a pipe would
+            ev = rx.recv(), if queue.records < QUEUED_RECORDS => ev,
             e = conn.closed() => {
                 // deliver what already arrived before reporting
+                queue.flush(out, stats).await;
                 match e {
                     ConnectionError::ApplicationClosed(c) => return Ok(PullEnd::PeerClosed {
                         code: c.error_code.into_inner() as u32,
@@ -447,6 +541,7 @@ pub async fn pull(
             _ = out.closed.notified() => return Ok(PullEnd::DownstreamClosed),
         };
         let Some(ev) = ev else {
+            queue.flush(out, stats).await;
             return Ok(PullEnd::Lost(ConnectionError::LocallyClosed));
         };
         match ev {
@@ -466,28 +561,56 @@ pub async fn pull(
                 return Err(e);
             }
         }
-        let before = asm.records_done;
-        for m in asm.pump(stats) {
-            let end = m.is_end_of_all();
+        for (m, record) in asm.pump(stats) {
+            queue.push(m, record, stats);
+        }
+    }
+}
+
+/// Messages put in order, waiting for the writer thread. A frame from a frame stream (a
+/// `latest` link's) is dropped as stale when a newer frame of the same stream joins the queue
+/// before it was handed over; records are never dropped. So the queue holds at most one frame
+/// per stream, plus the records the pusher may send ahead of our reports.
+#[derive(Default)]
+struct OutQueue {
+    /// Each message, and whether it is an ordered record (else a frame stream's frame).
+    q: VecDeque<(Msg, bool)>,
+    /// How many of them are records.
+    records: usize,
+    /// Ordered records handed to the writer: what we report to the pusher.
+    records_out: u64,
+}
+
+impl OutQueue {
+    fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    fn push(&mut self, m: Msg, record: bool, stats: &Stats) {
+        if !record {
+            let before = self.q.len();
+            self.q
+                .retain(|(old, rec)| *rec || old.stream != m.stream || !old.is_frame());
+            let stale = (before - self.q.len()) as u64;
+            stats.stale_frames.fetch_add(stale, Ordering::Relaxed);
+        }
+        self.records += usize::from(record);
+        self.q.push_back((m, record));
+    }
+
+    fn pop(&mut self) -> Option<(Msg, bool)> {
+        let (m, record) = self.q.pop_front()?;
+        self.records -= usize::from(record);
+        Some((m, record))
+    }
+
+    /// Hand the writer everything still queued (the connection is gone).
+    async fn flush(&mut self, out: &Output, stats: &Stats) {
+        while let Some((m, _)) = self.pop() {
             stats.count_received(&m);
             if !out.write(m).await {
-                return Ok(PullEnd::DownstreamClosed);
+                return;
             }
-            if end {
-                return Ok(PullEnd::Done);
-            }
-        }
-        if asm.records_done != before {
-            // the pusher paces a `latest` link by these; a lost connection shows elsewhere
-            let _ = reports.write_all(&asm.records_done.to_le_bytes()).await;
-        }
-        if asm.ordered.is_empty() && asm.ordered_ended {
-            if let Some(r) = asm.abort.take() {
-                return Ok(PullEnd::InputFailed(r));
-            }
-            return Err(NetError::Protocol(
-                "the sender closed its stream without an end-of-stream".into(),
-            ));
         }
     }
 }
@@ -635,7 +758,8 @@ impl Assembler {
         }
     }
 
-    fn pump(&mut self, stats: &Stats) -> Vec<Msg> {
+    /// Messages now in order, each with whether it is an ordered record.
+    fn pump(&mut self, stats: &Stats) -> Vec<(Msg, bool)> {
         let mut out = Vec::new();
         loop {
             let mut progress = false;
@@ -645,7 +769,7 @@ impl Assembler {
                 }
                 let (_, m) = self.ordered.pop_front().expect("front");
                 self.records_done += 1;
-                out.push(m);
+                out.push((m, true));
                 progress = true;
             }
             let ready: Vec<u64> = self
@@ -663,7 +787,7 @@ impl Assembler {
                     }
                     _ => {
                         self.newest.insert(m.stream, seq);
-                        out.push(m);
+                        out.push((m, false));
                     }
                 }
                 self.resolve(seq);

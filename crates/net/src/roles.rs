@@ -120,10 +120,11 @@ fn setup(o: &Options) -> anyhow::Result<Setup> {
     let mut pins = Pins::new(&o.peers, Some(&file))?;
     if o.insecure_accept_any_key {
         pins.accept_any = true;
-        log::warn!(
-            "--insecure-accept-any-key: accepting ANY peer key; anyone who can reach this \
-             machine can {} the stream",
-            "send or receive"
+        // printed even with -q: skipping authentication is never quiet
+        eprintln!(
+            "{}: warning: --insecure-accept-any-key: accepting ANY peer key; anyone who can \
+             reach this machine can send or receive the stream",
+            sl_cli::program()
         );
     } else if pins.is_empty() {
         return Err(sl_cli::usage(format!(
@@ -161,6 +162,11 @@ pub fn key_command(key: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// `sl-net allow FINGERPRINT [COMMENT]`.
 pub fn allow_command(fp: Fingerprint, comment: &str, file: Option<PathBuf>) -> anyhow::Result<()> {
+    if comment.chars().any(char::is_control) {
+        return Err(sl_cli::usage(
+            "a comment is one line of text: it cannot hold a newline or other control character",
+        ));
+    }
     let file = match file {
         Some(f) => f,
         None => keys::default_allowed_path()?,
@@ -303,6 +309,7 @@ fn crypto_alert(e: &ConnectionError) -> Option<u8> {
 }
 
 const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
+const ALERT_CERTIFICATE_REQUIRED: u8 = 116;
 
 /// Explain a failed handshake on the dialing side.
 fn dial_error(e: ConnectionError, addr: &str, s: &Setup, role: &str) -> anyhow::Error {
@@ -353,10 +360,20 @@ fn accept_error(e: &ConnectionError, from: SocketAddr, s: &Setup) -> String {
             "refused a connection from {from}: it does not speak sl-net protocol \
              {PROTOCOL_VERSION} (another streamlib release?)"
         ),
-        Some(_) => format!(
+        // the peer's alert: it refused our key
+        Some(_) if matches!(e, ConnectionError::ConnectionClosed(_)) => format!(
             "{from} refused this machine's key {fp}: on that machine, run `sl-net allow {fp}` \
              or pass `--peer {fp}`",
             fp = s.id.fingerprint
+        ),
+        // our own: the handshake failed here before any key was seen
+        Some(ALERT_CERTIFICATE_REQUIRED) => format!(
+            "refused a connection from {from}: it presented no key (it is not sl-net, or not \
+             this release of it)"
+        ),
+        Some(_) => format!(
+            "refused a connection from {from}: its handshake failed ({e}); it is not sl-net, \
+             or not this release of it"
         ),
         None => format!("a connection from {from} failed: {e}"),
     }
@@ -567,7 +584,9 @@ fn spawn_input(hub: Arc<Hub>, codec: CodecOptions) -> JoinHandle<anyhow::Result<
 /// network runtime.
 fn spawn_output() -> anyhow::Result<(Output, JoinHandle<anyhow::Result<bool>>)> {
     let mut w = sl_cli::frame_output()?;
-    let (tx, mut rx) = mpsc::channel::<Msg>(4);
+    // one message handed over ahead: the rest wait in the link's queue, where a `latest`
+    // frame can still be dropped for a newer one (link::pull)
+    let (tx, mut rx) = mpsc::channel::<Msg>(1);
     let out = Output::new(tx);
     let (closed, broken, failed, settled) = (
         Arc::clone(&out.closed),
@@ -713,9 +732,22 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
                         bail!("the input ended while the link to {addr} was down: frames were lost")
                     }
                 };
+                if policy == Policy::Block {
+                    // queued for the lost connection: the fresh subscription starts after them
+                    stats
+                        .lost_frames
+                        .fetch_add(sub.queued_frames(), Ordering::Relaxed);
+                }
                 sub.leave();
                 sub = fresh;
                 say(o.quiet, format!("reconnected to {addr}"));
+                let lost = stats.lost_frames.load(Ordering::Relaxed);
+                if lost > 0 {
+                    log::warn!(
+                        "{lost} frames lost with the connection so far (sent or queued, never \
+                         written out at {addr}); the run will end with exit 1"
+                    );
+                }
             }
             connected_once = true;
             attempt = 0;
@@ -768,6 +800,13 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
         .and_then(Result::ok)
     {
         return Err(e);
+    }
+    let lost = stats.lost_frames.load(Ordering::Relaxed);
+    if result.is_ok() && lost > 0 {
+        bail!(
+            "{lost} frames were lost with the connection to {addr} (sent or queued, never \
+             written out there): `block` does not send them again on a new connection"
+        );
     }
     result
 }

@@ -22,6 +22,9 @@ pub struct Stats {
     pub reset_frames: AtomicU64,
     /// Frames a receiver discarded because a newer one of their stream was already written.
     pub stale_frames: AtomicU64,
+    /// Frames a `block` sender lost with a connection: sent, or queued for it, but never
+    /// written out by the peer.
+    pub lost_frames: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -55,6 +58,7 @@ impl Stats {
             dropped: AtomicU64::new(0),
             reset_frames: AtomicU64::new(0),
             stale_frames: AtomicU64::new(0),
+            lost_frames: AtomicU64::new(0),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -155,7 +159,8 @@ impl Stats {
             loss,
             self.dropped.load(Ordering::Relaxed)
                 + self.reset_frames.load(Ordering::Relaxed)
-                + self.stale_frames.load(Ordering::Relaxed),
+                + self.stale_frames.load(Ordering::Relaxed)
+                + self.lost_frames.load(Ordering::Relaxed),
             self.missing(),
         )
     }
@@ -192,6 +197,7 @@ impl Stats {
             "dropped_frames": self.dropped.load(Ordering::Relaxed),
             "reset_frames": self.reset_frames.load(Ordering::Relaxed),
             "stale_frames": self.stale_frames.load(Ordering::Relaxed),
+            "lost_frames": self.lost_frames.load(Ordering::Relaxed),
             "missing_frames": self.missing(),
             "latency_ms": {
                 "samples": lat.len(),
