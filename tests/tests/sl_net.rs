@@ -787,6 +787,28 @@ fn a_block_sender_whose_listener_dies_counts_the_frames_lost_and_exits_1() {
 }
 
 #[test]
+fn a_key_other_users_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = machine("open-key");
+    let key = m.dir.join("streamlib").join("net-key.pem");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "made private");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(bin("sl-net"))
+        .arg("key")
+        .env("XDG_CONFIG_HOME", &m.dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), m.fp);
+    assert!(
+        err.contains("can be read by other users") && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+#[test]
 fn help_and_usage() {
     let (code, out, _) = run_cmd(&bin("sl-net"), &["--help"]);
     assert_eq!(code, Some(0));
@@ -815,6 +837,25 @@ fn help_and_usage() {
         let (code, _, err) = run_cmd(&bin("sl-net"), &["send", "127.0.0.1:9", flag, value]);
         assert_eq!(code, Some(2), "{flag} {value}: {err}");
         assert!(err.contains(says), "{flag} {value}: {err}");
+    }
+    // addresses a user gets slightly wrong: the error shows the right form
+    for (addr, says) in [
+        ("::1:4433", "`[::1]:4433`"),
+        ("quic://::1:4433", "`quic://[::1]:4433`"),
+        ("127.0.0.1:0", "port 0 cannot be dialled"),
+        (":4433", "`quic://studio:4433`"),
+    ] {
+        let (code, _, err) = run_cmd(
+            &bin("sl-net"),
+            &[
+                "send",
+                addr,
+                "--peer",
+                "SHA256:tiBAId32ObmOhF2epCcRYzvLJ/xP5qihIHDBA9sxD98",
+            ],
+        );
+        assert_eq!(code, Some(2), "{addr}: {err}");
+        assert!(err.contains(says), "{addr}: {err}");
     }
 }
 

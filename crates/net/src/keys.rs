@@ -123,6 +123,7 @@ impl Identity {
                 )));
             }
         };
+        warn_if_readable_by_others(path);
         let kp = rcgen::KeyPair::from_pem(&pem).map_err(|e| {
             NetError::Key(format!(
                 "{} is not a private key this program can use ({e}); move it away and a new \
@@ -226,6 +227,21 @@ impl Pins {
     /// How the user pins `fp` on this side.
     pub fn how_to_pin(&self, fp: &Fingerprint) -> String {
         format!("pass `--peer {fp}`, or run `sl-net allow {fp}` to add it to the allowed keys")
+    }
+}
+
+/// A private key others can read is a key others can use: say so (ssh refuses such a key;
+/// here the run goes on, since the key may live on a file system without modes).
+fn warn_if_readable_by_others(path: &Path) {
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        log::warn!(
+            "{} can be read by other users (mode {:o}): run `chmod 600 {}`",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
     }
 }
 

@@ -197,6 +197,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn resolve(addr: &str, listening: bool) -> anyhow::Result<SocketAddr> {
     let a = addr.strip_prefix("quic://").unwrap_or(addr);
     let a = a.trim_end_matches('/');
+    // an IPv6 address needs brackets to be told from its port
+    if !a.starts_with('[')
+        && let Some((host, port)) = a.rsplit_once(':')
+        && host.contains(':')
+        && host.parse::<std::net::Ipv6Addr>().is_ok()
+    {
+        let scheme = if addr.starts_with("quic://") {
+            "quic://"
+        } else {
+            ""
+        };
+        return Err(sl_cli::usage(format!(
+            "`{addr}`: an IPv6 address goes in brackets before its port, `{scheme}[{host}]:{port}`"
+        )));
+    }
     let with_host = if a.starts_with(':') {
         if !listening {
             return Err(sl_cli::usage(format!(
@@ -207,15 +222,30 @@ fn resolve(addr: &str, listening: bool) -> anyhow::Result<SocketAddr> {
     } else {
         a.to_string()
     };
-    let mut addrs = with_host.to_socket_addrs().map_err(|e| {
-        sl_cli::usage(format!(
-            "`{addr}` is not an address this program can use ({e}): write HOST:PORT, \
-             [IPv6]:PORT or :PORT"
-        ))
-    })?;
-    addrs
-        .next()
-        .ok_or_else(|| sl_cli::usage(format!("`{addr}` resolves to no address")))
+    let port = with_host
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    let found = match with_host.to_socket_addrs() {
+        Ok(mut addrs) => addrs.next(),
+        // HOST:PORT in form, but the name was not found: not a usage error
+        Err(e) if port.is_some() => {
+            let host = with_host.rsplit_once(':').map_or("", |(h, _)| h);
+            bail!("cannot find the machine `{host}` ({e}): check the name, or give its IP address")
+        }
+        Err(e) => {
+            return Err(sl_cli::usage(format!(
+                "`{addr}` is not an address this program can use ({e}): write HOST:PORT, \
+                 [IPv6]:PORT or :PORT"
+            )));
+        }
+    };
+    let found = found.ok_or_else(|| anyhow!("`{addr}` resolves to no address"))?;
+    if !listening && found.port() == 0 {
+        return Err(sl_cli::usage(format!(
+            "`{addr}`: port 0 cannot be dialled; give the port the other side listens on"
+        )));
+    }
+    Ok(found)
 }
 
 fn bind_server(addr: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<Endpoint> {
@@ -502,10 +532,20 @@ fn start_stats_printer(rt: &tokio::runtime::Runtime, stats: &Arc<Stats>, on: boo
     });
 }
 
+/// Say at once that stdin is a terminal, not after trying to connect.
+fn refuse_terminal_input(role: &str, addr: &str) -> anyhow::Result<()> {
+    if sl_cli::stdin_is_terminal() {
+        return Err(sl_cli::usage(format!(
+            "no input: stdin is a terminal. Pipe a stream in, e.g. `sl-test | sl-net {role} {addr}`"
+        )));
+    }
+    Ok(())
+}
+
 fn summary(o: &Options, stats: &Stats) {
     if o.json {
         eprintln!("{}", stats.json());
-    } else if !o.quiet {
+    } else if !o.quiet && stats.connected() {
         eprintln!("{}: {}: {}", sl_cli::program(), stats.role, stats.line());
     }
 }
@@ -679,8 +719,9 @@ fn backoff(attempt: u32) -> Duration {
 
 /// `sl-net send ADDR`: push stdin to a listener.
 pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
-    let s = setup(&o)?;
+    refuse_terminal_input("send", addr)?;
     let target = resolve(addr, false)?;
+    let s = setup(&o)?;
     let policy = o.policy.unwrap_or(Policy::Block);
     let rt = runtime()?;
     let stats = Arc::new(Stats::new("send"));
@@ -844,8 +885,8 @@ type Active = (
 
 /// `sl-net listen ADDR`: accept one sender, write its stream to stdout.
 pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
-    let s = setup(&o)?;
     let bind = resolve(addr, true)?;
+    let s = setup(&o)?;
     let (out, writer) = spawn_output()?;
     let rt = runtime()?;
     let stats = Arc::new(Stats::new("listen"));
@@ -896,6 +937,7 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
                             old.close(VarInt::from_u32(close::REPLACED), b"replaced by a newer connection");
                         } else {
                             let why = "busy: this listener already receives from another sender";
+                            log::warn!("refused {from}: busy receiving from another sender");
                             let _ = reply(&mut hs.tx, Some(why)).await;
                             conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
                             active = Some((old, old_fp, task));
@@ -972,8 +1014,9 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
 
 /// `sl-net serve ADDR`: publish stdin to every receiver that connects.
 pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
-    let s = Arc::new(setup(&o)?);
+    refuse_terminal_input("serve", addr)?;
     let bind = resolve(addr, true)?;
+    let s = Arc::new(setup(&o)?);
     let rt = runtime()?;
     let stats = Arc::new(Stats::new("serve"));
     start_stats_printer(&rt, &stats, o.stats);
@@ -1110,8 +1153,8 @@ impl Drop for Leave {
 
 /// `sl-net recv ADDR`: pull a served stream to stdout.
 pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
-    let s = setup(&o)?;
     let target = resolve(addr, false)?;
+    let s = setup(&o)?;
     let policy = o.policy.unwrap_or(Policy::Latest);
     let (out, writer) = spawn_output()?;
     let rt = runtime()?;

@@ -36,6 +36,8 @@ struct Inner {
     latencies_ns: Vec<i64>,
     next_sample: usize,
     conns: Vec<quinn::Connection>,
+    /// A connection was made at some point.
+    connected: bool,
     /// Path counters of connections already gone.
     done_sent: u64,
     done_lost: u64,
@@ -67,9 +69,19 @@ impl Stats {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether a connection was ever made (else a summary line has nothing to say).
+    pub fn connected(&self) -> bool {
+        self.inner().connected
+    }
+
     /// Watch a connection's RTT and loss.
     pub fn add_conn(&self, c: &quinn::Connection) {
-        self.inner().conns.push(c.clone());
+        let mut inner = self.inner();
+        inner.connected = true;
+        inner.conns.push(c.clone());
+        // gaps are counted within a connection: the next may come from a restarted source,
+        // numbering afresh (and a block sender counts what a lost connection took)
+        inner.last.clear();
     }
 
     pub fn count_sent(&self, m: &Msg) {
