@@ -251,9 +251,12 @@ async fn push_loop(
         let mut chunks = Vec::with_capacity(m.parts.len() + 1);
         chunks.push(Bytes::from(head));
         chunks.extend(m.parts.iter().cloned());
-        let frame = m.is_frame();
         ordered.write_all_chunks(&mut chunks).await?;
-        sent.record(records, frame, delivered.records.load(Ordering::SeqCst));
+        sent.record(
+            records,
+            m.is_frame(),
+            delivered.records.load(Ordering::SeqCst),
+        );
         records += 1;
         if end {
             return Ok(finish_ordered(conn, ordered).await);
@@ -526,7 +529,7 @@ pub async fn pull(
             }
             // records are never dropped: past a few waiting, take no more until the writer
             // has taken one, so a slow reader holds a `block` link back as a pipe would
-            ev = rx.recv(), if queue.records < QUEUED_RECORDS => ev,
+            ev = rx.recv(), if queue.records() < QUEUED_RECORDS => ev,
             e = conn.closed() => {
                 // deliver what already arrived before reporting
                 queue.flush(out, stats).await;
@@ -575,8 +578,6 @@ pub async fn pull(
 struct OutQueue {
     /// Each message, and whether it is an ordered record (else a frame stream's frame).
     q: VecDeque<(Msg, bool)>,
-    /// How many of them are records.
-    records: usize,
     /// Ordered records handed to the writer: what we report to the pusher.
     records_out: u64,
 }
@@ -584,6 +585,11 @@ struct OutQueue {
 impl OutQueue {
     fn is_empty(&self) -> bool {
         self.q.is_empty()
+    }
+
+    /// Ordered records waiting (a few: the queue is short).
+    fn records(&self) -> usize {
+        self.q.iter().filter(|(_, record)| *record).count()
     }
 
     fn push(&mut self, m: Msg, record: bool, stats: &Stats) {
@@ -594,14 +600,11 @@ impl OutQueue {
             let stale = (before - self.q.len()) as u64;
             stats.stale_frames.fetch_add(stale, Ordering::Relaxed);
         }
-        self.records += usize::from(record);
         self.q.push_back((m, record));
     }
 
     fn pop(&mut self) -> Option<(Msg, bool)> {
-        let (m, record) = self.q.pop_front()?;
-        self.records -= usize::from(record);
-        Some((m, record))
+        self.q.pop_front()
     }
 
     /// Hand the writer everything still queued (the connection is gone).

@@ -222,22 +222,20 @@ fn resolve(addr: &str, listening: bool) -> anyhow::Result<SocketAddr> {
     } else {
         a.to_string()
     };
-    let port = with_host
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok());
     let found = match with_host.to_socket_addrs() {
         Ok(mut addrs) => addrs.next(),
         // HOST:PORT in form, but the name was not found: not a usage error
-        Err(e) if port.is_some() => {
-            let host = with_host.rsplit_once(':').map_or("", |(h, _)| h);
-            bail!("cannot find the machine `{host}` ({e}): check the name, or give its IP address")
-        }
-        Err(e) => {
-            return Err(sl_cli::usage(format!(
-                "`{addr}` is not an address this program can use ({e}): write HOST:PORT, \
-                 [IPv6]:PORT or :PORT"
-            )));
-        }
+        Err(e) => match with_host.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => bail!(
+                "cannot find the machine `{host}` ({e}): check the name, or give its IP address"
+            ),
+            _ => {
+                return Err(sl_cli::usage(format!(
+                    "`{addr}` is not an address this program can use ({e}): write HOST:PORT, \
+                     [IPv6]:PORT or :PORT"
+                )));
+            }
+        },
     };
     let found = found.ok_or_else(|| anyhow!("`{addr}` resolves to no address"))?;
     if !listening && found.port() == 0 {
