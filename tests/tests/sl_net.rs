@@ -386,21 +386,118 @@ fn a_truncated_upstream_gives_a_truncated_downstream_and_exit_1_on_both_sides() 
 }
 
 #[test]
-fn garbage_input_is_named_and_the_listener_fails_too() {
+fn garbage_input_is_named_at_once_and_the_listener_waits_on_for_a_real_sender() {
     let (a, b) = (machine("garbage-a"), machine("garbage-b"));
     let addr = format!("127.0.0.1:{}", free_udp_port());
     let listener = listening(&b, &addr, &["--peer", &a.fp]);
-    let sent = Pipeline::new()
-        .sl("sl-net", &["send", &addr, "--peer", &b.fp])
-        .env("XDG_CONFIG_HOME", &a.dir)
-        .stdin(b"hello, this is text and not video\n".to_vec())
-        .run();
-    let s = sent.stage(0);
-    assert_eq!(s.code, Some(1), "{}", s.stderr);
-    assert!(s.stderr.contains("not a streamlib stream"), "{}", s.stderr);
-    let (code, _, err) = listener.finish();
+    // text, and nothing at all (the stage before failed before writing its stream)
+    for input in [&b"hello, this is text and not video\n"[..], b""] {
+        let sent = Pipeline::new()
+            .sl("sl-net", &["send", &addr, "--peer", &b.fp])
+            .env("XDG_CONFIG_HOME", &a.dir)
+            .stdin(input.to_vec())
+            .run();
+        let s = sent.stage(0);
+        assert_eq!(s.code, Some(1), "{}", s.stderr);
+        assert!(
+            s.stderr.contains("not a streamlib stream") || s.stderr.contains("empty"),
+            "{}",
+            s.stderr
+        );
+        assert!(!s.stderr.contains("connected"), "{}", s.stderr);
+    }
+    // the input failed before anything was sent: the listener never saw a connection, and
+    // takes the sender that comes next
+    send_pipeline(
+        &a,
+        &["--fast", "-n", "4", "-s", "64x48"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .run()
+    .assert_success();
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(video_frames(&decode(&out).unwrap()).len(), 4, "{err}");
+}
+
+#[test]
+fn garbage_input_to_a_server_waiting_for_receivers_is_named_at_once() {
+    let a = machine("garbage-serve");
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let server = Proc::start(
+        &a,
+        &[
+            "serve",
+            &addr,
+            "--wait-for",
+            "2",
+            "--insecure-accept-any-key",
+        ],
+        Some(Stdio::from(
+            std::fs::File::open(scratch_file("garbage-serve", b"not video either\n")).unwrap(),
+        )),
+    );
+    // it used to wait for its receivers before reading a byte, and so forever
+    let (code, _, err) = server.finish();
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("not a streamlib stream"), "{err}");
+}
+
+/// A file of `bytes` in a scratch directory of its own.
+fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let f = scratch_dir(&format!("sl-net-file-{name}")).join(name);
+    std::fs::write(&f, bytes).unwrap();
+    f
+}
+
+/// `sl-net ARGS` run by machine `m` with `/etc/hosts` replaced by `hosts` (a mount namespace
+/// of its own), so a test can give a name two addresses.
+fn with_hosts(m: &Machine, hosts: &str, args: &[&str], stdin: Vec<u8>) -> sl_e2e::Outcome {
+    sl_e2e::require("unshare");
+    let file = scratch_file("hosts", hosts.as_bytes());
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        file.display()
+    );
+    let mut argv = vec!["-m", "sh", "-c", &script];
+    let sl_net = bin("sl-net");
+    let sl_net = sl_net.to_str().unwrap();
+    argv.push(sl_net);
+    argv.extend_from_slice(args);
+    Pipeline::new()
+        .cmd("unshare", &argv)
+        .env("XDG_CONFIG_HOME", &m.dir)
+        .stdin(stdin)
+        .run()
+}
+
+#[test]
+fn a_name_whose_ipv6_address_does_not_answer_is_reached_on_its_ipv4_one() {
+    let (a, b) = (machine("names-a"), machine("names-b"));
+    let port = free_udp_port();
+    // `studio` has an IPv6 address first (nobody listens there) and an IPv4 one, as
+    // `localhost` has on most machines
+    let hosts = "::1 studio\n127.0.0.1 studio\n127.0.0.1 localhost\n";
+    let listener = listening(&b, &format!("127.0.0.1:{port}"), &["--peer", &a.fp]);
+    let input = test_stream(&["--fast", "-n", "6", "-s", "64x48"]);
+    let target = format!("studio:{port}");
+    let sent = with_hosts(&a, hosts, &["send", &target, "--peer", &b.fp], input);
+    assert_eq!(sent.stage(0).code, Some(0), "{}", sent.stage(0).stderr);
+    let (code, out, err) = listener.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(video_frames(&decode(&out).unwrap()).len(), 6, "{err}");
+    // nobody on either address: the error names both
+    let nobody = format!("studio:{}", free_udp_port());
+    let input = test_stream(&["--fast", "-n", "2", "-s", "64x48"]);
+    let sent = with_hosts(&a, hosts, &["send", &nobody, "--peer", &b.fp], input);
+    let s = sent.stage(0);
+    assert_eq!(s.code, Some(1), "{}", s.stderr);
+    assert!(s.stderr.contains("no answer from studio:"), "{}", s.stderr);
+    assert!(
+        s.stderr.contains("[::1]:") && s.stderr.contains("127.0.0.1:"),
+        "{}",
+        s.stderr
+    );
 }
 
 #[test]

@@ -301,6 +301,20 @@ impl Subscription {
         }
     }
 
+    /// Wait until the input has failed with nothing queued here: there is nothing to send,
+    /// and the input's own error is the one to report (a dialer stops dialling for it).
+    pub async fn failed_with_nothing_queued(&self) {
+        loop {
+            {
+                let q = lock(&self.q);
+                if q.items.is_empty() && matches!(q.finish, Some(Finish::Failed(_))) {
+                    return;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
     /// Frames queued for this subscriber and not yet taken.
     pub fn queued_frames(&self) -> u64 {
         lock(&self.q).items.iter().filter(|m| m.is_frame()).count() as u64

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::NetError;
 use crate::codec::{CodecOptions, Decoded, Emit, LinkDecoder, LinkEncoder};
-use crate::hub::{Hub, SubPolicy, Subscription};
+use crate::hub::{Finish, Hub, SubPolicy, Subscription};
 use crate::keys::{self, Fingerprint, Identity, Pins};
 use crate::link::{self, Output, PullEnd, PushEnd};
 use crate::pool::{Pool, PoolBuf};
@@ -194,7 +194,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Parse `quic://host:port`, `host:port`, `[v6]:port`, or `:port` (all addresses, for a
 /// listener).
-fn resolve(addr: &str, listening: bool) -> anyhow::Result<SocketAddr> {
+/// Every address `addr` names, in the resolver's order of preference (a name may have an
+/// IPv6 and an IPv4 address: a dialer tries each, [`connect_any`]; a listener binds the first).
+fn resolve(addr: &str, listening: bool) -> anyhow::Result<Vec<SocketAddr>> {
     let a = addr.strip_prefix("quic://").unwrap_or(addr);
     let a = a.trim_end_matches('/');
     // an IPv6 address needs brackets to be told from its port
@@ -223,7 +225,15 @@ fn resolve(addr: &str, listening: bool) -> anyhow::Result<SocketAddr> {
         a.to_string()
     };
     let found = match with_host.to_socket_addrs() {
-        Ok(mut addrs) => addrs.next(),
+        Ok(addrs) => {
+            let mut all: Vec<SocketAddr> = Vec::new();
+            for a in addrs {
+                if !all.contains(&a) {
+                    all.push(a);
+                }
+            }
+            all
+        }
         // HOST:PORT in form, but the name was not found: not a usage error
         Err(e) => match with_host.rsplit_once(':') {
             Some((host, port)) if port.parse::<u16>().is_ok() => bail!(
@@ -237,8 +247,10 @@ fn resolve(addr: &str, listening: bool) -> anyhow::Result<SocketAddr> {
             }
         },
     };
-    let found = found.ok_or_else(|| anyhow!("`{addr}` resolves to no address"))?;
-    if !listening && found.port() == 0 {
+    let Some(first) = found.first() else {
+        bail!("`{addr}` resolves to no address")
+    };
+    if !listening && first.port() == 0 {
         return Err(sl_cli::usage(format!(
             "`{addr}`: port 0 cannot be dialled; give the port the other side listens on"
         )));
@@ -268,8 +280,9 @@ fn bind_server(addr: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<Endpoi
         })
 }
 
-fn client_endpoint(target: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<Endpoint> {
-    let local: SocketAddr = if target.is_ipv6() {
+fn client_endpoint(targets: &[SocketAddr], s: &Setup, live: bool) -> anyhow::Result<Endpoint> {
+    // dual-stack when any address is IPv6: quinn maps the IPv4 ones
+    let local: SocketAddr = if targets.iter().any(SocketAddr::is_ipv6) {
         "[::]:0".parse().expect("address")
     } else {
         "0.0.0.0:0".parse().expect("address")
@@ -281,7 +294,7 @@ fn client_endpoint(target: SocketAddr, s: &Setup, live: bool) -> anyhow::Result<
         &s.id,
         Arc::clone(&s.check),
         live,
-        target.ip().is_loopback(),
+        targets.iter().all(|t| t.ip().is_loopback()),
     )?);
     Ok(ep)
 }
@@ -407,21 +420,91 @@ fn accept_error(e: &ConnectionError, from: SocketAddr, s: &Setup) -> String {
     }
 }
 
+/// How long a dialer waits on one address of a name before trying its next one as well
+/// (Happy Eyeballs, RFC 8305): a name's IPv6 address may not answer from here while its IPv4
+/// one does, as `localhost` does when the listener is bound to 127.0.0.1.
+const NEXT_ADDRESS_AFTER: Duration = Duration::from_millis(250);
+
+/// The QUIC handshake with the first of `targets` to answer. They are tried in order, each
+/// started when the one before has failed or after [`NEXT_ADDRESS_AFTER`]; the others are
+/// dropped (and so closed) once one is connected.
+async fn connect_any(
+    ep: &Endpoint,
+    targets: &[SocketAddr],
+    addr: &str,
+    s: &Setup,
+    peer_role: &str,
+) -> anyhow::Result<Connection> {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next = targets.iter().copied();
+    let mut failed: Vec<(SocketAddr, ConnectionError)> = Vec::new();
+    let start = |attempts: &mut tokio::task::JoinSet<_>, t: SocketAddr| -> anyhow::Result<()> {
+        let connecting = ep
+            .connect(t, "streamlib")
+            .map_err(|e| anyhow!("cannot connect to {addr} ({t}): {e}"))?;
+        attempts.spawn(async move { (t, connecting.await) });
+        Ok(())
+    };
+    let first = next
+        .next()
+        .ok_or_else(|| anyhow!("`{addr}` has no address"))?;
+    start(&mut attempts, first)?;
+    let mut left = targets.len() - 1;
+    let timer = tokio::time::sleep(NEXT_ADDRESS_AFTER);
+    tokio::pin!(timer);
+    loop {
+        let joined = tokio::select! {
+            j = attempts.join_next() => j,
+            _ = &mut timer, if left > 0 => None,
+        };
+        let outcome = match joined {
+            // the timer: the next address as well
+            None if left > 0 => None,
+            None => break,
+            Some(Ok((_, Ok(conn)))) => return Ok(conn),
+            Some(Ok((t, Err(e)))) => Some((t, e)),
+            Some(Err(e)) => bail!("connecting to {addr}: {e}"),
+        };
+        if let Some(f) = outcome {
+            failed.push(f);
+        }
+        if let Some(t) = next.next() {
+            start(&mut attempts, t)?;
+            left -= 1;
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + NEXT_ADDRESS_AFTER);
+        } else if attempts.is_empty() {
+            break;
+        }
+    }
+    // Report an answer (a refusal says more than silence), else the first address's silence.
+    let i = failed
+        .iter()
+        .position(|(_, e)| !matches!(e, ConnectionError::TimedOut))
+        .unwrap_or(0);
+    let (t, e) = failed.swap_remove(i);
+    let named = if targets.len() == 1 {
+        addr.to_string()
+    } else if matches!(e, ConnectionError::TimedOut) {
+        let tried: Vec<String> = targets.iter().map(SocketAddr::to_string).collect();
+        format!("{addr} (tried {})", tried.join(", "))
+    } else {
+        format!("{addr} ({t})")
+    };
+    Err(dial_error(e, &named, s, peer_role))
+}
+
 /// Dial and exchange hellos. The acceptor's refusal comes back as an error.
 async fn dial(
     ep: &Endpoint,
-    target: SocketAddr,
+    targets: &[SocketAddr],
     addr: &str,
     s: &Setup,
     hello: Hello,
     peer_role: &str,
 ) -> anyhow::Result<(Connection, HelloStream)> {
-    let connecting = ep
-        .connect(target, "streamlib")
-        .map_err(|e| anyhow!("cannot connect to {addr}: {e}"))?;
-    let conn = connecting
-        .await
-        .map_err(|e| dial_error(e, addr, s, peer_role))?;
+    let conn = connect_any(ep, targets, addr, s, peer_role).await?;
     let exchange = async {
         let (mut tx, mut rx) = conn.open_bi().await?;
         tx.write_all(&hello.encode()).await?;
@@ -548,8 +631,14 @@ fn summary(o: &Options, stats: &Stats) {
     }
 }
 
-/// Read stdin into the hub on a thread of its own, coding raw video as `codec` says.
-fn spawn_input(hub: Arc<Hub>, codec: CodecOptions) -> JoinHandle<anyhow::Result<()>> {
+/// Read stdin into the hub on a thread of its own, coding raw video as `codec` says. With
+/// `go`, only the stream header is read (so input that is not a stream fails at once) and the
+/// rest waits for the go-ahead; a `go` dropped unsent ends the thread.
+fn spawn_input(
+    hub: Arc<Hub>,
+    codec: CodecOptions,
+    go: Option<std::sync::mpsc::Receiver<()>>,
+) -> JoinHandle<anyhow::Result<()>> {
     std::thread::spawn(move || {
         let mut reader = match sl_cli::frame_input() {
             Ok(r) => r,
@@ -558,6 +647,11 @@ fn spawn_input(hub: Arc<Hub>, codec: CodecOptions) -> JoinHandle<anyhow::Result<
                 return Err(e);
             }
         };
+        if let Some(go) = go
+            && go.recv().is_err()
+        {
+            return Ok(());
+        }
         let mut encoder = LinkEncoder::new(codec, hub.keyframe_requests());
         let mut emits = Vec::new();
         // each payload is read straight into a buffer of its own, which goes on the wire as
@@ -718,7 +812,7 @@ fn backoff(attempt: u32) -> Duration {
 /// `sl-net send ADDR`: push stdin to a listener.
 pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
     refuse_terminal_input("send", addr)?;
-    let target = resolve(addr, false)?;
+    let targets = resolve(addr, false)?;
     let s = setup(&o)?;
     let policy = o.policy.unwrap_or(Policy::Block);
     let rt = runtime()?;
@@ -732,7 +826,7 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
         .codec
         .clone()
         .unwrap_or_else(CodecOptions::default_for_send);
-    let input = spawn_input(Arc::clone(&hub), codec);
+    let input = spawn_input(Arc::clone(&hub), codec, None);
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: Role::Push,
@@ -740,7 +834,7 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
     };
     let result = rt.block_on(async {
         let _guard = rt.enter();
-        let ep = client_endpoint(target, &s, policy == Policy::Latest)?;
+        let ep = client_endpoint(&targets, &s, policy == Policy::Latest)?;
         let interrupt_hub = Arc::clone(&hub);
         tokio::spawn(async move {
             until_interrupted().await;
@@ -749,7 +843,20 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
         let mut connected_once = false;
         let mut attempt = 0;
         loop {
-            let (conn, hello_stream) = match dial(&ep, target, addr, &s, hello, "listen").await {
+            let dialled = tokio::select! {
+                c = dial(&ep, &targets, addr, &s, hello, "listen") => c,
+                // the input is not a stream (or broke) before a frame of it was queued: say
+                // so now, rather than after a connection attempt that may time out
+                _ = sub.failed_with_nothing_queued() => {
+                    sub.leave();
+                    return Ok(());
+                }
+                _ = until_interrupted(), if !connected_once => {
+                    sub.leave();
+                    return Ok(());
+                }
+            };
+            let (conn, hello_stream) = match dialled {
                 Ok(c) => c,
                 Err(e) if connected_once && o.reconnect && !sl_cli::interrupted() => {
                     log::warn!("{e:#}; trying again");
@@ -832,11 +939,10 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
     });
     rt_shutdown(rt);
     summary(&o, &stats);
-    // a failed input is the real error, reported once, by the input thread
-    if let Some(Err(e)) = input
-        .is_finished()
-        .then(|| input.join())
-        .and_then(Result::ok)
+    // a failed input is the real error, reported once, by the input thread (which returns
+    // as soon as it has failed the hub)
+    if (input.is_finished() || matches!(hub.finish(), Some(Finish::Failed(_))))
+        && let Ok(Err(e)) = input.join()
     {
         return Err(e);
     }
@@ -883,7 +989,7 @@ type Active = (
 
 /// `sl-net listen ADDR`: accept one sender, write its stream to stdout.
 pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
-    let bind = resolve(addr, true)?;
+    let bind = resolve(addr, true)?[0];
     let s = setup(&o)?;
     let (out, writer) = spawn_output()?;
     let rt = runtime()?;
@@ -1013,7 +1119,7 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
 /// `sl-net serve ADDR`: publish stdin to every receiver that connects.
 pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
     refuse_terminal_input("serve", addr)?;
-    let bind = resolve(addr, true)?;
+    let bind = resolve(addr, true)?[0];
     let s = Arc::new(setup(&o)?);
     let rt = runtime()?;
     let stats = Arc::new(Stats::new("serve"));
@@ -1023,10 +1129,16 @@ pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
         .codec
         .clone()
         .unwrap_or_else(CodecOptions::default_for_serve);
-    let mut input: Option<JoinHandle<anyhow::Result<()>>> = None;
-    if o.wait_for == 0 {
-        input = Some(spawn_input(Arc::clone(&hub), codec.clone()));
-    }
+    // with --wait-for, the input's header is read now and the stream once enough receivers
+    // are here
+    let (go, wait) = if o.wait_for > 0 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let input = spawn_input(Arc::clone(&hub), codec, wait);
+    let mut go = go;
     let quiet = o.quiet;
     let result: anyhow::Result<()> = rt.block_on(async {
         // a live fan-out (receivers default to latest): BBR, see tls::transport
@@ -1056,8 +1168,10 @@ pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
                     }
                 }
                 _ = ticker.tick() => {
-                    if input.is_none() && hub.subscribers() >= o.wait_for {
-                        input = Some(spawn_input(Arc::clone(&hub), codec.clone()));
+                    if hub.subscribers() >= o.wait_for
+                        && let Some(go) = go.take()
+                    {
+                        let _ = go.send(());
                     }
                     if sl_cli::interrupted() {
                         hub.end_now();
@@ -1074,8 +1188,7 @@ pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
     rt_shutdown(rt);
     summary(&o, &stats);
     result?;
-    if let Some(input) = input
-        && input.is_finished()
+    if (input.is_finished() || matches!(hub.finish(), Some(Finish::Failed(_))))
         && let Ok(Err(e)) = input.join()
     {
         return Err(e);
@@ -1151,7 +1264,7 @@ impl Drop for Leave {
 
 /// `sl-net recv ADDR`: pull a served stream to stdout.
 pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
-    let target = resolve(addr, false)?;
+    let targets = resolve(addr, false)?;
     let s = setup(&o)?;
     let policy = o.policy.unwrap_or(Policy::Latest);
     let (out, writer) = spawn_output()?;
@@ -1164,12 +1277,12 @@ pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
         policy: policy.wire(),
     };
     let result: anyhow::Result<()> = rt.block_on(async {
-        let ep = client_endpoint(target, &s, false)?;
+        let ep = client_endpoint(&targets, &s, false)?;
         let mut connected_once = false;
         let mut attempt = 0;
         loop {
             let conn = tokio::select! {
-                c = dial(&ep, target, addr, &s, hello, "serve") => c,
+                c = dial(&ep, &targets, addr, &s, hello, "serve") => c,
                 _ = until_interrupted() => return Ok(()),
             };
             let (conn, hello_stream) = match conn {
