@@ -884,6 +884,28 @@ fn a_block_sender_whose_listener_dies_counts_the_frames_lost_and_exits_1() {
 }
 
 #[test]
+fn the_fingerprint_can_be_checked_with_openssl() {
+    sl_e2e::require("openssl");
+    let m = machine("openssl");
+    let key = m.dir.join("streamlib").join("net-key.pem");
+    // the pipeline docs/sl-net.md gives
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("openssl pkey -in \"$0\" -pubout -outform DER | openssl dgst -sha256 -binary | base64")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let b64 = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        format!("SHA256:{}", b64.trim().trim_end_matches('=')),
+        m.fp,
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn a_key_other_users_can_read_is_warned_about() {
     use std::os::unix::fs::PermissionsExt;
     let m = machine("open-key");

@@ -164,7 +164,7 @@ fn create_key(path: &Path) -> Result<String, NetError> {
     // Ed25519: small keys, fast signatures, supported by rustls's ring provider.
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
         .map_err(|e| NetError::Key(format!("generating a key: {e}")))?;
-    let pem = kp.serialize_pem();
+    let pem = pkcs8_v1_pem(&kp.serialize_der())?;
     let mut f = match OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -181,6 +181,36 @@ fn create_key(path: &Path) -> Result<String, NetError> {
     f.write_all(pem.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| err("write", e))?;
+    Ok(pem)
+}
+
+/// The start of an Ed25519 key in PKCS#8 v1 (RFC 8410): version 0, the Ed25519 algorithm,
+/// and the 32-byte private key in an OCTET STRING inside an OCTET STRING. The key follows.
+const ED25519_PKCS8_V1: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// An Ed25519 key, as ring makes it (PKCS#8 v2: the same, version 1, with the public key
+/// after), as PEM of PKCS#8 v1: what `openssl pkey` reads (OpenSSL 3.0 refuses the v2 form),
+/// so a user can check the fingerprint with it. ring and rustls read both.
+fn pkcs8_v1_pem(v2: &[u8]) -> Result<String, NetError> {
+    let mut head = ED25519_PKCS8_V1;
+    head[1] = 0x51; // v2's outer length
+    head[4] = 0x01; // v2's version
+    if v2.len() < 48 || v2[..16] != head {
+        return Err(NetError::Key(
+            "the key generator made a key of an unexpected form".to_string(),
+        ));
+    }
+    let mut v1 = ED25519_PKCS8_V1.to_vec();
+    v1.extend_from_slice(&v2[16..48]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&v1);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
     Ok(pem)
 }
 
@@ -349,6 +379,19 @@ mod tests {
             a.fingerprint
         );
         let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_new_key_is_written_as_pkcs8_v1_with_the_same_public_key() {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let pem = pkcs8_v1_pem(&kp.serialize_der()).unwrap();
+        let back = rcgen::KeyPair::from_pem(&pem).unwrap();
+        assert_eq!(back.public_key_raw(), kp.public_key_raw());
+        let der = back.serialize_der();
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[..16], ED25519_PKCS8_V1);
+        // what the generator makes is checked, not assumed
+        assert!(pkcs8_v1_pem(&der).is_err());
     }
 
     #[test]
