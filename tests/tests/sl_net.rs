@@ -226,6 +226,8 @@ fn send_to_listen_delivers_every_frame_and_ends_cleanly_on_both_sides() {
     let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
     assert_eq!(v["frames"], 60);
     assert_eq!(v["missing_frames"], 0);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["error"], serde_json::Value::Null, "{v}");
 }
 
 #[test]
@@ -875,6 +877,14 @@ fn a_block_sender_whose_listener_dies_counts_the_frames_lost_and_exits_1() {
         serde_json::from_str(s.stderr.lines().find(|l| l.starts_with('{')).expect("json")).unwrap();
     let lost = v["lost_frames"].as_u64().unwrap();
     assert!(lost > 0 && n1 > 0 && n2 > 0, "{n1} + {n2}, {v}");
+    // the summary says the run failed, and why, as the exit code and message do
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("frames were lost")),
+        "{v}"
+    );
     // the dead listener may have taken the last frame or two off the link, reported them,
     // and died before writing them out
     assert!(

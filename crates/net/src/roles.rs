@@ -623,10 +623,19 @@ fn refuse_terminal_input(role: &str, addr: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summary(o: &Options, stats: &Stats) {
-    if o.json {
-        eprintln!("{}", stats.json());
-    } else if !o.quiet && stats.connected() {
+/// The end-of-run summary on stderr: a line of figures once connected, or with --json always
+/// one JSON object, which also says whether the run succeeded and, if not, why.
+fn summary(json: bool, quiet: bool, stats: &Stats, r: &anyhow::Result<()>) {
+    if json {
+        let mut v = stats.json();
+        v["ok"] = r.is_ok().into();
+        v["error"] = match r {
+            Ok(()) => serde_json::Value::Null,
+            Err(e) => format!("{e:#}").into(),
+        };
+        v["interrupted"] = sl_cli::interrupted().into();
+        eprintln!("{v}");
+    } else if !quiet && stats.connected() {
         eprintln!("{}: {}: {}", sl_cli::program(), stats.role, stats.line());
     }
 }
@@ -811,12 +820,19 @@ fn backoff(attempt: u32) -> Duration {
 
 /// `sl-net send ADDR`: push stdin to a listener.
 pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
+    let (json, quiet) = (o.json, o.quiet);
+    let stats = Arc::new(Stats::new("send"));
+    let r = send_run(addr, o, Arc::clone(&stats));
+    summary(json, quiet, &stats, &r);
+    r
+}
+
+fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
     refuse_terminal_input("send", addr)?;
     let targets = resolve(addr, false)?;
     let s = setup(&o)?;
     let policy = o.policy.unwrap_or(Policy::Block);
     let rt = runtime()?;
-    let stats = Arc::new(Stats::new("send"));
     start_stats_printer(&rt, &stats, o.stats);
     let hub = Hub::new();
     let mut sub = hub
@@ -938,7 +954,6 @@ pub fn send(addr: &str, o: Options) -> anyhow::Result<()> {
         }
     });
     rt_shutdown(rt);
-    summary(&o, &stats);
     // a failed input is the real error, reported once, by the input thread (which returns
     // as soon as it has failed the hub)
     if (input.is_finished() || matches!(hub.finish(), Some(Finish::Failed(_))))
@@ -989,11 +1004,18 @@ type Active = (
 
 /// `sl-net listen ADDR`: accept one sender, write its stream to stdout.
 pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
+    let (json, quiet) = (o.json, o.quiet);
+    let stats = Arc::new(Stats::new("listen"));
+    let r = listen_run(addr, o, Arc::clone(&stats));
+    summary(json, quiet, &stats, &r);
+    r
+}
+
+fn listen_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
     let bind = resolve(addr, true)?[0];
     let s = setup(&o)?;
     let (out, writer) = spawn_output()?;
     let rt = runtime()?;
-    let stats = Arc::new(Stats::new("listen"));
     start_stats_printer(&rt, &stats, o.stats);
     let result: anyhow::Result<bool> = rt.block_on(async {
         let ep = bind_server(bind, &s, false)?;
@@ -1110,7 +1132,6 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
         let _ = out.tx_blocking(Msg::end_of_all());
     }
     let wrote = finish_output(out, writer);
-    summary(&o, &stats);
     result?;
     wrote?;
     Ok(())
@@ -1118,11 +1139,18 @@ pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
 
 /// `sl-net serve ADDR`: publish stdin to every receiver that connects.
 pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
+    let (json, quiet) = (o.json, o.quiet);
+    let stats = Arc::new(Stats::new("serve"));
+    let r = serve_run(addr, o, Arc::clone(&stats));
+    summary(json, quiet, &stats, &r);
+    r
+}
+
+fn serve_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
     refuse_terminal_input("serve", addr)?;
     let bind = resolve(addr, true)?[0];
     let s = Arc::new(setup(&o)?);
     let rt = runtime()?;
-    let stats = Arc::new(Stats::new("serve"));
     start_stats_printer(&rt, &stats, o.stats);
     let hub = Hub::new();
     let codec = o
@@ -1186,7 +1214,6 @@ pub fn serve(addr: &str, o: Options) -> anyhow::Result<()> {
         }
     });
     rt_shutdown(rt);
-    summary(&o, &stats);
     result?;
     if (input.is_finished() || matches!(hub.finish(), Some(Finish::Failed(_))))
         && let Ok(Err(e)) = input.join()
@@ -1264,12 +1291,19 @@ impl Drop for Leave {
 
 /// `sl-net recv ADDR`: pull a served stream to stdout.
 pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
+    let (json, quiet) = (o.json, o.quiet);
+    let stats = Arc::new(Stats::new("recv"));
+    let r = recv_run(addr, o, Arc::clone(&stats));
+    summary(json, quiet, &stats, &r);
+    r
+}
+
+fn recv_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
     let targets = resolve(addr, false)?;
     let s = setup(&o)?;
     let policy = o.policy.unwrap_or(Policy::Latest);
     let (out, writer) = spawn_output()?;
     let rt = runtime()?;
-    let stats = Arc::new(Stats::new("recv"));
     start_stats_printer(&rt, &stats, o.stats);
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -1352,7 +1386,6 @@ pub fn recv(addr: &str, o: Options) -> anyhow::Result<()> {
         let _ = out.tx_blocking(Msg::end_of_all());
     }
     let wrote = finish_output(out, writer);
-    summary(&o, &stats);
     result?;
     wrote?;
     Ok(())
