@@ -206,6 +206,11 @@ impl Hub {
         lock(&self.state).finish.clone()
     }
 
+    /// Whether every frame so far, of every stream, was a keyframe (raw or JPEG-coded).
+    pub fn all_intra(&self) -> bool {
+        lock(&self.state).not_intra.is_empty()
+    }
+
     /// Whether frames of `stream` have all been keyframes so far.
     pub fn is_intra(&self, stream: u16) -> bool {
         !lock(&self.state).not_intra.contains(&stream)

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use crate::NetError;
 use crate::hub::{Next, SubPolicy, Subscription};
 use crate::proto::{
-    self, Msg, REC_ABORT, REC_MESSAGE, StreamReader, TAG_FRAME, TAG_ORDERED, close,
+    self, Msg, REC_ABORT, REC_MESSAGE, REC_RESUME, StreamReader, TAG_FRAME, TAG_ORDERED, close,
 };
 use crate::stats::Stats;
 
@@ -89,13 +89,89 @@ impl Delivered {
     }
 }
 
+/// What a `block` sender carries from one connection to the next, so that the next one takes
+/// up where the receiver stopped writing out: the messages sent but not reported written are
+/// sent again, after the stream descriptions in effect before them, and numbered within the
+/// session, so a receiver that did pass some of them on (its reports were lost with the
+/// connection) skips those. Nothing is lost and nothing is written twice. Only for streams
+/// whose frames stand alone: an H.264-coded link starts again at a keyframe instead.
+#[derive(Debug)]
+pub struct Resume {
+    session: u64,
+    /// The session number of the first message in `unconfirmed`.
+    first: u64,
+    /// Messages sent and not yet reported written, oldest first (at most about
+    /// [`BLOCK_IN_FLIGHT`]).
+    unconfirmed: VecDeque<Msg>,
+    /// The stream descriptions in effect before `first`.
+    infos: BTreeMap<u16, Msg>,
+    /// On the current connection: records sent before the numbered ones (the descriptions),
+    /// and how many numbered ones were reported written.
+    synthetic: u64,
+    confirmed: u64,
+}
+
+impl Resume {
+    pub fn new(session: u64) -> Resume {
+        Resume {
+            session,
+            first: 0,
+            unconfirmed: VecDeque::new(),
+            infos: BTreeMap::new(),
+            synthetic: 0,
+            confirmed: 0,
+        }
+    }
+
+    /// Take in the receiver's report: `written` of this connection's records.
+    fn sync(&mut self, written: u64) {
+        let done = written.saturating_sub(self.synthetic);
+        if done > self.confirmed {
+            self.confirm(done - self.confirmed);
+            self.confirmed = done;
+        }
+    }
+
+    /// Nothing to send again.
+    pub fn is_empty(&self) -> bool {
+        self.unconfirmed.is_empty()
+    }
+
+    /// Frames that a new connection will send again.
+    pub fn frames_to_resend(&self) -> u64 {
+        self.unconfirmed.iter().filter(|m| m.is_frame()).count() as u64
+    }
+
+    /// The first `n` unconfirmed messages were written out: forget them.
+    fn confirm(&mut self, n: u64) {
+        for _ in 0..n {
+            let Some(m) = self.unconfirmed.pop_front() else {
+                return;
+            };
+            self.first += 1;
+            if m.kind == sl_wire::kind::STREAM_INFO {
+                self.infos.insert(m.stream, m);
+            } else if m.kind == sl_wire::kind::END {
+                if m.is_end_of_all() {
+                    self.infos.clear();
+                } else {
+                    self.infos.remove(&m.stream);
+                }
+            }
+        }
+    }
+}
+
 /// Send everything `sub` yields on `conn` until the stream ends. `reports` is the hello
-/// stream's receiving half, where the puller reports what it has written out.
+/// stream's receiving half, where the puller reports what it has written out. With `resume`
+/// (`block` only), the connection first sends again what the last one's receiver never
+/// wrote out, and a lost connection leaves what this one's did not in `resume`.
 pub async fn push(
     conn: &Connection,
     sub: &Arc<Subscription>,
     stats: &Arc<Stats>,
     reports: RecvStream,
+    resume: Option<&mut Resume>,
 ) -> Result<PushEnd, NetError> {
     let latest = sub.policy == SubPolicy::Latest;
     let mut ordered = match conn.open_uni().await {
@@ -108,6 +184,8 @@ pub async fn push(
         tokio::spawn(async move { d.read_reports(reports).await })
     });
     let mut sent = Sent::default();
+    let mut resume = resume;
+    let resuming = resume.is_some();
     let r = push_loop(
         conn,
         sub,
@@ -116,8 +194,12 @@ pub async fn push(
         latest,
         &delivered,
         &mut sent,
+        resume.as_deref_mut(),
     )
     .await;
+    if let Some(r) = resume {
+        r.sync(delivered.records.load(Ordering::SeqCst));
+    }
     let end = match r {
         Ok(end) => Ok(end),
         Err(NetError::Connection(e)) => Ok(conn_end(e)),
@@ -126,6 +208,7 @@ pub async fn push(
     };
     if let Ok(PushEnd::Lost(_)) = end
         && !latest
+        && !resuming
     {
         // sent, but the peer never said it wrote them out: gone with the connection
         let lost = sent.frames_after(delivered.records.load(Ordering::SeqCst));
@@ -158,6 +241,23 @@ impl Sent {
     }
 }
 
+/// One message record on the ordered stream.
+async fn write_record(
+    ordered: &mut SendStream,
+    frames_before: u64,
+    m: &Msg,
+) -> Result<(), NetError> {
+    let mut head = Vec::with_capacity(9);
+    head.push(REC_MESSAGE);
+    head.extend_from_slice(&frames_before.to_le_bytes());
+    let mut chunks = Vec::with_capacity(m.parts.len() + 1);
+    chunks.push(Bytes::from(head));
+    chunks.extend(m.parts.iter().cloned());
+    ordered.write_all_chunks(&mut chunks).await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn push_loop(
     conn: &Connection,
     sub: &Arc<Subscription>,
@@ -166,13 +266,36 @@ async fn push_loop(
     latest: bool,
     delivered: &Delivered,
     sent: &mut Sent,
+    mut resume: Option<&mut Resume>,
 ) -> Result<PushEnd, NetError> {
     ordered.write_all(&[TAG_ORDERED]).await?;
     let in_flight = Arc::new(Semaphore::new(LATEST_IN_FLIGHT));
     let acked = Arc::new(Acked::default());
     let mut frames_opened: u64 = 0;
     let mut records: u64 = 0;
+    // A resumed connection: the descriptions in effect, the resume point, then every message
+    // the last connection's receiver did not report written.
+    if let Some(r) = resume.as_deref_mut() {
+        r.synthetic = r.infos.len() as u64;
+        r.confirmed = 0;
+        for info in r.infos.values() {
+            write_record(ordered, 0, info).await?;
+            records += 1;
+        }
+        let mut rec = vec![REC_RESUME];
+        rec.extend_from_slice(&r.session.to_le_bytes());
+        rec.extend_from_slice(&r.first.to_le_bytes());
+        ordered.write_all(&rec).await?;
+        for m in r.unconfirmed.iter() {
+            write_record(ordered, 0, m).await?;
+            records += 1;
+        }
+    }
     loop {
+        if let Some(r) = resume.as_deref_mut() {
+            // forget what the receiver has written out
+            r.sync(delivered.records.load(Ordering::SeqCst));
+        }
         let permit = if latest {
             tokio::select! {
                 p = Arc::clone(&in_flight).acquire_owned() => Some(p.expect("never closed")),
@@ -245,13 +368,12 @@ async fn push_loop(
             });
             continue;
         }
-        let mut head = Vec::with_capacity(9);
-        head.push(REC_MESSAGE);
-        head.extend_from_slice(&frames_opened.to_le_bytes());
-        let mut chunks = Vec::with_capacity(m.parts.len() + 1);
-        chunks.push(Bytes::from(head));
-        chunks.extend(m.parts.iter().cloned());
-        ordered.write_all_chunks(&mut chunks).await?;
+        if let Some(r) = resume.as_deref_mut() {
+            // kept until the receiver reports it written (before the write: a connection lost
+            // during it leaves it to be sent again)
+            r.unconfirmed.push_back(m.clone());
+        }
+        write_record(ordered, frames_opened, &m).await?;
         sent.record(
             records,
             m.is_frame(),
@@ -364,7 +486,15 @@ pub enum PullEnd {
 /// Where pulled messages go: a writer thread owning stdout.
 #[derive(Debug, Clone)]
 pub struct Output {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::Sender<(Msg, Handed)>,
+    /// Ordered records handed to the writer (skipped ones too), over the process's life.
+    handed: Arc<std::sync::atomic::AtomicU64>,
+    /// Ordered records the writer has written out (or skipped), over the process's life.
+    pub written: Arc<std::sync::atomic::AtomicU64>,
+    pub written_changed: Arc<Notify>,
+    /// The sender's session and the number of its next message record not yet handed to the
+    /// writer: a resumed connection's records below it are skipped (see [`Resume`]).
+    session: Arc<Mutex<Option<(u64, u64)>>>,
     pub closed: Arc<Notify>,
     pub broken: Arc<std::sync::atomic::AtomicBool>,
     /// The writer stopped on an error of the stream itself (a frame that does not decode),
@@ -399,9 +529,13 @@ impl Settled {
 }
 
 impl Output {
-    pub fn new(tx: mpsc::Sender<Msg>) -> Output {
+    pub fn new(tx: mpsc::Sender<(Msg, Handed)>) -> Output {
         Output {
             tx,
+            handed: Arc::default(),
+            written: Arc::default(),
+            written_changed: Arc::default(),
+            session: Arc::default(),
             closed: Arc::new(Notify::new()),
             broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             failed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -437,15 +571,53 @@ impl Output {
 
     /// Queue a message from outside the runtime (after it stopped).
     pub fn tx_blocking(&self, m: Msg) -> bool {
-        self.tx.blocking_send(m).is_ok()
+        self.tx.blocking_send((m, Handed::Message)).is_ok()
     }
 
-    async fn write(&self, m: Msg) -> bool {
+    async fn write(&self, m: Msg, how: Handed) -> bool {
         if self.broken.load(Ordering::Relaxed) {
             return false;
         }
-        self.tx.send(m).await.is_ok()
+        if how != Handed::Message {
+            self.handed.fetch_add(1, Ordering::SeqCst);
+        }
+        self.tx.send((m, how)).await.is_ok()
     }
+
+    /// A resumed connection's message record `numbered` is being handed to the writer: the
+    /// session's records up to it are this output's now.
+    fn passed_on(&self, how: Handed, numbered: Option<(u64, u64)>) {
+        if how != Handed::Record {
+            return;
+        }
+        let Some((session, number)) = numbered else {
+            return;
+        };
+        let mut known = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, next)) = known.as_mut()
+            && *s == session
+        {
+            *next = (*next).max(number + 1);
+        }
+    }
+
+    /// Whether a resumed connection's message record `number` of `session` was handed to the
+    /// writer already (by an earlier connection).
+    fn has(&self, session: u64, number: u64) -> bool {
+        let known = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        known.is_some_and(|(s, next)| s == session && number < next)
+    }
+}
+
+/// What the writer thread is handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handed {
+    /// A message to write that is not an ordered record (a `latest` frame stream's frame).
+    Message,
+    /// An ordered record to write, then count as written.
+    Record,
+    /// An ordered record the output already has (a resumed connection's): only counted.
+    Skip,
 }
 
 enum Event {
@@ -454,6 +626,11 @@ enum Event {
         msg: Msg,
     },
     Abort(String),
+    /// The message records after this are `number`, `number + 1`... of `session`.
+    Resume {
+        session: u64,
+        number: u64,
+    },
     OrderedEnd,
     Frame {
         seq: u64,
@@ -492,6 +669,11 @@ pub async fn pull(
     let _guard = AbortOnDrop(acceptor);
     let mut asm = Assembler::default();
     let mut queue = OutQueue::default();
+    // records handed to the writer before this connection: reports count from here
+    let base = out.handed.load(Ordering::SeqCst);
+    let mut reported: u64 = 0;
+    // the session number of the next message record, after a resume record
+    let mut numbered: Option<(u64, u64)> = None;
     loop {
         if asm.ordered.is_empty() && asm.ordered_ended && queue.is_empty() {
             if let Some(r) = asm.abort.take() {
@@ -512,18 +694,28 @@ pub async fn pull(
                 if out.broken.load(Ordering::Relaxed) {
                     return Ok(PullEnd::DownstreamClosed);
                 }
-                let (m, record) = queue.pop().expect("not empty");
+                let (m, how, numbered) = queue.pop().expect("not empty");
                 let end = m.is_end_of_all();
-                stats.count_received(&m);
-                permit.send(m);
+                if how != Handed::Skip {
+                    stats.count_received(&m);
+                }
+                if how != Handed::Message {
+                    out.handed.fetch_add(1, Ordering::SeqCst);
+                }
+                out.passed_on(how, numbered);
+                permit.send((m, how));
                 if end {
                     return Ok(PullEnd::Done);
                 }
-                if record {
-                    // the pusher paces its ordered stream by these; a lost connection shows
-                    // elsewhere
-                    queue.records_out += 1;
-                    let _ = reports.write_all(&queue.records_out.to_le_bytes()).await;
+                continue;
+            }
+            // the writer wrote something out: report this connection's records written, by
+            // which the pusher paces its ordered stream (and a `block` one resumes)
+            _ = out.written_changed.notified() => {
+                let n = out.written.load(Ordering::SeqCst).saturating_sub(base);
+                if n > reported {
+                    reported = n;
+                    let _ = reports.write_all(&n.to_le_bytes()).await;
                 }
                 continue;
             }
@@ -558,6 +750,14 @@ pub async fn pull(
             }
             Event::FrameGone { seq } => asm.resolve(seq),
             Event::Abort(reason) => asm.abort = Some(reason),
+            Event::Resume { session, number } => {
+                numbered = Some((session, number));
+                let mut known = out.session.lock().unwrap_or_else(|p| p.into_inner());
+                // another session (a restarted sender): nothing of it was written here yet
+                if known.is_none_or(|(s, _)| s != session) {
+                    *known = Some((session, 0));
+                }
+            }
             Event::OrderedEnd => asm.ordered_ended = true,
             Event::Failed(e) => {
                 conn.close(VarInt::from_u32(close::PROTOCOL), e.to_string().as_bytes());
@@ -565,7 +765,21 @@ pub async fn pull(
             }
         }
         for (m, record) in asm.pump(stats) {
-            queue.push(m, record, stats);
+            let mut how = if record {
+                Handed::Record
+            } else {
+                Handed::Message
+            };
+            let mut this = None;
+            if record && let Some((session, number)) = numbered.as_mut() {
+                // a resumed connection's message record: skipped if this output has it already
+                if out.has(*session, *number) {
+                    how = Handed::Skip;
+                }
+                this = Some((*session, *number));
+                *number += 1;
+            }
+            queue.push(m, how, this, stats);
         }
     }
 }
@@ -576,11 +790,12 @@ pub async fn pull(
 /// per stream, plus the records the pusher may send ahead of our reports.
 #[derive(Default)]
 struct OutQueue {
-    /// Each message, and whether it is an ordered record (else a frame stream's frame).
-    q: VecDeque<(Msg, bool)>,
-    /// Ordered records handed to the writer: what we report to the pusher.
-    records_out: u64,
+    /// Each message, how it goes to the writer, and for a resumed connection's message
+    /// record its session and number.
+    q: VecDeque<Queued>,
 }
+
+type Queued = (Msg, Handed, Option<(u64, u64)>);
 
 impl OutQueue {
     fn is_empty(&self) -> bool {
@@ -589,29 +804,36 @@ impl OutQueue {
 
     /// Ordered records waiting (a few: the queue is short).
     fn records(&self) -> usize {
-        self.q.iter().filter(|(_, record)| *record).count()
+        self.q
+            .iter()
+            .filter(|(_, how, _)| *how != Handed::Message)
+            .count()
     }
 
-    fn push(&mut self, m: Msg, record: bool, stats: &Stats) {
-        if !record {
+    fn push(&mut self, m: Msg, how: Handed, numbered: Option<(u64, u64)>, stats: &Stats) {
+        if how == Handed::Message {
             let before = self.q.len();
-            self.q
-                .retain(|(old, rec)| *rec || old.stream != m.stream || !old.is_frame());
+            self.q.retain(|(old, how, _)| {
+                *how != Handed::Message || old.stream != m.stream || !old.is_frame()
+            });
             let stale = (before - self.q.len()) as u64;
             stats.stale_frames.fetch_add(stale, Ordering::Relaxed);
         }
-        self.q.push_back((m, record));
+        self.q.push_back((m, how, numbered));
     }
 
-    fn pop(&mut self) -> Option<(Msg, bool)> {
+    fn pop(&mut self) -> Option<Queued> {
         self.q.pop_front()
     }
 
     /// Hand the writer everything still queued (the connection is gone).
     async fn flush(&mut self, out: &Output, stats: &Stats) {
-        while let Some((m, _)) = self.pop() {
-            stats.count_received(&m);
-            if !out.write(m).await {
+        while let Some((m, how, numbered)) = self.pop() {
+            if how != Handed::Skip {
+                stats.count_received(&m);
+            }
+            out.passed_on(how, numbered);
+            if !out.write(m, how).await {
                 return;
             }
         }
@@ -703,6 +925,13 @@ async fn read_ordered(
             REC_ABORT => {
                 let reason = r.str(proto::MAX_REASON).await?;
                 let _ = tx.send(Event::Abort(reason)).await;
+            }
+            REC_RESUME => {
+                let session = r.u64().await?;
+                let number = r.u64().await?;
+                if tx.send(Event::Resume { session, number }).await.is_err() {
+                    return Ok(());
+                }
             }
             t => return Err(NetError::Protocol(format!("unknown record type {t}"))),
         }

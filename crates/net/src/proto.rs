@@ -7,7 +7,10 @@
 //! 2. The side that pushes opens one unidirectional **ordered** stream (tag 1) carrying
 //!    records: `1, u64 frames_before, message` (a streamlib message exactly as on a pipe:
 //!    prefix, header, payload) or `2, str reason` (the pusher's input failed: the stream is
-//!    truncated). Every message goes there with `block`; with `latest`, video frames of
+//!    truncated), or `3, u64 session, u64 number` (a `block` sender's resume point: the
+//!    message records after it are numbers `number`, `number + 1`... of the sender's session,
+//!    counted across its connections, and a puller that has already passed one of them on in
+//!    that session skips it; see [`crate::link::Resume`]). Every message goes there with `block`; with `latest`, video frames of
 //!    streams whose frames are all keyframes instead go one per **frame stream** (tag 2):
 //!    `u64 seq, u64 control_before, message`, then FIN. A frame stream is reset when a newer
 //!    frame of its stream has arrived (it is stale), so a lost packet never holds up the
@@ -22,7 +25,7 @@
 //!    dropped (it is stale).
 //!
 //! 4. On the hello stream, after the reply, the puller reports how many ordered records it
-//!    has written out (a u64 each time the count grows). A `latest` pusher takes the next
+//!    has written out to its output (a u64 each time the count grows; skipped ones count). A `latest` pusher takes the next
 //!    message from its queue only while fewer than four of its ordered records are
 //!    unreported, so frames that must travel in order (H.264) never pile up in the
 //!    connection's buffers: the queue drops superseded ones instead.
@@ -41,13 +44,15 @@ pub const HELLO_MAGIC: &[u8; 4] = b"SLNH";
 pub const REPLY_MAGIC: &[u8; 4] = b"SLNR";
 /// 2: a PACKET on a stream described as raw video is a link-coded frame (`--codec`), which
 /// the puller decodes back ([`crate::codec`]); version 1 peers would pass it on undecoded.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: the resume record (`REC_RESUME`), and reports count records written out, not handed on.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 pub const TAG_ORDERED: u8 = 1;
 pub const TAG_FRAME: u8 = 2;
 
 pub const REC_MESSAGE: u8 = 1;
 pub const REC_ABORT: u8 = 2;
+pub const REC_RESUME: u8 = 3;
 
 /// Application close codes.
 pub mod close {

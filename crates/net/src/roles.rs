@@ -18,7 +18,7 @@ use crate::NetError;
 use crate::codec::{CodecOptions, Decoded, Emit, LinkDecoder, LinkEncoder};
 use crate::hub::{Finish, Hub, SubPolicy, Subscription};
 use crate::keys::{self, Fingerprint, Identity, Pins};
-use crate::link::{self, Output, PullEnd, PushEnd};
+use crate::link::{self, Handed, Output, PullEnd, PushEnd, Resume};
 use crate::pool::{Pool, PoolBuf};
 use crate::proto::{
     self, Hello, Msg, PROTOCOL_VERSION, REPLY_MAGIC, Role, StreamReader, WirePolicy, close,
@@ -727,7 +727,7 @@ fn spawn_output() -> anyhow::Result<(Output, JoinHandle<anyhow::Result<bool>>)> 
     let mut w = sl_cli::frame_output()?;
     // one message handed over ahead: the rest wait in the link's queue, where a `latest`
     // frame can still be dropped for a newer one (link::pull)
-    let (tx, mut rx) = mpsc::channel::<Msg>(1);
+    let (tx, mut rx) = mpsc::channel::<(Msg, Handed)>(1);
     let out = Output::new(tx);
     let (closed, broken, failed, settled) = (
         Arc::clone(&out.closed),
@@ -735,10 +735,23 @@ fn spawn_output() -> anyhow::Result<(Output, JoinHandle<anyhow::Result<bool>>)> 
         Arc::clone(&out.failed),
         Arc::clone(&out.settled),
     );
+    let (written, written_changed) = (Arc::clone(&out.written), Arc::clone(&out.written_changed));
     let t = std::thread::spawn(move || -> anyhow::Result<bool> {
         let mut decoder = LinkDecoder::new(Limits::default());
+        // an ordered record counts as written once it is in the pipe (the sender's
+        // reports, by which a `block` one resumes after a lost connection)
+        let count = |how: Handed| {
+            if how != Handed::Message {
+                written.fetch_add(1, Ordering::SeqCst);
+                written_changed.notify_one();
+            }
+        };
         let r = (|| -> anyhow::Result<bool> {
-            while let Some(m) = rx.blocking_recv() {
+            while let Some((m, how)) = rx.blocking_recv() {
+                if how == Handed::Skip {
+                    count(how);
+                    continue;
+                }
                 let decoded = match m.kind {
                     sl_wire::kind::STREAM_INFO | sl_wire::kind::PACKET | sl_wire::kind::END => {
                         decoder.process(m.head()?, &m.payload())?
@@ -761,6 +774,7 @@ fn spawn_output() -> anyhow::Result<(Output, JoinHandle<anyhow::Result<bool>>)> 
                         m.parts.iter().map(|p| io::IoSlice::new(p)).collect();
                     write_all_slices(w.get_mut(), &mut slices)?;
                 }
+                count(how);
             }
             w.flush()?;
             Ok(false)
@@ -858,12 +872,15 @@ fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
         });
         let mut connected_once = false;
         let mut attempt = 0;
+        // a `block` link resumes on a new connection where the receiver stopped writing out
+        let mut resume = (policy == Policy::Block).then(|| Resume::new(new_session()));
         loop {
+            let nothing_to_resend = resume.as_ref().is_none_or(Resume::is_empty);
             let dialled = tokio::select! {
                 c = dial(&ep, &targets, addr, &s, hello, "listen") => c,
                 // the input is not a stream (or broke) before a frame of it was queued: say
                 // so now, rather than after a connection attempt that may time out
-                _ = sub.failed_with_nothing_queued() => {
+                _ = sub.failed_with_nothing_queued(), if nothing_to_resend => {
                     sub.leave();
                     return Ok(());
                 }
@@ -885,8 +902,20 @@ fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                     return Err(e);
                 }
             };
-            if connected_once {
-                // the new connection starts with the stream descriptions
+            if connected_once && policy == Policy::Block && hub.all_intra() {
+                // the subscription goes on where it was; the new connection first sends again
+                // what the last one's receiver did not write out (link::Resume)
+                let again = resume.as_ref().map_or(0, Resume::frames_to_resend);
+                say(
+                    o.quiet,
+                    format!(
+                        "reconnected to {addr}; sending again the {again} frames it had not \
+                         written out"
+                    ),
+                );
+            } else if connected_once {
+                // the new connection starts with the stream descriptions (and an H.264 link
+                // at a keyframe)
                 let fresh = match hub.subscribe(policy.sub()) {
                     Some(f) => f,
                     None => {
@@ -894,11 +923,14 @@ fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                         bail!("the input ended while the link to {addr} was down: frames were lost")
                     }
                 };
-                if policy == Policy::Block {
-                    // queued for the lost connection: the fresh subscription starts after them
-                    stats
-                        .lost_frames
-                        .fetch_add(sub.queued_frames(), Ordering::Relaxed);
+                if let Some(r) = resume.as_mut() {
+                    // sent and not written out, or queued for the lost connection: the fresh
+                    // subscription starts after them, under a session of its own
+                    stats.lost_frames.fetch_add(
+                        r.frames_to_resend() + sub.queued_frames(),
+                        Ordering::Relaxed,
+                    );
+                    *r = Resume::new(new_session());
                 }
                 sub.leave();
                 sub = fresh;
@@ -906,8 +938,9 @@ fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                 let lost = stats.lost_frames.load(Ordering::Relaxed);
                 if lost > 0 {
                     log::warn!(
-                        "{lost} frames lost with the connection so far (sent or queued, never \
-                         written out at {addr}); the run will end with exit 1"
+                        "{lost} frames lost with the connection so far (never written out at \
+                         {addr}; coded frames start again at a keyframe); the run will end with \
+                         exit 1"
                     );
                 }
             }
@@ -920,7 +953,14 @@ fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                     .map(|f| f.to_string())
                     .unwrap_or_default()
             );
-            let end = link::push(&conn, &sub, &stats, hello_stream.for_push()).await;
+            let end = link::push(
+                &conn,
+                &sub,
+                &stats,
+                hello_stream.for_push(),
+                resume.as_mut(),
+            )
+            .await;
             match end {
                 Ok(PushEnd::Done) => {
                     conn.close(VarInt::from_u32(close::DONE), b"");
@@ -961,14 +1001,29 @@ fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
     {
         return Err(e);
     }
+    if policy == Policy::Block {
+        // `block` drops nothing, except an H.264 link's frames up to the keyframe a new
+        // connection starts at: lost with the connection too
+        let skipped = stats.dropped.swap(0, Ordering::Relaxed);
+        stats.lost_frames.fetch_add(skipped, Ordering::Relaxed);
+    }
     let lost = stats.lost_frames.load(Ordering::Relaxed);
     if result.is_ok() && lost > 0 {
         bail!(
-            "{lost} frames were lost with the connection to {addr} (sent or queued, never \
-             written out there): `block` does not send them again on a new connection"
+            "{lost} frames were lost with the connection to {addr} (never written out \
+             there): an H.264 stream cannot be sent again from the middle of a group of \
+             pictures, so a new connection starts at a keyframe"
         );
     }
     result
+}
+
+/// A `block` sender's session number (link::Resume): random, so a listener never takes a
+/// restarted sender's messages for ones it has.
+fn new_session() -> u64 {
+    ring::rand::generate::<[u8; 8]>(&ring::rand::SystemRandom::new())
+        .map(|r| u64::from_le_bytes(r.expose()))
+        .unwrap_or_else(|_| crate::stats::now_ns() as u64 ^ u64::from(std::process::id()))
 }
 
 fn rt_shutdown(rt: tokio::runtime::Runtime) {
@@ -1266,7 +1321,7 @@ async fn serve_one(
             "latest"
         }
     );
-    match link::push(&conn, &sub, stats, hs.for_push()).await? {
+    match link::push(&conn, &sub, stats, hs.for_push(), None).await? {
         PushEnd::Done => {}
         PushEnd::InputFailed(_) => conn.close(VarInt::from_u32(close::INPUT_FAILED), b""),
         PushEnd::PeerClosed { code, reason } => {

@@ -15,7 +15,7 @@ use crate::keys::{Fingerprint, Identity, Pins};
 
 /// The application protocol both ends must speak; a peer of another sl-net protocol version
 /// fails the TLS handshake with "no application protocol".
-pub const ALPN: &[u8] = b"sl-net/2";
+pub const ALPN: &[u8] = b"sl-net/3";
 
 /// What the verifier saw of the peer: its key, and whether it was refused.
 #[derive(Debug, Default, Clone)]
