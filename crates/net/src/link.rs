@@ -31,6 +31,11 @@ const LATEST_IN_FLIGHT: usize = 4;
 /// input waits (as a pipe's writer would) once the peer stops answering.
 const BLOCK_IN_FLIGHT: u64 = 32;
 
+/// And at most this many bytes of them (but always one record): a `block` sender keeps what
+/// it sent until the receiver reports it written ([`Resume`]), so this bounds its memory
+/// behind a slow reader (1080p RGBA: 8 frames, where 32 held 265 MB).
+const BLOCK_BYTES_IN_FLIGHT: u64 = 64 << 20;
+
 /// How a push ended.
 #[derive(Debug)]
 pub enum PushEnd {
@@ -217,27 +222,53 @@ pub async fn push(
     end
 }
 
-/// Which of the records sent on the ordered stream were frames, for counting the ones a lost
-/// connection took with it.
+/// The records sent on the ordered stream and not yet reported written: whether each was a
+/// frame (to count the ones a lost connection took with it) and its size (to bound them).
 #[derive(Default)]
 struct Sent {
-    /// Record numbers of the frames sent, oldest first (pruned as reports come).
-    frames: VecDeque<u64>,
+    /// Record number, size and whether a frame, oldest first (pruned as reports come).
+    records: VecDeque<(u64, u64, bool)>,
+    bytes: u64,
 }
 
 impl Sent {
-    fn record(&mut self, index: u64, frame: bool, delivered: u64) {
-        while self.frames.front().is_some_and(|&i| i < delivered) {
-            self.frames.pop_front();
+    fn prune(&mut self, delivered: u64) {
+        while let Some(&(i, size, _)) = self.records.front()
+            && i < delivered
+        {
+            self.bytes -= size;
+            self.records.pop_front();
         }
-        if frame {
-            self.frames.push_back(index);
-        }
+    }
+
+    fn record(&mut self, index: u64, m: &Msg, delivered: u64) {
+        self.prune(delivered);
+        let size = m.parts.iter().map(|p| p.len() as u64).sum();
+        self.bytes += size;
+        self.records.push_back((index, size, m.is_frame()));
     }
 
     /// Frames among the records from `delivered` on.
     fn frames_after(&self, delivered: u64) -> u64 {
-        self.frames.iter().filter(|&&i| i >= delivered).count() as u64
+        self.records
+            .iter()
+            .filter(|&&(i, _, frame)| frame && i >= delivered)
+            .count() as u64
+    }
+
+    /// Wait until fewer than `max` of the first `written` records are unreported and, unless
+    /// none is, they hold less than [`BLOCK_BYTES_IN_FLIGHT`].
+    async fn wait_room(&mut self, delivered: &Delivered, written: u64, max: u64) {
+        loop {
+            let n = delivered.changed.notified();
+            let d = delivered.records.load(Ordering::SeqCst);
+            self.prune(d);
+            let ahead = written.saturating_sub(d);
+            if ahead < max && (ahead == 0 || self.bytes < BLOCK_BYTES_IN_FLIGHT) {
+                return;
+            }
+            n.await;
+        }
     }
 }
 
@@ -288,6 +319,7 @@ async fn push_loop(
         ordered.write_all(&rec).await?;
         for m in r.unconfirmed.iter() {
             write_record(ordered, 0, m).await?;
+            sent.record(records, m, 0);
             records += 1;
         }
     }
@@ -314,9 +346,16 @@ async fn push_loop(
         } else {
             BLOCK_IN_FLIGHT
         };
-        tokio::select! {
-            _ = delivered.wait_below(records, ahead) => {}
-            e = conn.closed() => return Ok(conn_end(e)),
+        if latest {
+            tokio::select! {
+                _ = delivered.wait_below(records, ahead) => {}
+                e = conn.closed() => return Ok(conn_end(e)),
+            }
+        } else {
+            tokio::select! {
+                _ = sent.wait_room(delivered, records, ahead) => {}
+                e = conn.closed() => return Ok(conn_end(e)),
+            }
         }
         let next = tokio::select! {
             n = sub.next() => n,
@@ -374,11 +413,7 @@ async fn push_loop(
             r.unconfirmed.push_back(m.clone());
         }
         write_record(ordered, frames_opened, &m).await?;
-        sent.record(
-            records,
-            m.is_frame(),
-            delivered.records.load(Ordering::SeqCst),
-        );
+        sent.record(records, &m, delivered.records.load(Ordering::SeqCst));
         records += 1;
         if end {
             return Ok(finish_ordered(conn, ordered).await);
@@ -597,7 +632,7 @@ impl Output {
         if let Some((s, next)) = known.as_mut()
             && *s == session
         {
-            *next = (*next).max(number + 1);
+            *next = (*next).max(number.saturating_add(1));
         }
     }
 
@@ -777,7 +812,7 @@ pub async fn pull(
                     how = Handed::Skip;
                 }
                 this = Some((*session, *number));
-                *number += 1;
+                *number = number.saturating_add(1);
             }
             queue.push(m, how, this, stats);
         }
