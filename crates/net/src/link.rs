@@ -613,10 +613,14 @@ impl Output {
         if self.broken.load(Ordering::Relaxed) {
             return false;
         }
+        // counted once it is in the channel (a task aborted while waiting here handed nothing)
+        if self.tx.send((m, how)).await.is_err() {
+            return false;
+        }
         if how != Handed::Message {
             self.handed.fetch_add(1, Ordering::SeqCst);
         }
-        self.tx.send((m, how)).await.is_ok()
+        true
     }
 
     /// A resumed connection's message record `numbered` is being handed to the writer: the
@@ -867,10 +871,10 @@ impl OutQueue {
             if how != Handed::Skip {
                 stats.count_received(&m);
             }
-            out.passed_on(how, numbered);
             if !out.write(m, how).await {
                 return;
             }
+            out.passed_on(how, numbered);
         }
     }
 }

@@ -1167,7 +1167,7 @@ fn listen_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                         Ok(PullEnd::Lost(e)) => {
                             log::warn!("lost the sender ({e}); waiting for it to connect again (Ctrl-C to stop)");
                         }
-                        Err(e) => bail!("{e}"),
+                        Err(e) => bail!("the stream from {} failed: {e}", conn.remote_address()),
                     }
                 }
                 _ = until_interrupted() => {
@@ -1432,7 +1432,7 @@ fn recv_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                 Ok(PullEnd::PeerClosed { code, reason }) => {
                     bail!("{addr} closed the connection (code {code}): {reason}")
                 }
-                Err(e) => bail!("{e}"),
+                Err(e) => bail!("the stream from {addr} failed: {e}"),
             }
         }
     });
