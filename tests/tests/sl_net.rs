@@ -903,32 +903,43 @@ fn a_block_sender_whose_listener_dies_resends_what_it_never_wrote_out() {
     assert_eq!(v["ok"], true, "{v}");
 }
 
-/// An H.264-coded `block` link cannot be resumed mid-group: after an outage it starts again at
-/// a keyframe, the frames in between are counted lost, said, and the sender exits 1; the
-/// output stays a stream that decodes.
-#[test]
-fn an_h264_block_link_across_an_outage_counts_the_frames_it_skips_and_exits_1() {
-    let (a, b) = (machine("outage264-a"), machine("outage264-b"));
+/// `sl-test -n 300 -s 160x120 --fps 30 | sl-net send ARGS...` to a listener that stops
+/// answering for longer than the connection's timeout (SIGSTOP; a network outage is the same
+/// to both ends), then goes on. The sender's outcome, and the listener's (code, out, err).
+fn across_an_outage(
+    tag: &str,
+    send_args: &[&str],
+) -> (sl_e2e::Outcome, (Option<i32>, Vec<u8>, String)) {
+    let (a, b) = (machine(&format!("{tag}-a")), machine(&format!("{tag}-b")));
     let addr = format!("127.0.0.1:{}", free_udp_port());
     let mut listener = listening(&b, &addr, &["--peer", &a.fp]);
     let sender = send_pipeline(
         &a,
         &["-n", "300", "-s", "160x120", "--fps", "30"],
-        &["send", &addr, "--peer", &b.fp, "--codec", "h264", "--json"],
+        &[&["send", &addr, "--peer", &b.fp], send_args].concat(),
     )
     .spawn();
     listener.wait_for_output(160 * 120 * 4 * 20);
     listener.signal("STOP");
+    // past the 5 s idle timeout: both ends give the connection up
     thread::sleep(Duration::from_secs(7));
     listener.signal("CONT");
     let sent = sender.wait();
+    (sent, listener.finish())
+}
+
+/// An H.264-coded `block` link cannot be resumed mid-group: after an outage it starts again at
+/// a keyframe, the frames in between are counted lost, said, and the sender exits 1; the
+/// output stays a stream that decodes.
+#[test]
+fn an_h264_block_link_across_an_outage_counts_the_frames_it_skips_and_exits_1() {
+    let (sent, (code, out, err)) = across_an_outage("outage264", &["--codec", "h264", "--json"]);
     let s = sent.stage(1);
     assert_eq!(s.code, Some(1), "{}", s.stderr);
     assert!(s.stderr.contains("frames were lost"), "{}", s.stderr);
     let v: serde_json::Value =
         serde_json::from_str(s.stderr.lines().find(|l| l.starts_with('{')).expect("json")).unwrap();
     let lost = v["lost_frames"].as_u64().unwrap();
-    let (code, out, err) = listener.finish();
     assert_eq!(code, Some(0), "{err}");
     let numbers: Vec<u64> = video_frames(&decode(&out).expect("a complete stream"))
         .iter()
@@ -947,33 +958,18 @@ fn an_h264_block_link_across_an_outage_counts_the_frames_it_skips_and_exits_1() 
     );
 }
 
-/// A `block` link whose listener stops answering for longer than the connection's timeout
-/// (SIGSTOP here; a network outage is the same to both ends) reconnects, and the output has
-/// every frame once, in order: the listener skips what it had already written out.
+/// A `block` link across an outage reconnects, and the output has every frame once, in
+/// order: the sender sends again what was not reported written, and the listener skips what
+/// it had written out after all.
 #[test]
 fn a_block_link_across_an_outage_delivers_every_frame_once() {
-    let (a, b) = (machine("outage-a"), machine("outage-b"));
-    let addr = format!("127.0.0.1:{}", free_udp_port());
-    let mut listener = listening(&b, &addr, &["--peer", &a.fp]);
-    let sender = send_pipeline(
-        &a,
-        &["-n", "300", "-s", "160x120", "--fps", "30"],
-        &["send", &addr, "--peer", &b.fp],
-    )
-    .spawn();
-    listener.wait_for_output(160 * 120 * 4 * 20);
-    listener.signal("STOP");
-    // past the 5 s idle timeout: both ends give the connection up
-    thread::sleep(Duration::from_secs(7));
-    listener.signal("CONT");
-    let sent = sender.wait();
+    let (sent, (code, out, err)) = across_an_outage("outage", &[]);
     sent.assert_success();
     assert!(
         sent.stage(1).stderr.contains("reconnected"),
         "{}",
         sent.stage(1).stderr
     );
-    let (code, out, err) = listener.finish();
     assert_eq!(code, Some(0), "{err}");
     let msgs = decode(&out).expect("a complete stream");
     let numbers: Vec<u64> = video_frames(&msgs)

@@ -908,10 +908,14 @@ fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                 let again = resume.as_ref().map_or(0, Resume::frames_to_resend);
                 say(
                     o.quiet,
-                    format!(
-                        "reconnected to {addr}; sending again the {again} frames it had not \
-                         written out"
-                    ),
+                    if again > 0 {
+                        format!(
+                            "reconnected to {addr}; sending again the {again} frames it had \
+                             not written out"
+                        )
+                    } else {
+                        format!("reconnected to {addr}; it had written out everything sent")
+                    },
                 );
             } else if connected_once {
                 // the new connection starts with the stream descriptions (and an H.264 link
