@@ -928,6 +928,75 @@ fn across_an_outage(
     (sent, listener.finish())
 }
 
+/// The outage comes after the sender has read all its input and sent END, while the listener
+/// still has frames to write behind a slow reader: QUIC had acknowledged them, but they were
+/// not written out. The sender waits for the listener's word that END was written, so it
+/// reconnects and sends them again instead of ending with exit 0 and a stream without its end.
+#[test]
+fn a_block_link_whose_outage_comes_after_the_input_ended_still_delivers_the_end() {
+    let (a, b) = (machine("outage-end-a"), machine("outage-end-b"));
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let mut child = Command::new(bin("sl-net"))
+        .args(["listen", &addr, "--peer", &a.fp])
+        .env("XDG_CONFIG_HOME", &b.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bound(&addr);
+    // about a frame (160x120 RGBA) every 100 ms
+    let mut so = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 160 * 120 * 4];
+        loop {
+            match so.read(&mut buf) {
+                Ok(0) | Err(_) => return all,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut se = child.stderr.take().unwrap();
+    let err_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let sender = send_pipeline(
+        &a,
+        &["--fast", "-n", "60", "-s", "160x120"],
+        &["send", &addr, "--peer", &b.fp],
+    )
+    .spawn();
+    // the sender's input has ended by now (it is at most 32 frames ahead of the reader)
+    thread::sleep(Duration::from_millis(4500));
+    let pid = child.id().to_string();
+    let sig = |s: &str| {
+        assert!(
+            Command::new("kill")
+                .args([s, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    sig("-STOP");
+    thread::sleep(Duration::from_secs(7));
+    sig("-CONT");
+    let sent = sender.wait();
+    let status = child.wait().unwrap();
+    let out = reader.join().unwrap();
+    let err = err_thread.join().unwrap();
+    sent.assert_success();
+    assert_eq!(status.code(), Some(0), "{err}");
+    let numbers: Vec<u64> = video_frames(&decode(&out).expect("a complete stream, with its END"))
+        .iter()
+        .map(|f| f.info.frame_number)
+        .collect();
+    assert_eq!(numbers, (0..60).collect::<Vec<u64>>(), "{err}");
+}
+
 /// An H.264-coded `block` link cannot be resumed mid-group: after an outage it starts again at
 /// a keyframe, the frames in between are counted lost, said, and the sender exits 1; the
 /// output stays a stream that decodes.

@@ -83,6 +83,9 @@ pub struct Hub {
     /// Raised when a subscriber waits for a keyframe (it joined late, or dropped a frame of
     /// an H.264 stream): the link encoder then makes one soon.
     keyframes: Arc<KeyframeRequest>,
+    /// The input's stream header was read: it is a stream.
+    started: std::sync::atomic::AtomicBool,
+    started_changed: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -179,6 +182,8 @@ impl Hub {
             drop(q);
             s.notify.notify_one();
         }
+        drop(st);
+        self.started_changed.notify_waiters();
     }
 
     /// End every subscriber's stream now (Ctrl-C): an END for all streams after what is
@@ -204,6 +209,24 @@ impl Hub {
     /// How the input ended, once it has.
     pub fn finish(&self) -> Option<Finish> {
         lock(&self.state).finish.clone()
+    }
+
+    /// The input's stream header was read.
+    pub fn start(&self) {
+        self.started
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.started_changed.notify_waiters();
+    }
+
+    /// Wait until the input's stream header was read, or the input failed or ended.
+    pub async fn started(&self) {
+        loop {
+            let n = self.started_changed.notified();
+            if self.started.load(std::sync::atomic::Ordering::SeqCst) || self.finish().is_some() {
+                return;
+            }
+            n.await;
+        }
     }
 
     /// Whether every frame so far, of every stream, was a keyframe (raw or JPEG-coded).

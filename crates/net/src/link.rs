@@ -382,7 +382,7 @@ async fn push_loop(
                     "a receiver fell more than 1024 stream descriptions behind: cut off".into(),
                 ));
             }
-            None => return Ok(finish_ordered(conn, ordered).await),
+            None => return Ok(finish_ordered(conn, ordered, resume.is_some()).await),
         };
         stats.count_sent(&m);
         let end = m.is_end_of_all();
@@ -416,7 +416,7 @@ async fn push_loop(
         sent.record(records, &m, delivered.records.load(Ordering::SeqCst));
         records += 1;
         if end {
-            return Ok(finish_ordered(conn, ordered).await);
+            return Ok(finish_ordered(conn, ordered, resume.is_some()).await);
         }
     }
 }
@@ -425,17 +425,33 @@ async fn push_loop(
 /// then for its DONE, or its error if it could not use what it got (a frame that does not
 /// decode). The wait is bounded: a peer that acknowledged END has the whole stream, but on a
 /// busy machine it may take seconds to get through it (2 s was too short in CI).
-async fn finish_ordered(conn: &Connection, ordered: &mut SendStream) -> PushEnd {
+///
+/// A resumable (`block`) link waits for that DONE however long the receiver's output takes
+/// (its reader may be slow): QUIC acknowledging the stream means only that the receiver has
+/// it in memory. A connection lost before the DONE is `Lost`, so the sender reconnects and
+/// sends again what was not written out, END included.
+async fn finish_ordered(conn: &Connection, ordered: &mut SendStream, resumable: bool) -> PushEnd {
     let _ = ordered.finish();
     match ordered.stopped().await {
-        Ok(None) => match tokio::time::timeout(Duration::from_secs(15), conn.closed()).await {
-            Ok(ConnectionError::ApplicationClosed(c))
-                if c.error_code.into_inner() as u32 != close::DONE =>
-            {
-                conn_end(ConnectionError::ApplicationClosed(c))
+        Ok(None) => {
+            let closed = if resumable {
+                Some(conn.closed().await)
+            } else {
+                tokio::time::timeout(Duration::from_secs(15), conn.closed())
+                    .await
+                    .ok()
+            };
+            match closed {
+                Some(ConnectionError::ApplicationClosed(c))
+                    if c.error_code.into_inner() as u32 != close::DONE =>
+                {
+                    conn_end(ConnectionError::ApplicationClosed(c))
+                }
+                Some(ConnectionError::ApplicationClosed(_)) | None => PushEnd::Done,
+                Some(e) if resumable => PushEnd::Lost(e),
+                Some(_) => PushEnd::Done,
             }
-            _ => PushEnd::Done,
-        },
+        }
         Ok(Some(code)) => PushEnd::PeerClosed {
             code: code.into_inner() as u32,
             reason: "stopped reading".into(),
@@ -868,11 +884,13 @@ impl OutQueue {
     /// Hand the writer everything still queued (the connection is gone).
     async fn flush(&mut self, out: &Output, stats: &Stats) {
         while let Some((m, how, numbered)) = self.pop() {
-            if how != Handed::Skip {
-                stats.count_received(&m);
-            }
+            let counted = (how != Handed::Skip).then(|| m.clone());
             if !out.write(m, how).await {
                 return;
+            }
+            // counted once handed (a task aborted in the write handed nothing)
+            if let Some(m) = counted {
+                stats.count_received(&m);
             }
             out.passed_on(how, numbered);
         }

@@ -495,6 +495,19 @@ async fn connect_any(
     Err(dial_error(e, &named, s, peer_role))
 }
 
+/// The far side stopped (Ctrl-C there, or its output closed) while this side was dialling
+/// it: as after a closed pipe, the end, not a fault to retry.
+#[derive(Debug)]
+struct PeerStopped(String);
+
+impl std::fmt::Display for PeerStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} stopped receiving", self.0)
+    }
+}
+
+impl std::error::Error for PeerStopped {}
+
 /// Dial and exchange hellos. The acceptor's refusal comes back as an error.
 async fn dial(
     ep: &Endpoint,
@@ -523,6 +536,12 @@ async fn dial(
             | NetError::Write(quinn::WriteError::ConnectionLost(e)),
         )) => {
             if let ConnectionError::ApplicationClosed(c) = &e {
+                let code = c.error_code.into_inner();
+                if code == u64::from(close::INTERRUPTED)
+                    || code == u64::from(close::DOWNSTREAM_CLOSED)
+                {
+                    return Err(PeerStopped(addr.to_string()).into());
+                }
                 bail!("{addr} refused: {}", String::from_utf8_lossy(&c.reason));
             }
             return Err(dial_error(e, addr, s, peer_role));
@@ -656,6 +675,7 @@ fn spawn_input(
                 return Err(e);
             }
         };
+        hub.start();
         if let Some(go) = go
             && go.recv().is_err()
         {
@@ -870,6 +890,12 @@ fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
             until_interrupted().await;
             interrupt_hub.end_now();
         });
+        // Dial once the input has shown it is a stream: input that is not (the stage before
+        // failed, or wrote text) is an error here, and the listener never hears of it.
+        tokio::select! {
+            _ = hub.started() => {}
+            _ = until_interrupted() => {}
+        }
         let mut connected_once = false;
         let mut attempt = 0;
         // a `block` link resumes on a new connection where the receiver stopped writing out
@@ -891,6 +917,11 @@ fn send_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
             };
             let (conn, hello_stream) = match dialled {
                 Ok(c) => c,
+                Err(e) if e.is::<PeerStopped>() => {
+                    log::info!("{e}");
+                    sub.leave();
+                    return Ok(());
+                }
                 Err(e) if connected_once && o.reconnect && !sl_cli::interrupted() => {
                     log::warn!("{e:#}; trying again");
                     tokio::time::sleep(backoff(attempt)).await;
