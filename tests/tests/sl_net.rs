@@ -849,6 +849,19 @@ fn frame_numbers(out: &[u8]) -> Vec<u64> {
     n
 }
 
+/// Frame numbers of a complete stream (it must end with END).
+fn complete_frame_numbers(out: &[u8], what: &str) -> Vec<u64> {
+    video_frames(&decode(out).expect(what))
+        .iter()
+        .map(|f| f.info.frame_number)
+        .collect()
+}
+
+/// The `--json` summary among a stage's stderr lines.
+fn json_summary(stderr: &str) -> serde_json::Value {
+    serde_json::from_str(stderr.lines().find(|l| l.starts_with('{')).expect("json")).unwrap()
+}
+
 /// A `block` sender whose listener is killed mid-stream reconnects to the listener started in
 /// its place and sends again what the dead one never wrote out: between the two outputs,
 /// every frame arrived, and the sender ends with exit 0.
@@ -897,8 +910,7 @@ fn a_block_sender_whose_listener_dies_resends_what_it_never_wrote_out() {
         "the second output is every frame from {resumed_at} on"
     );
     assert_eq!(n1, (0..n1.len() as u64).collect::<Vec<u64>>());
-    let v: serde_json::Value =
-        serde_json::from_str(s.stderr.lines().find(|l| l.starts_with('{')).expect("json")).unwrap();
+    let v = json_summary(&s.stderr);
     assert_eq!(v["lost_frames"], 0, "{v}");
     assert_eq!(v["ok"], true, "{v}");
 }
@@ -990,10 +1002,7 @@ fn a_block_link_whose_outage_comes_after_the_input_ended_still_delivers_the_end(
     let err = err_thread.join().unwrap();
     sent.assert_success();
     assert_eq!(status.code(), Some(0), "{err}");
-    let numbers: Vec<u64> = video_frames(&decode(&out).expect("a complete stream, with its END"))
-        .iter()
-        .map(|f| f.info.frame_number)
-        .collect();
+    let numbers = complete_frame_numbers(&out, "a complete stream, with its END");
     assert_eq!(numbers, (0..60).collect::<Vec<u64>>(), "{err}");
 }
 
@@ -1006,14 +1015,10 @@ fn an_h264_block_link_across_an_outage_counts_the_frames_it_skips_and_exits_1() 
     let s = sent.stage(1);
     assert_eq!(s.code, Some(1), "{}", s.stderr);
     assert!(s.stderr.contains("frames were lost"), "{}", s.stderr);
-    let v: serde_json::Value =
-        serde_json::from_str(s.stderr.lines().find(|l| l.starts_with('{')).expect("json")).unwrap();
+    let v = json_summary(&s.stderr);
     let lost = v["lost_frames"].as_u64().unwrap();
     assert_eq!(code, Some(0), "{err}");
-    let numbers: Vec<u64> = video_frames(&decode(&out).expect("a complete stream"))
-        .iter()
-        .map(|f| f.info.frame_number)
-        .collect();
+    let numbers = complete_frame_numbers(&out, "a complete stream");
     assert!(
         numbers.windows(2).all(|w| w[0] < w[1]),
         "in order, none twice"
@@ -1040,11 +1045,7 @@ fn a_block_link_across_an_outage_delivers_every_frame_once() {
         sent.stage(1).stderr
     );
     assert_eq!(code, Some(0), "{err}");
-    let msgs = decode(&out).expect("a complete stream");
-    let numbers: Vec<u64> = video_frames(&msgs)
-        .iter()
-        .map(|f| f.info.frame_number)
-        .collect();
+    let numbers = complete_frame_numbers(&out, "a complete stream");
     assert_eq!(numbers, (0..300).collect::<Vec<u64>>(), "{err}");
 }
 
