@@ -1123,6 +1123,23 @@ fn help_and_usage() {
         assert_eq!(code, Some(2), "{flag} {value}: {err}");
         assert!(err.contains(says), "{flag} {value}: {err}");
     }
+    // with --json, a command line that does not parse still ends with the summary object
+    // (and without it, the usage message stays the only output)
+    let (code, _, err) = run_cmd(
+        &bin("sl-net"),
+        &["recv", "127.0.0.1:9", "--json", "--codec", "h264"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("Usage: sl-net recv"), "{err}");
+    let last = err.lines().last().expect("a summary");
+    let v: serde_json::Value = serde_json::from_str(last).expect(last);
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["role"], "recv", "{v}");
+    assert_eq!(v["frames"], 0, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("'--codec'"), "{v}");
+    let (code, _, err) = run_cmd(&bin("sl-net"), &["recv", "127.0.0.1:9", "--codec", "h264"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains('{'), "{err}");
     // addresses a user gets slightly wrong: the error shows the right form
     for (addr, says) in [
         ("::1:4433", "`[::1]:4433`"),

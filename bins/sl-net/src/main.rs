@@ -224,7 +224,18 @@ fn options(net: NetArgs, quiet: bool) -> Options {
 }
 
 fn main() -> ExitCode {
-    sl_cli::run(|a: &Args| &a.common, run)
+    let code = sl_cli::run(|a: &Args| &a.common, run);
+    // a command line that does not parse still ends with the --json summary it asked for
+    if let Err(e) = Args::try_parse()
+        && e.use_stderr()
+    {
+        let args: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        sl_net::usage_error_summary(&args, &e.to_string());
+    }
+    code
 }
 
 fn run(args: Args) -> anyhow::Result<()> {

@@ -30,7 +30,9 @@ pub mod tls;
 
 pub use codec::{Codec, CodecOptions};
 pub use keys::{Fingerprint, Identity, Pins};
-pub use roles::{Options, Policy, allow_command, key_command, listen, recv, send, serve};
+pub use roles::{
+    Options, Policy, allow_command, key_command, listen, recv, send, serve, usage_error_summary,
+};
 
 /// What can go wrong in sl-net's library.
 #[derive(Debug, thiserror::Error)]

@@ -659,6 +659,34 @@ fn summary(json: bool, quiet: bool, stats: &Stats, r: &anyhow::Result<()>) {
     }
 }
 
+/// `--json` on a command line that does not parse (an unknown option, a bad value): the
+/// summary object every run of a role ends with, its figures zero, `ok` false and `error`
+/// the usage message, so a script that reads the summary finds one on every run. `args` is
+/// the command line after the program name; nothing is printed without `--json` in it.
+pub fn usage_error_summary(args: &[String], message: &str) {
+    let options = args.iter().take_while(|a| *a != "--");
+    if !options.clone().any(|a| a == "--json") {
+        return;
+    }
+    let role = options.clone().find(|a| !a.starts_with('-')).and_then(|a| {
+        ["send", "listen", "serve", "recv"]
+            .into_iter()
+            .find(|r| r == a)
+    });
+    let mut v = match role {
+        Some(role) => Stats::new(role).json(),
+        None => serde_json::json!({}),
+    };
+    let first = message
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(message);
+    v["ok"] = false.into();
+    v["error"] = first.trim().trim_start_matches("error: ").into();
+    v["interrupted"] = false.into();
+    eprintln!("{v}");
+}
+
 /// Read stdin into the hub on a thread of its own, coding raw video as `codec` says. With
 /// `go`, only the stream header is read (so input that is not a stream fails at once) and the
 /// rest waits for the go-ahead; a `go` dropped unsent ends the thread.
