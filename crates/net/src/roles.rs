@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -425,9 +425,32 @@ fn accept_error(e: &ConnectionError, from: SocketAddr, s: &Setup) -> String {
 /// one does, as `localhost` does when the listener is bound to 127.0.0.1.
 const NEXT_ADDRESS_AFTER: Duration = Duration::from_millis(250);
 
+/// Handshakes under way on this process's dialling endpoint. Once one address of a name has
+/// answered, the attempts at its other addresses are left to finish on their own (one that
+/// connects late is closed at once, telling its peer; one that never answers times out), and
+/// [`drain`] does not wait for them: nobody is there to be told.
+static HANDSHAKING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one handshake in [`HANDSHAKING`] for as long as it lives (also when its task is
+/// aborted).
+struct Handshaking;
+
+impl Handshaking {
+    fn new() -> Handshaking {
+        HANDSHAKING.fetch_add(1, Ordering::SeqCst);
+        Handshaking
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        HANDSHAKING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The QUIC handshake with the first of `targets` to answer. They are tried in order, each
-/// started when the one before has failed or after [`NEXT_ADDRESS_AFTER`]; the others are
-/// dropped (and so closed) once one is connected.
+/// started when the one before has failed or after [`NEXT_ADDRESS_AFTER`]; once one is
+/// connected, the others are left to end by themselves (see [`HANDSHAKING`]).
 async fn connect_any(
     ep: &Endpoint,
     targets: &[SocketAddr],
@@ -442,7 +465,14 @@ async fn connect_any(
         let connecting = ep
             .connect(t, "streamlib")
             .map_err(|e| anyhow!("cannot connect to {addr} ({t}): {e}"))?;
-        attempts.spawn(async move { (t, connecting.await) });
+        let counted = Handshaking::new();
+        attempts.spawn(async move {
+            let r = connecting.await;
+            // a connection made after another address won is dropped with the task's result,
+            // which closes it
+            drop(counted);
+            (t, r)
+        });
         Ok(())
     };
     let first = next
@@ -461,7 +491,10 @@ async fn connect_any(
             // the timer: the next address as well
             None if left > 0 => None,
             None => break,
-            Some(Ok((_, Ok(conn)))) => return Ok(conn),
+            Some(Ok((_, Ok(conn)))) => {
+                attempts.detach_all();
+                return Ok(conn);
+            }
             Some(Ok((t, Err(e)))) => Some((t, e)),
             Some(Err(e)) => bail!("connecting to {addr}: {e}"),
         };
@@ -607,8 +640,22 @@ async fn reply(tx: &mut quinn::SendStream, refusal: Option<&str>) -> Result<(), 
 
 /// Let closing connections tell their peers (the close frame must go out before the
 /// endpoint is dropped), for a second at most.
+///
+/// Handshakes still under way are not waited for: they are attempts at a name's other
+/// addresses, which never answered ([`HANDSHAKING`]).
 async fn drain(ep: &Endpoint) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
+    let closed = async {
+        while ep.open_connections() > HANDSHAKING.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tokio::select! {
+            _ = ep.wait_idle() => {}
+            _ = closed => {}
+        }
+    })
+    .await;
 }
 
 async fn until_interrupted() {
