@@ -42,6 +42,7 @@ use sl_frame::{ColorInfo, FrameInfo, Packet, PixelFormat, Rational, VideoCodec, 
 use sl_wire::{Limits, Message, MessageHead, StreamKind, VideoFormat};
 
 use crate::NetError;
+use crate::yuv;
 
 /// `--codec`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +211,19 @@ fn coded_layout(f: PixelFormat) -> Pixel {
     }
 }
 
+/// The 4-byte RGB formats at even sizes, which a sender converts to their 4:2:0 layout in
+/// [`crate::yuv`] rather than through swscale.
+fn rgb4_order(f: PixelFormat, w: u32, h: u32) -> Option<yuv::Order> {
+    if !w.is_multiple_of(2) || !h.is_multiple_of(2) {
+        return None;
+    }
+    match f {
+        PixelFormat::Rgba => Some(yuv::Order::Rgba),
+        PixelFormat::Bgra => Some(yuv::Order::Bgra),
+        _ => None,
+    }
+}
+
 fn av_err(what: impl std::fmt::Display, e: av::Error) -> NetError {
     NetError::Codec(format!("{what}: {e}"))
 }
@@ -265,8 +279,11 @@ struct VideoEnc {
     raw: RawVideo,
     enc: av::encoder::Video,
     layout: Pixel,
-    /// The input picture, when it needs converting to `layout`.
+    /// The input picture, when swscale converts it to `layout`.
     src: Option<(scaling::Context, av::frame::Video)>,
+    /// 4-byte RGB input, converted by [`crate::yuv`] (then `src` is `None`), and the chroma
+    /// it converts to before going into the picture.
+    rgb4: Option<(yuv::Order, Vec<u8>)>,
     pic: av::frame::Video,
     packet: av::Packet,
     /// Frame info by the pts given to the encoder.
@@ -510,7 +527,8 @@ impl VideoEnc {
         let enc = enc
             .open_as_with(found, dict)
             .map_err(|e| av_err(format!("opening {name} for {} {w}x{h}", raw.format), e))?;
-        let src = if raw.format == PixelFormat::I420 {
+        let rgb4 = rgb4_order(raw.format, w, h).map(|o| (o, Vec::new()));
+        let src = if raw.format == PixelFormat::I420 || rgb4.is_some() {
             None
         } else {
             let ctx = scaling::Context::get(
@@ -534,6 +552,7 @@ impl VideoEnc {
             enc,
             layout,
             src,
+            rgb4,
             pic: av::frame::Video::new(layout, w, h),
             packet: av::Packet::empty(),
             pending: BTreeMap::new(),
@@ -557,12 +576,29 @@ impl VideoEnc {
             height,
             ..
         } = self.raw;
-        match &mut self.src {
-            None => planes_into_av(format, width, height, strides, payload, &mut self.pic),
-            Some((ctx, src)) => {
-                planes_into_av(format, width, height, strides, payload, src);
-                ctx.run(src, &mut self.pic)
-                    .map_err(|e| av_err(format!("converting {format} to YUV"), e))?;
+        if let Some((order, chroma)) = &mut self.rgb4 {
+            let (w, h) = (width as usize, height as usize);
+            let (cw, ch) = (w / 2, h / 2);
+            chroma.resize(2 * cw * ch, 0);
+            let (u, v) = chroma.split_at_mut(cw * ch);
+            let y_stride = self.pic.stride(0);
+            let y = self.pic.data_mut(0);
+            yuv::rgb4_to_yuv420(payload, strides[0], w, h, *order, y, y_stride, u, v);
+            for (p, plane) in [(1, &*u), (2, &*v)] {
+                let stride = self.pic.stride(p);
+                let dst = self.pic.data_mut(p);
+                for (row, src) in plane.chunks_exact(cw).enumerate() {
+                    dst[row * stride..row * stride + cw].copy_from_slice(src);
+                }
+            }
+        } else {
+            match &mut self.src {
+                None => planes_into_av(format, width, height, strides, payload, &mut self.pic),
+                Some((ctx, src)) => {
+                    planes_into_av(format, width, height, strides, payload, src);
+                    ctx.run(src, &mut self.pic)
+                        .map_err(|e| av_err(format!("converting {format} to YUV"), e))?;
+                }
             }
         }
         self.pic.set_format(self.layout);

@@ -27,6 +27,7 @@ pub mod proto;
 mod roles;
 pub mod stats;
 pub mod tls;
+mod yuv;
 
 pub use codec::{Codec, CodecOptions};
 pub use keys::{Fingerprint, Identity, Pins};

@@ -522,8 +522,9 @@ async fn send_frame(
 /// How a pull ended.
 #[derive(Debug)]
 pub enum PullEnd {
-    /// END for all streams was written.
-    Done,
+    /// END for all streams was written, and reported to the pusher, which acknowledged the
+    /// report (`heard`) or did not within [`FINAL_REPORT_WAIT`].
+    Done { heard: bool },
     /// The pusher's input failed or was truncated (its reason).
     InputFailed(String),
     /// The output pipe closed.
@@ -656,6 +657,12 @@ impl Output {
         }
     }
 
+    /// The `block` session whose messages this output has (see [`Resume`]).
+    pub fn session(&self) -> Option<u64> {
+        let known = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        known.map(|(s, _)| s)
+    }
+
     /// Whether a resumed connection's message record `number` of `session` was handed to the
     /// writer already (by an earlier connection).
     fn has(&self, session: u64, number: u64) -> bool {
@@ -760,7 +767,18 @@ pub async fn pull(
                 out.passed_on(how, numbered);
                 permit.send((m, how));
                 if end {
-                    return Ok(PullEnd::Done);
+                    // once END is out, the last report, and a (bounded) wait for the pusher
+                    // to acknowledge it: one that does not has lost this connection without
+                    // knowing yet, and a `block` one will connect again to hear how it ended
+                    out.settled().await;
+                    let n = out.written.load(Ordering::SeqCst).saturating_sub(base);
+                    let heard = reports.write_all(&n.to_le_bytes()).await.is_ok()
+                        && reports.finish().is_ok()
+                        && matches!(
+                            tokio::time::timeout(FINAL_REPORT_WAIT, reports.stopped()).await,
+                            Ok(Ok(None))
+                        );
+                    return Ok(PullEnd::Done { heard });
                 }
                 continue;
             }
@@ -902,6 +920,41 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// How long a puller waits for its pusher to acknowledge the report that END was written
+/// (a live connection does within a round trip; the idle timeout is 5 s).
+pub const FINAL_REPORT_WAIT: Duration = Duration::from_secs(5);
+
+/// The session a reconnecting `block` pusher resumes, read from the start of its ordered
+/// stream (the descriptions it sends first are read and dropped): `None` if it sends no
+/// resume record. For a receiver whose output has ended already, to tell its pusher so.
+pub async fn resumed_session(conn: &Connection, limits: &Limits) -> Result<Option<u64>, NetError> {
+    let mut rs = conn
+        .accept_uni()
+        .await
+        .map_err(|e| NetError::Read(quinn::ReadError::ConnectionLost(e)))?;
+    let mut r = StreamReader { rs: &mut rs };
+    let mut tag = [0u8; 1];
+    r.exact(&mut tag).await?;
+    if tag[0] != TAG_ORDERED {
+        return Ok(None);
+    }
+    // the descriptions in effect come first: a few, each bounded by `limits`
+    for _ in 0..=u16::MAX as usize {
+        if !r.exact_or_end(&mut tag).await? {
+            return Ok(None);
+        }
+        match tag[0] {
+            REC_MESSAGE => {
+                r.u64().await?;
+                r.message(limits).await?;
+            }
+            REC_RESUME => return Ok(Some(r.u64().await?)),
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 async fn accept_streams(conn: Connection, tx: mpsc::Sender<Event>, limits: Limits) {

@@ -1167,6 +1167,10 @@ type Active = (
     tokio::task::JoinHandle<Result<PullEnd, NetError>>,
 );
 
+/// How long a listener whose stream was written out while its link was down waits for the
+/// sender to connect again and hear so (it retries at most 5 s apart).
+const ENDED_UNHEARD_WAIT: Duration = Duration::from_secs(30);
+
 /// `sl-net listen ADDR`: accept one sender, write its stream to stdout.
 pub fn listen(addr: &str, o: Options) -> anyhow::Result<()> {
     let (json, quiet) = (o.json, o.quiet);
@@ -1193,8 +1197,15 @@ fn listen_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
             ),
         );
         let mut active: Option<Active> = None;
+        // the stream is written out, but its connection was lost before the sender heard so:
+        // until then, wait for the sender to connect again, to tell it
+        let mut ended_unheard: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(ended_unheard.unwrap_or_else(tokio::time::Instant::now)), if ended_unheard.is_some() => {
+                    log::warn!("the sender did not connect again to hear that its stream was written out here");
+                    return Ok(true);
+                }
                 incoming = ep.accept() => {
                     let Some(incoming) = incoming else { bail!("the endpoint closed") };
                     let from = incoming.remote_address();
@@ -1218,6 +1229,28 @@ fn listen_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                         let why = "this is `sl-net listen`, which receives a stream: to pull one, connect `sl-net recv` to an `sl-net serve`";
                         let _ = reply(&mut hs.tx, Some(why)).await;
                         log::warn!("refused {from}: it wants to receive, but a listener receives too");
+                        conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
+                        continue;
+                    }
+                    if ended_unheard.is_some() {
+                        // the sender of the stream written out, resuming its session, is told
+                        // it is done; anyone else is refused
+                        let _ = reply(&mut hs.tx, None).await;
+                        let session = tokio::time::timeout(
+                            Duration::from_secs(5),
+                            link::resumed_session(&conn, &Limits::default()),
+                        )
+                        .await;
+                        if let Ok(Ok(Some(session))) = session
+                            && out.session() == Some(session)
+                        {
+                            log::info!("{from} connected again: told it its stream was written out");
+                            conn.close(VarInt::from_u32(close::DONE), b"");
+                            drain(&ep).await;
+                            return Ok(true);
+                        }
+                        let why = "this listener's stream has ended: start a new `sl-net listen` for another";
+                        log::warn!("refused {from}: the stream here has ended");
                         conn.close(VarInt::from_u32(close::REFUSED), why.as_bytes());
                         continue;
                     }
@@ -1251,12 +1284,27 @@ fn listen_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                     let (conn, _, _) = active.take().expect("active");
                     let end = end.map_err(|e| anyhow!("the receiving task failed: {e}"))?;
                     match end {
-                        Ok(PullEnd::Done) => {
+                        Ok(PullEnd::Done { heard }) => {
                             // tell the sender how the stream really ended: written, or not
                             // decodable after all
                             out.settled().await;
                             let (code, why) = out.close_code_at_end();
                             conn.close(code, why);
+                            if !heard
+                                && code.into_inner() == u64::from(close::DONE)
+                                && out.session().is_some()
+                            {
+                                // the connection was lost while the last of the stream was
+                                // written out (the link was down): a `block` sender connects
+                                // again to resend what it has not heard was written, so tell
+                                // it then
+                                log::warn!(
+                                    "the stream is written out, but its sender may not have heard so (the connection was lost); waiting up to {} s for it to connect again",
+                                    ENDED_UNHEARD_WAIT.as_secs()
+                                );
+                                ended_unheard = Some(tokio::time::Instant::now() + ENDED_UNHEARD_WAIT);
+                                continue;
+                            }
                             drain(&ep).await;
                             return Ok(true);
                         }
@@ -1512,7 +1560,7 @@ fn recv_run(addr: &str, o: Options, stats: Arc<Stats>) -> anyhow::Result<()> {
                 }
             };
             match end {
-                Ok(PullEnd::Done) => {
+                Ok(PullEnd::Done { .. }) => {
                     out.settled().await;
                     let (code, why) = out.close_code_at_end();
                     conn.close(code, why);
