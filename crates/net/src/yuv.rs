@@ -4,7 +4,7 @@
 //! swscale did this before: `perf` on a 1080p h264 `sl-net send` put 41% of its cycles in
 //! swscale, as much as libx264's 46%, plus a copy of each frame into swscale's input
 //! picture. [`rgb4_to_yuv420`] converts in one pass, straight from the wire payload into the
-//! encoder's picture, in fixed point the compiler vectorises. Even sizes only (what 4:2:0
+//! encoder's picture, in fixed point. Even sizes only (what 4:2:0
 //! coding takes); other frames keep swscale. (The receiver keeps swscale: its hand-written
 //! YUV-to-RGB code is faster than this crate's vectorised Rust was, measured.)
 
@@ -45,47 +45,15 @@ pub fn rgb4_to_yuv420(
     u: &mut [u8],
     v: &mut [u8],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: a `target_feature` function asks only that the CPU has the feature, which
-        // was checked just above
-        #[allow(unsafe_code)]
-        unsafe {
-            match order {
-                Order::Rgba => to_yuv420_avx2::<0, 2>(src, src_stride, w, h, y, y_stride, u, v),
-                Order::Bgra => to_yuv420_avx2::<2, 0>(src, src_stride, w, h, y, y_stride, u, v),
-            }
-        }
-        return;
-    }
     match order {
         Order::Rgba => to_yuv420::<0, 2>(src, src_stride, w, h, y, y_stride, u, v),
         Order::Bgra => to_yuv420::<2, 0>(src, src_stride, w, h, y, y_stride, u, v),
     }
 }
 
-/// [`to_yuv420`] compiled for AVX2 (the build's baseline is SSE2, whose integer clamps and
-/// multiplies the compiler cannot vectorise as well).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-fn to_yuv420_avx2<const R: usize, const B: usize>(
-    src: &[u8],
-    src_stride: usize,
-    w: usize,
-    h: usize,
-    y: &mut [u8],
-    y_stride: usize,
-    u: &mut [u8],
-    v: &mut [u8],
-) {
-    to_yuv420::<R, B>(src, src_stride, w, h, y, y_stride, u, v)
-}
-
 /// [`rgb4_to_yuv420`] with red at byte `R` and blue at byte `B` (constants, so the compiler
 /// can vectorise the loop).
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
 fn to_yuv420<const R: usize, const B: usize>(
     src: &[u8],
     src_stride: usize,
