@@ -1400,6 +1400,18 @@ fn lossy_run_frames(
     (frames, v)
 }
 
+/// Most of the last two seconds' frames (90..150 of a 30 fps source) arrive. Not counted from
+/// the first frame: the server holds its live source until the receiver is there (`--wait-for
+/// 1`), and a handshake whose packets are lost too takes 0.3, 0.9 or 2.1 s, so the frames the
+/// source made meanwhile are stale when the link comes up, and `latest` rightly drops them.
+fn assert_frames_keep_coming(numbers: &[u64]) {
+    let late = numbers.iter().filter(|&&n| n >= 90).count();
+    assert!(
+        late >= 40,
+        "frames keep coming: {late} of the last 60 arrived: {numbers:?}"
+    );
+}
+
 #[test]
 fn latest_keeps_frames_coming_across_loss_and_delay() {
     let (numbers, v) = lossy_run(1, "latest");
@@ -1409,7 +1421,7 @@ fn latest_keeps_frames_coming_across_loss_and_delay() {
     );
     // the newest frame is never superseded, so the end of the stream always arrives
     assert_eq!(numbers.last(), Some(&149), "{numbers:?}");
-    assert!(numbers.len() >= 75, "most frames arrive: {numbers:?}");
+    assert_frames_keep_coming(&numbers);
     let missing = 150 - numbers.len() as u64 - numbers[0];
     assert_eq!(v["missing_frames"], missing);
     assert!(v["latency_ms"]["p99"].as_f64().is_some());
@@ -1424,7 +1436,7 @@ fn an_h264_link_under_latest_decodes_right_across_loss_and_delay() {
     let (frames, v) = lossy_run_frames(3, "latest", "h264");
     let numbers: Vec<u64> = frames.iter().map(|f| f.info.frame_number).collect();
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
-    assert!(numbers.len() >= 75, "most frames arrive: {numbers:?}");
+    assert_frames_keep_coming(&numbers);
     let want = video_frames(
         &decode(&test_stream(&[
             "--fast", "-n", "150", "-s", "64x48", "-f", "gray8",

@@ -611,6 +611,10 @@ impl VideoEnc {
                 .last_forced
                 .is_none_or(|t| t.elapsed() >= MIN_FORCED_KEY_GAP);
         if force {
+            log::debug!(
+                "stream {stream}: frame {} made a keyframe (a receiver asked for one)",
+                info.frame_number
+            );
             keyframes.clear();
             self.last_forced = Some(Instant::now());
             self.pic.set_kind(av::picture::Type::I);

@@ -264,6 +264,11 @@ impl Subscription {
                     q.dropped += 1;
                     return;
                 }
+                log::debug!(
+                    "stream {}: keyframe {:?} ends the wait",
+                    m.stream,
+                    m.frame_number
+                );
                 q.wait_key.remove(&m.stream);
             }
             if self.policy == SubPolicy::Latest {
@@ -290,6 +295,11 @@ impl Subscription {
                     q.dropped += 1;
                     q.wait_key.insert(m.stream);
                     self.hub.keyframes.ask();
+                    log::debug!(
+                        "stream {}: behind at frame {:?}; dropping until a keyframe",
+                        m.stream,
+                        m.frame_number
+                    );
                     return;
                 }
             }

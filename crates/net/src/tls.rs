@@ -93,6 +93,7 @@ fn transport(live: bool, loopback: bool) -> Arc<quinn::TransportConfig> {
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(64));
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(4));
     t.keep_alive_interval(Some(Duration::from_secs(1)));
+    t.initial_rtt(INITIAL_RTT);
     t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(Duration::from_secs(5)).expect("5 s fits"),
     ));
@@ -143,6 +144,15 @@ fn transport(live: bool, loopback: bool) -> Arc<quinn::TransportConfig> {
     }
     Arc::new(t)
 }
+
+/// The round trip assumed before one is measured: it sets how soon a lost handshake packet is
+/// sent again (3x this, then doubling). QUIC's default, 333 ms, made one lost packet of the
+/// handshake cost a second and two cost three: under 5% loss each way (the tests' lossy
+/// path), one connection in ten started a second late, and a `serve` holding a live source
+/// for its first receiver sent it three seconds of stale frames (the CI failure of
+/// an_h264_link_under_latest_decodes_right_across_loss_and_delay). 100 ms is Chromium's
+/// choice for QUIC; on a path slower than that the cost is a spare copy of a first packet.
+const INITIAL_RTT: Duration = Duration::from_millis(100);
 
 /// On loopback, how many packets the peer may take in without acknowledging them: 10, an ACK
 /// for every eleventh (quinn's default is 1, an ACK for every second). Measured at
