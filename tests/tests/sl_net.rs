@@ -328,6 +328,44 @@ fn nothing_pinned_is_a_usage_error_naming_this_key() {
 }
 
 #[test]
+fn a_key_file_named_on_the_command_line_must_exist() {
+    let a = machine("keyfile");
+    let named = a.dir.join("studio-key.pem");
+    let typo = a.dir.join("studio-kye.pem");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin("sl-net"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", &a.dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // a role given a path with nothing there refuses, says how to make one, and makes none
+    let (code, _, err) = run(&["listen", "127.0.0.1:1", "--key", typo.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no key at") && err.contains("sl-net key --key"),
+        "{err}"
+    );
+    assert!(!typo.exists(), "no key was made at the mistyped path");
+    // `sl-net key --key FILE` makes one there, and a role then uses that key
+    let (code, fp, err) = run(&["key", "--key", named.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(fp.starts_with("SHA256:") && fp != a.fp, "{fp}");
+    let (code, again, _) = run(&["key", "--key", named.to_str().unwrap()]);
+    assert_eq!((code, again.as_str()), (Some(0), fp.as_str()));
+    // (nothing pinned: the usage error names the key this run would present)
+    let (code, _, err) = run(&["listen", "127.0.0.1:1", "--key", named.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&fp) && !err.contains(&a.fp), "{err}");
+}
+
+#[test]
 fn allowed_keys_file_pins_peers() {
     let (a, b) = (machine("allow-a"), machine("allow-b"));
     for (m, other) in [(&a, &b), (&b, &a)] {

@@ -42,7 +42,8 @@ struct Args {
 enum Command {
     /// Print this machine's key fingerprint (the key is made on first use).
     Key {
-        /// The key file (default: $XDG_CONFIG_HOME/streamlib/net-key.pem).
+        /// The key file (default: $XDG_CONFIG_HOME/streamlib/net-key.pem); made if it is not
+        /// there.
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
     },
@@ -194,7 +195,8 @@ struct NetArgs {
     /// The allowed-keys file (default: $XDG_CONFIG_HOME/streamlib/allowed_keys).
     #[arg(long, value_name = "FILE")]
     allowed_keys: Option<PathBuf>,
-    /// This machine's key file (default: $XDG_CONFIG_HOME/streamlib/net-key.pem).
+    /// This machine's key file (default: $XDG_CONFIG_HOME/streamlib/net-key.pem, made on first
+    /// use). A file named here must exist: `sl-net key --key FILE` makes one.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
     /// DANGEROUS: accept ANY peer key, so anyone who can reach the port can send or receive

@@ -99,6 +99,16 @@ struct Setup {
 
 fn setup(o: &Options) -> anyhow::Result<Setup> {
     let path = match &o.key {
+        // a key named on the command line must be there: a mistyped path would otherwise
+        // become a new identity that no peer has pinned (only `sl-net key` makes one there)
+        Some(p) if !p.exists() => {
+            return Err(sl_cli::usage(format!(
+                "there is no key at {}: check the path, or make a key there with \
+                 `sl-net key --key {}` and pin its fingerprint on the other machine",
+                p.display(),
+                p.display()
+            )));
+        }
         Some(p) => p.clone(),
         None => keys::default_key_path()?,
     };
