@@ -382,7 +382,7 @@ async fn push_loop(
                     "a receiver fell more than 1024 stream descriptions behind: cut off".into(),
                 ));
             }
-            None => return Ok(finish_ordered(conn, ordered, resume.is_some()).await),
+            None => return Ok(finish_resumable(conn, ordered, delivered, resume).await),
         };
         stats.count_sent(&m);
         let end = m.is_end_of_all();
@@ -416,8 +416,32 @@ async fn push_loop(
         sent.record(records, &m, delivered.records.load(Ordering::SeqCst));
         records += 1;
         if end {
-            return Ok(finish_ordered(conn, ordered, resume.is_some()).await);
+            return Ok(finish_resumable(conn, ordered, delivered, resume).await);
         }
+    }
+}
+
+/// [`finish_ordered`], and for a resumable link: a connection lost after the receiver reported
+/// every message written, END included, is the end of the link, not a reason to connect again
+/// (its DONE was lost with the connection; it may have exited, content, already).
+async fn finish_resumable(
+    conn: &Connection,
+    ordered: &mut SendStream,
+    delivered: &Delivered,
+    resume: Option<&mut Resume>,
+) -> PushEnd {
+    let end = finish_ordered(conn, ordered, resume.is_some()).await;
+    match (end, resume) {
+        (PushEnd::Lost(e), Some(r)) => {
+            r.sync(delivered.records.load(Ordering::SeqCst));
+            if r.is_empty() {
+                log::info!("lost the connection ({e}) after the receiver wrote out everything");
+                PushEnd::Done
+            } else {
+                PushEnd::Lost(e)
+            }
+        }
+        (end, _) => end,
     }
 }
 

@@ -873,6 +873,10 @@ fn spawn_output() -> anyhow::Result<(Output, JoinHandle<anyhow::Result<bool>>)> 
                 for m in msgs {
                     if m.is_end_of_all() {
                         w.finish()?;
+                        // END is a record too: the last report says it is written out, so a
+                        // `block` sender that then loses the connection (its DONE with it)
+                        // knows the link ended
+                        count(how);
                         return Ok(true);
                     }
                     let mut slices: Vec<io::IoSlice<'_>> =
