@@ -382,7 +382,7 @@ async fn push_loop(
                     "a receiver fell more than 1024 stream descriptions behind: cut off".into(),
                 ));
             }
-            None => return Ok(finish_resumable(conn, ordered, delivered, resume).await),
+            None => return Ok(finish_ordered(conn, ordered, delivered, resume).await),
         };
         stats.count_sent(&m);
         let end = m.is_end_of_all();
@@ -416,32 +416,8 @@ async fn push_loop(
         sent.record(records, &m, delivered.records.load(Ordering::SeqCst));
         records += 1;
         if end {
-            return Ok(finish_resumable(conn, ordered, delivered, resume).await);
+            return Ok(finish_ordered(conn, ordered, delivered, resume).await);
         }
-    }
-}
-
-/// [`finish_ordered`], and for a resumable link: a connection lost after the receiver reported
-/// every message written, END included, is the end of the link, not a reason to connect again
-/// (its DONE was lost with the connection; it may have exited, content, already).
-async fn finish_resumable(
-    conn: &Connection,
-    ordered: &mut SendStream,
-    delivered: &Delivered,
-    resume: Option<&mut Resume>,
-) -> PushEnd {
-    let end = finish_ordered(conn, ordered, resume.is_some()).await;
-    match (end, resume) {
-        (PushEnd::Lost(e), Some(r)) => {
-            r.sync(delivered.records.load(Ordering::SeqCst));
-            if r.is_empty() {
-                log::info!("lost the connection ({e}) after the receiver wrote out everything");
-                PushEnd::Done
-            } else {
-                PushEnd::Lost(e)
-            }
-        }
-        (end, _) => end,
     }
 }
 
@@ -453,10 +429,18 @@ async fn finish_resumable(
 /// A resumable (`block`) link waits for that DONE however long the receiver's output takes
 /// (its reader may be slow): QUIC acknowledging the stream means only that the receiver has
 /// it in memory. A connection lost before the DONE is `Lost`, so the sender reconnects and
-/// sends again what was not written out, END included.
-async fn finish_ordered(conn: &Connection, ordered: &mut SendStream, resumable: bool) -> PushEnd {
+/// sends again what was not written out, END included, unless the receiver had reported every
+/// message written, END included: then its DONE was lost with the connection (it may have
+/// exited, content, already), and the link has ended.
+async fn finish_ordered(
+    conn: &Connection,
+    ordered: &mut SendStream,
+    delivered: &Delivered,
+    resume: Option<&mut Resume>,
+) -> PushEnd {
+    let resumable = resume.is_some();
     let _ = ordered.finish();
-    match ordered.stopped().await {
+    let end = match ordered.stopped().await {
         Ok(None) => {
             let closed = if resumable {
                 Some(conn.closed().await)
@@ -485,6 +469,18 @@ async fn finish_ordered(conn: &Connection, ordered: &mut SendStream, resumable: 
             code: close::PROTOCOL,
             reason: e.to_string(),
         },
+    };
+    match (end, resume) {
+        (PushEnd::Lost(e), Some(r)) => {
+            r.sync(delivered.records.load(Ordering::SeqCst));
+            if r.is_empty() {
+                log::info!("lost the connection ({e}) after the receiver wrote out everything");
+                PushEnd::Done
+            } else {
+                PushEnd::Lost(e)
+            }
+        }
+        (end, _) => end,
     }
 }
 
