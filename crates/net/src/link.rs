@@ -382,7 +382,7 @@ async fn push_loop(
                     "a receiver fell more than 1024 stream descriptions behind: cut off".into(),
                 ));
             }
-            None => return Ok(finish_ordered(conn, ordered, delivered, resume).await),
+            None => return Ok(finish_ordered(conn, ordered, delivered, resume, None).await),
         };
         stats.count_sent(&m);
         let end = m.is_end_of_all();
@@ -416,7 +416,7 @@ async fn push_loop(
         sent.record(records, &m, delivered.records.load(Ordering::SeqCst));
         records += 1;
         if end {
-            return Ok(finish_ordered(conn, ordered, delivered, resume).await);
+            return Ok(finish_ordered(conn, ordered, delivered, resume, Some(records)).await);
         }
     }
 }
@@ -432,22 +432,40 @@ async fn push_loop(
 /// sends again what was not written out, END included, unless the receiver had reported every
 /// message written, END included: then its DONE was lost with the connection (it may have
 /// exited, content, already), and the link has ended.
+///
+/// The receiver's DONE is one packet, sent once: on a lossy path it can be lost, and waiting
+/// for it would last until the idle timeout (5 s). So once the receiver has reported every
+/// record written out, END included (`records`, this connection's count, when END was sent),
+/// the wait for its DONE is short ([`done_grace`]); then this side closes with DONE itself.
+/// The receiver takes that as word that its last report was heard.
 async fn finish_ordered(
     conn: &Connection,
     ordered: &mut SendStream,
     delivered: &Delivered,
     resume: Option<&mut Resume>,
+    records: Option<u64>,
 ) -> PushEnd {
     let resumable = resume.is_some();
     let _ = ordered.finish();
     let end = match ordered.stopped().await {
         Ok(None) => {
-            let closed = if resumable {
-                Some(conn.closed().await)
-            } else {
-                tokio::time::timeout(Duration::from_secs(15), conn.closed())
-                    .await
-                    .ok()
+            let written_out = async {
+                match records {
+                    Some(n) => {
+                        delivered.wait_below(n, 1).await;
+                        tokio::time::sleep(done_grace(conn.rtt())).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let closed = tokio::select! {
+                e = conn.closed() => Some(e),
+                _ = written_out => {
+                    log::debug!("every record, END included, was reported written out, and the receiver's DONE did not come: closing");
+                    conn.close(VarInt::from_u32(close::DONE), b"");
+                    return PushEnd::Done;
+                }
+                _ = tokio::time::sleep(Duration::from_secs(15)), if !resumable => None,
             };
             match closed {
                 Some(ConnectionError::ApplicationClosed(c))
@@ -482,6 +500,14 @@ async fn finish_ordered(
         }
         (end, _) => end,
     }
+}
+
+/// How long a sender waits for the receiver's DONE once the receiver has reported END written
+/// out. The receiver closes once the sender's acknowledgement of that report reaches it, so
+/// the DONE comes about one round trip after the report, or one retransmission later if the
+/// acknowledgement was lost: three round trips and 100 ms cover both.
+fn done_grace(rtt: Duration) -> Duration {
+    rtt * 3 + Duration::from_millis(100)
 }
 
 /// Send one frame on its own stream; reset it if a newer frame of its stream is acknowledged
@@ -794,10 +820,16 @@ pub async fn pull(
                     let n = out.written.load(Ordering::SeqCst).saturating_sub(base);
                     let heard = reports.write_all(&n.to_le_bytes()).await.is_ok()
                         && reports.finish().is_ok()
-                        && matches!(
-                            tokio::time::timeout(FINAL_REPORT_WAIT, reports.stopped()).await,
-                            Ok(Ok(None))
-                        );
+                        && match tokio::time::timeout(FINAL_REPORT_WAIT, reports.stopped()).await
+                        {
+                            Ok(Ok(None)) => true,
+                            // a pusher closes with DONE once it has this report, in case the
+                            // DONE from this side is lost (see `finish_ordered`)
+                            Ok(Err(quinn::StoppedError::ConnectionLost(
+                                ConnectionError::ApplicationClosed(c),
+                            ))) => c.error_code.into_inner() == u64::from(close::DONE),
+                            _ => false,
+                        };
                     return Ok(PullEnd::Done { heard });
                 }
                 continue;
