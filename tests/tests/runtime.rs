@@ -465,3 +465,84 @@ fn duration_is_stream_time_since_the_first_frame_in_every_stage() {
         assert_eq!(frames[0].info.pts, 3000);
     }
 }
+
+/// A binary's `main.rs` only calls into its library, and a library of a stage may have no
+/// unit tests: those targets say `test = false`, so `cargo test` does not link an empty test
+/// harness for each of them (a full link of the stage, about 10-30 s apiece on 2 cores). A
+/// test added to such a target later would never run: this says where to switch it back on.
+#[test]
+fn no_target_with_unit_tests_is_left_out_of_cargo_test() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut left_out = 0;
+    let mut dirs = vec![root.join("tests")];
+    for group in ["bins", "crates"] {
+        dirs.extend(
+            std::fs::read_dir(root.join(group))
+                .unwrap()
+                .map(|d| d.unwrap().path()),
+        );
+    }
+    for dir in dirs {
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        // the sources of each target marked `test = false`, by the section it is in
+        let (mut section, mut path) = (String::new(), None::<String>);
+        let mut untested: Vec<(String, Option<String>)> = Vec::new();
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.to_string();
+                path = None;
+            } else if let Some(p) = line.strip_prefix("path = ") {
+                path = Some(p.trim_matches('"').to_string());
+                if let Some(last) = untested.last_mut()
+                    && last.0 == section
+                {
+                    last.1 = path.clone();
+                }
+            } else if line.replace(' ', "") == "test=false" {
+                untested.push((section.clone(), path.clone()));
+            }
+        }
+        for (section, path) in untested {
+            left_out += 1;
+            let files: Vec<std::path::PathBuf> = match (section.as_str(), path) {
+                ("[[bin]]", Some(p)) => vec![dir.join(p)],
+                ("[[bin]]", None) => vec![dir.join("src/main.rs")],
+                ("[lib]", _) => rust_files(&dir.join("src"))
+                    .into_iter()
+                    .filter(|p| !p.ends_with("src/main.rs"))
+                    .collect(),
+                (other, _) => panic!("{}: `test = false` in {other}", dir.display()),
+            };
+            for f in files {
+                let src =
+                    std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                for mark in ["#[test]", "#[cfg(test)]", "#[tokio::test"] {
+                    assert!(
+                        !src.contains(mark),
+                        "{} has unit tests ({mark}), but {} says `test = false` in {section}: \
+                             remove that line so `cargo test` runs them",
+                        f.display(),
+                        dir.join("Cargo.toml").display()
+                    );
+                }
+            }
+        }
+    }
+    // the binaries at least are left out (bins/*/Cargo.toml)
+    assert!(left_out >= 15, "only {left_out} targets say `test = false`");
+}
+
+fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
