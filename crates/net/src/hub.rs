@@ -265,9 +265,9 @@ impl Subscription {
                     return;
                 }
                 log::debug!(
-                    "stream {}: keyframe {:?} ends the wait",
+                    "stream {}: keyframe {} ends the wait",
                     m.stream,
-                    m.frame_number
+                    shown(m.frame_number)
                 );
                 q.wait_key.remove(&m.stream);
             }
@@ -296,9 +296,9 @@ impl Subscription {
                     q.wait_key.insert(m.stream);
                     self.hub.keyframes.ask();
                     log::debug!(
-                        "stream {}: behind at frame {:?}; dropping until a keyframe",
+                        "stream {}: behind at frame {}; dropping until a keyframe",
                         m.stream,
-                        m.frame_number
+                        shown(m.frame_number)
                     );
                     return;
                 }
@@ -381,6 +381,11 @@ impl Subscription {
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
+}
+
+/// A frame number for a log line ("?" for a frame without one).
+fn shown(n: Option<u64>) -> String {
+    n.map_or_else(|| "?".into(), |n| n.to_string())
 }
 
 #[cfg(test)]
