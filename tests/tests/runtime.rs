@@ -472,8 +472,8 @@ fn duration_is_stream_time_since_the_first_frame_in_every_stage() {
 /// test added to such a target later would never run: this says where to switch it back on.
 #[test]
 fn no_target_with_unit_tests_is_left_out_of_cargo_test() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut left_out = 0;
+    use std::path::{Path, PathBuf};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut dirs = vec![root.join("tests")];
     for group in ["bins", "crates"] {
         dirs.extend(
@@ -482,51 +482,49 @@ fn no_target_with_unit_tests_is_left_out_of_cargo_test() {
                 .map(|d| d.unwrap().path()),
         );
     }
+    let untested = |t: &toml::Value| t.get("test").and_then(toml::Value::as_bool) == Some(false);
+    let mut left_out = 0;
     for dir in dirs {
-        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+        let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
             continue;
         };
-        // the sources of each target marked `test = false`, by the section it is in
-        let (mut section, mut path) = (String::new(), None::<String>);
-        let mut untested: Vec<(String, Option<String>)> = Vec::new();
-        for line in manifest.lines().map(str::trim) {
-            if line.starts_with('[') {
-                section = line.to_string();
-                path = None;
-            } else if let Some(p) = line.strip_prefix("path = ") {
-                path = Some(p.trim_matches('"').to_string());
-                if let Some(last) = untested.last_mut()
-                    && last.0 == section
-                {
-                    last.1 = path.clone();
-                }
-            } else if line.replace(' ', "") == "test=false" {
-                untested.push((section.clone(), path.clone()));
+        let manifest: toml::Table = toml::from_str(&text).unwrap();
+        // the sources of each target that says `test = false`
+        let mut files: Vec<PathBuf> = Vec::new();
+        if manifest.get("lib").is_some_and(untested) {
+            left_out += 1;
+            files.extend(
+                rust_files(&dir.join("src"))
+                    .into_iter()
+                    .filter(|p| !p.ends_with("src/main.rs")),
+            );
+        }
+        for bin in manifest
+            .get("bin")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if untested(bin) {
+                left_out += 1;
+                let path = bin
+                    .get("path")
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or("src/main.rs");
+                files.push(dir.join(path));
             }
         }
-        for (section, path) in untested {
-            left_out += 1;
-            let files: Vec<std::path::PathBuf> = match (section.as_str(), path) {
-                ("[[bin]]", Some(p)) => vec![dir.join(p)],
-                ("[[bin]]", None) => vec![dir.join("src/main.rs")],
-                ("[lib]", _) => rust_files(&dir.join("src"))
-                    .into_iter()
-                    .filter(|p| !p.ends_with("src/main.rs"))
-                    .collect(),
-                (other, _) => panic!("{}: `test = false` in {other}", dir.display()),
-            };
-            for f in files {
-                let src =
-                    std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-                for mark in ["#[test]", "#[cfg(test)]", "#[tokio::test"] {
-                    assert!(
-                        !src.contains(mark),
-                        "{} has unit tests ({mark}), but {} says `test = false` in {section}: \
-                             remove that line so `cargo test` runs them",
-                        f.display(),
-                        dir.join("Cargo.toml").display()
-                    );
-                }
+        for f in files {
+            let src =
+                std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            for mark in ["#[test]", "#[cfg(test)]", "#[tokio::test"] {
+                assert!(
+                    !src.contains(mark),
+                    "{} has unit tests ({mark}), but {} says `test = false` for it: \
+                     remove that line so `cargo test` runs them",
+                    f.display(),
+                    dir.join("Cargo.toml").display()
+                );
             }
         }
     }
